@@ -1,0 +1,125 @@
+"""The unified agent event model, carried as attributes on OTLP records.
+
+A vendor normaliser does not replace what an agent sent: it adds the ``agentwatch.*`` keys below
+(and the GenAI semantic-convention ``gen_ai.*`` keys) to the same log record or span. The raw
+tables therefore keep the vendor's own numbers next to the normalised ones, re-export sends one
+enriched record, and every later processor (cost, redaction, detections) and exporter (agent
+tables, Prometheus) reads only these keys, never a vendor's dialect.
+
+A record is an agent event when it carries ``agentwatch.event``. Token counts follow one
+convention for every agent:
+
+* ``input_tokens``: input tokens neither read from nor written to cache;
+* ``cache_read_tokens`` / ``cache_write_tokens``: the cached parts, separately
+  (``cache_write_5m_tokens`` + ``cache_write_1h_tokens`` = ``cache_write_tokens`` where known);
+* ``output_tokens``: every billed output token, reasoning/thoughts included;
+* ``reasoning_tokens``: the reasoning part of ``output_tokens``.
+
+So ``input + cache_read + cache_write + output`` is every token billed.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class EventType(enum.StrEnum):
+    API_CALL = "api_call"
+    """One model API call that completed (tokens, latency, cost)."""
+    API_ERROR = "api_error"
+    """A model API call that failed (status, message, attempt)."""
+    TOOL_CALL = "tool_call"
+    """A tool invocation or a permission decision about one."""
+    USER_PROMPT = "user_prompt"
+    """A user turn (length; text only when redaction allows prompts)."""
+    SESSION_START = "session_start"
+    """Config facts at session start: approval policy, sandbox, MCP servers, model routing."""
+    CODE_CHANGE = "code_change"
+    """Lines added/removed, commits, pull requests."""
+    DETECTION = "detection"
+    """A security rule matched (written by the detections processor)."""
+
+
+class Agent(enum.StrEnum):
+    CLAUDE_CODE = "claude_code"
+    CODEX = "codex"
+    GEMINI_CLI = "gemini_cli"
+    COPILOT_CHAT = "copilot_chat"
+    COPILOT_CLI = "copilot_cli"
+
+
+P = "agentwatch."
+
+# --- keys on every agent event ------------------------------------------------------------
+EVENT = P + "event"  # EventType value
+EVENT_ID = P + "event_id"  # stable idempotency key of this event (hex), see event_id()
+AGENT = P + "agent"  # Agent value
+AGENT_VERSION = P + "agent_version"
+SESSION_ID = P + "session_id"
+PROMPT_ID = P + "prompt_id"  # one user turn
+USER_ID = P + "user_id"  # vendor user id / installation id: groups users without e-mail
+USER_EMAIL = P + "user_email"
+USER_ACCOUNT = P + "user_account"
+ORGANIZATION = P + "organization"
+TEAM = P + "team"  # from the directory or OTEL_RESOURCE_ATTRIBUTES team=
+COST_CENTER = P + "cost_center"
+HOST = P + "host"
+TERMINAL = P + "terminal"
+
+# --- api_call / api_error -------------------------------------------------------------------
+REQUEST_ID = P + "request_id"
+PROVIDER = P + "provider"  # anthropic | openai | gcp.gen_ai | gcp.vertex_ai | github_copilot ...
+MODEL = P + "model"
+INPUT_TOKENS = P + "input_tokens"  # int
+CACHE_READ_TOKENS = P + "cache_read_tokens"  # int
+CACHE_WRITE_TOKENS = P + "cache_write_tokens"  # int
+CACHE_WRITE_5M_TOKENS = P + "cache_write_5m_tokens"  # int
+CACHE_WRITE_1H_TOKENS = P + "cache_write_1h_tokens"  # int
+OUTPUT_TOKENS = P + "output_tokens"  # int, reasoning included
+REASONING_TOKENS = P + "reasoning_tokens"  # int
+DURATION_MS = P + "duration_ms"  # double
+TTFT_MS = P + "ttft_ms"  # double
+STATUS = P + "status"  # "ok" or an HTTP status / error code as string
+ATTEMPT = P + "attempt"  # int, 1-based
+ERROR_MESSAGE = P + "error_message"
+COST_USD_REPORTED = P + "cost_usd_reported"  # double, the agent's own figure
+COST_USD_COMPUTED = P + "cost_usd_computed"  # double, from the price book (cost processor)
+COST_USD = P + "cost_usd"  # double, the one to bill (config chooses reported or computed)
+
+# --- tool_call ------------------------------------------------------------------------------
+TOOL_NAME = P + "tool_name"
+TOOL_CALL_ID = P + "tool_call_id"
+MCP_SERVER = P + "mcp_server"
+DECISION = P + "decision"  # accept | reject | ...
+DECISION_SOURCE = P + "decision_source"  # config | user | hook | ...
+PERMISSION_MODE = P + "permission_mode"
+SUCCESS = P + "success"  # bool
+TOOL_ARGUMENTS = P + "tool_arguments"  # JSON text; subject to redaction
+TOOL_OUTPUT = P + "tool_output"  # subject to redaction
+TOOL_ARGUMENTS_SIZE = P + "tool_arguments_size"  # int, bytes, kept after redaction
+TOOL_OUTPUT_SIZE = P + "tool_output_size"  # int, bytes, kept after redaction
+COMMAND = P + "command"  # shell command of a shell tool, when there is one; subject to redaction
+FILE_PATH = P + "file_path"  # file a file tool touched
+
+# --- user_prompt ----------------------------------------------------------------------------
+PROMPT_LENGTH = P + "prompt_length"  # int
+PROMPT_TEXT = P + "prompt_text"  # subject to redaction
+
+# --- session_start --------------------------------------------------------------------------
+APPROVAL_POLICY = P + "approval_policy"
+SANDBOX = P + "sandbox"
+MCP_SERVERS = P + "mcp_servers"  # comma-separated
+
+# --- code_change ----------------------------------------------------------------------------
+LINES_ADDED = P + "lines_added"
+LINES_REMOVED = P + "lines_removed"
+COMMITS = P + "commits"
+PULL_REQUESTS = P + "pull_requests"
+
+# --- detection ------------------------------------------------------------------------------
+RULE_ID = P + "rule_id"
+SEVERITY = P + "severity"
+EVIDENCE = P + "evidence"
+
+TOKEN_KEYS = (INPUT_TOKENS, CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, OUTPUT_TOKENS)
+"""The four disjoint billed token classes; their sum is every token billed."""

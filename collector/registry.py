@@ -1,0 +1,41 @@
+"""Factories of every built-in component, keyed by kind and type name.
+
+Each entry names the module attribute holding a ``Factory``; modules are imported on first use
+so that a component with heavy dependencies costs nothing unless a config names it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from collector.component import Factory
+
+_BUILTIN: dict[str, dict[str, str]] = {
+    "receiver": {
+        "otlp": "collector.receivers.otlp:FACTORY",
+    },
+    "processor": {},
+    "exporter": {
+        "debug": "exporters.debug:FACTORY",
+    },
+}
+
+KINDS = {"receivers": "receiver", "processors": "processor", "exporters": "exporter"}
+
+
+def type_names(kind: str) -> list[str]:
+    return sorted(_BUILTIN[kind])
+
+
+def factory(kind: str, type_name: str) -> Factory:  # type: ignore[type-arg]
+    """Return the factory of ``type_name``; ``KeyError`` if there is no such component."""
+    target = _BUILTIN[kind][type_name]
+    module_name, attr = target.split(":")
+    fac = getattr(importlib.import_module(module_name), attr)
+    assert isinstance(fac, Factory) and fac.type_name == type_name, target
+    return fac
+
+
+def register(kind: str, type_name: str, target: str) -> None:
+    """Add a component type (used by tests and by third-party plugins)."""
+    _BUILTIN[kind][type_name] = target
