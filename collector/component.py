@@ -90,7 +90,9 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, str):
         m = _DURATION.fullmatch(value.strip())
         if not m:
-            raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. 500ms, 10s, 5m, 2h")
+            raise ValueError(
+                f"invalid duration {value!r}: use a number of seconds or e.g. 500ms, 10s, 5m, 2h"
+            )
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError("expected a duration such as 10s or 500ms")
@@ -129,6 +131,17 @@ class QueueConfig(ComponentConfig):
         description="refuse: receivers answer 429/503 so clients retry; drop: this exporter "
         "drops the batch (counted) and the others go on.",
     )
+    batch_max_items: int = Field(
+        default=10_000, gt=0, description="Most items merged into one delivery."
+    )
+    batch_timeout: Duration = Field(
+        default=0.2, description="How long a delivery waits for more items before it goes."
+    )
+    fsync: Literal["interval", "always"] = Field(
+        default="interval",
+        description="wal only. interval: fsync once a second (survives kill -9, loses up to a "
+        "second on power loss); always: fsync before acknowledging each request.",
+    )
 
 
 class ExporterConfig(ComponentConfig):
@@ -155,7 +168,7 @@ class PermanentExportError(ExportError):
 
 
 class Component:
-    """Lifecycle shared by all components. ``name`` is the full config key, e.g. ``clickhouse/archive``."""
+    """Lifecycle shared by all components; ``name`` is the config key (``clickhouse/archive``)."""
 
     kind: ClassVar[str] = "component"
 

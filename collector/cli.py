@@ -1,0 +1,82 @@
+"""The ``agentwatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from collector import __version__
+from collector.config import DEFAULT_CONFIG, Config, ConfigError, load
+
+log = logging.getLogger("agentwatch.cli")
+
+
+def _load_or_report(path: str | None) -> Config | None:
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        print(f"agentwatch: invalid configuration {path or DEFAULT_CONFIG}:", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  error: {err}", file=sys.stderr)
+        return None
+    for warning in cfg.warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
+    return cfg
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return 1
+    print(f"{cfg.source}: valid ({len(cfg.pipelines)} pipelines)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from collector import logs
+    from collector.service import Service
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return 1
+    logs.configure(cfg.service.logs.level, cfg.service.logs.format)
+    try:
+        return Service(cfg).run_until_signalled()
+    except Exception as exc:
+        log.error("agentwatch could not start", extra={"error": str(exc)})
+        return 1
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"agentwatch {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentwatch",
+        description="Receive the OpenTelemetry of AI coding agents (Claude Code, Codex, Gemini "
+        "CLI, Copilot), normalise, price and redact it, and store it in ClickHouse.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"configuration file (default: {DEFAULT_CONFIG})"
+
+    p = sub.add_parser("serve", help="run the collector until SIGTERM/SIGINT")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "validate", help="check a configuration; print every error and exit non-zero"
+    )
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

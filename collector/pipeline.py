@@ -1,0 +1,256 @@
+"""Pipeline runtime: processors in order, then fan-out into each exporter's own queue.
+
+Vendor knowledge lives in processors; nothing here knows about agents.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+
+from collector import telemetry
+from collector.component import (
+    Consumer,
+    ConsumeResult,
+    Exporter,
+    ExporterConfig,
+    ExportError,
+    Processor,
+    Refused,
+    Signal,
+    Telemetry,
+    count_items,
+)
+from collector.queue import Batch, ExporterQueue
+
+log = logging.getLogger("agentwatch.pipeline")
+
+ADMISSION_LOCK = threading.Lock()
+"""All-or-nothing admission across every queue a batch goes to, so a refused request was queued
+nowhere and the client's retry duplicates nothing."""
+
+
+class ExporterRunner:
+    """One exporter, its queue and the worker thread that delivers from the queue with retries."""
+
+    def __init__(self, exporter: Exporter, config: ExporterConfig, queue: ExporterQueue) -> None:
+        self.exporter = exporter
+        self.name = exporter.name
+        self.config = config
+        self.queue = queue
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"export:{self.name}", daemon=True)
+        self._size = telemetry.EXPORTER_QUEUE_SIZE.labels(self.name)
+        telemetry.EXPORTER_QUEUE_CAPACITY.labels(self.name).set(config.sending_queue.queue_size)
+
+    def start(self) -> None:
+        self._size.set(self.queue.items)
+        self._thread.start()
+
+    def offer(self, signal: Signal, data: Telemetry, items: int) -> None:
+        self.queue.put(signal, data, items)
+        self._size.set(self.queue.items)
+
+    def _run(self) -> None:
+        while True:
+            batch = self.queue.take(self._stop)
+            if batch is None:
+                return
+            self._deliver(batch)
+            self._size.set(self.queue.items)
+            if self._abandon.is_set():
+                return
+
+    def _deliver(self, batch: Batch) -> None:
+        """Send one batch until delivered, permanently refused, or retries run out."""
+        retry = self.config.retry_on_failure
+        signal = batch.signal.value
+        parts = self.queue.load(batch)
+        data = _merge(parts)
+        started = time.monotonic()
+        interval = retry.initial_interval
+        attempt = 0
+        while True:
+            attempt += 1
+            t0 = time.monotonic()
+            try:
+                self.exporter.export(batch.signal, data, batch.batch_id)
+            except ExportError as exc:
+                telemetry.EXPORTER_FAILED_ATTEMPTS.labels(
+                    self.name, signal, str(exc.retryable).lower()
+                ).inc()
+                elapsed = time.monotonic() - started
+                give_up = (
+                    not exc.retryable
+                    or not retry.enabled
+                    or (retry.max_elapsed_time > 0 and elapsed >= retry.max_elapsed_time)
+                )
+                if give_up:
+                    reason = "permanent_error" if not exc.retryable else "retries_exhausted"
+                    telemetry.EXPORTER_DROPPED.labels(self.name, signal, reason).inc(batch.items)
+                    log.error(
+                        "export failed, batch dropped",
+                        extra={
+                            "component": self.name,
+                            "reason": reason,
+                            "error": str(exc),
+                            "items": batch.items,
+                        },
+                    )
+                    self.queue.done(batch)
+                    return
+                wait = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else interval * random.uniform(0.5, 1.5)
+                )
+                log.warning(
+                    "export failed, will retry",
+                    extra={
+                        "component": self.name,
+                        "error": str(exc),
+                        "attempt": attempt,
+                        "retry_in_s": round(wait, 3),
+                    },
+                )
+                interval = min(interval * 2, retry.max_interval)
+                if self._abandon.wait(wait):
+                    return  # shutdown deadline passed; the batch stays queued (wal) or is counted
+                continue
+            except Exception as exc:  # an exporter bug must not kill its worker or lose the data
+                telemetry.EXPORTER_FAILED_ATTEMPTS.labels(self.name, signal, "true").inc()
+                log.exception("exporter raised unexpectedly", extra={"component": self.name})
+                if self._abandon.wait(min(interval, retry.max_interval)):
+                    return
+                interval = min(interval * 2, retry.max_interval)
+                del exc
+                continue
+            finally:
+                telemetry.EXPORTER_SEND_SECONDS.labels(self.name, signal).observe(
+                    time.monotonic() - t0
+                )
+            telemetry.EXPORTER_SENT.labels(self.name, signal).inc(batch.items)
+            self.queue.done(batch)
+            return
+
+    def drain(self, deadline: float) -> bool:
+        """Deliver what is queued until ``deadline`` (monotonic); True if everything went."""
+        self._stop.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        drained = not self._thread.is_alive()
+        if not drained:
+            self._abandon.set()
+            self._thread.join(5.0)
+        left = self.queue.items
+        if left:
+            if self.config.sending_queue.storage == "wal":
+                log.warning(
+                    "shutdown timeout: items stay in the wal and are sent after restart",
+                    extra={"component": self.name, "items": left},
+                )
+            else:
+                telemetry.EXPORTER_DROPPED.labels(self.name, "all", "shutdown_timeout").inc(left)
+                log.error(
+                    "shutdown timeout: in-memory queue dropped",
+                    extra={"component": self.name, "items": left},
+                )
+        self.queue.close()
+        return drained and left == 0
+
+
+def _merge(parts: list[Telemetry]) -> Telemetry:
+    if len(parts) == 1:
+        return parts[0]
+    merged = type(parts[0])()
+    for p in parts:
+        merged.MergeFrom(p)  # repeated resource_* fields concatenate
+    return merged
+
+
+class Pipeline:
+    """Processors in order, then every exporter of the pipeline."""
+
+    def __init__(
+        self,
+        name: str,
+        signal: Signal,
+        processors: Sequence[Processor],
+        runners: Sequence[ExporterRunner],
+    ) -> None:
+        self.name = name
+        self.signal = signal
+        self.processors = list(processors)
+        self.runners = list(runners)
+
+    def process(self, data: Telemetry) -> Telemetry | None:
+        for p in self.processors:
+            out = p.process(self.signal, data)
+            if out is None:
+                return None
+            data = out
+        return data
+
+
+class SignalRouter(Consumer):
+    """What a receiver sees for one signal: every pipeline of that signal it feeds.
+
+    Each pipeline gets its own copy when there are several, because processors change data in
+    place. Admission is all-or-nothing across every queue involved.
+    """
+
+    def __init__(self, receiver: str, signal: Signal, pipelines: Sequence[Pipeline]) -> None:
+        self.receiver = receiver
+        self.signal = signal
+        self.pipelines = list(pipelines)
+        self._accepted = telemetry.RECEIVER_ACCEPTED.labels(receiver, signal.value)
+
+    def consume(self, signal: Signal, data: Telemetry) -> ConsumeResult:
+        items_in = count_items(data)
+        outputs: list[tuple[Pipeline, Telemetry, int]] = []
+        for i, pipeline in enumerate(self.pipelines):
+            copy = data
+            if i < len(self.pipelines) - 1:
+                copy = type(data)()
+                copy.CopyFrom(data)
+            try:
+                out = pipeline.process(copy)
+            except Exception:
+                # Refuse rather than pass on half-processed data: a failed redaction must not
+                # leak. The client is told (500 / INTERNAL) and keeps the data.
+                telemetry.RECEIVER_REFUSED.labels(
+                    self.receiver, signal.value, "processor_error"
+                ).inc(items_in)
+                log.exception(
+                    "processor failed; request refused", extra={"component": pipeline.name}
+                )
+                raise
+            if out is not None:
+                outputs.append((pipeline, out, count_items(out)))
+        with ADMISSION_LOCK:
+            targets = [(r, out, n) for p, out, n in outputs for r in p.runners]
+            full = [(r, n) for r, _, n in targets if n and not r.queue.has_room(n)]
+            if full and (
+                len(full) == len(targets)
+                or any(r.config.sending_queue.on_full == "refuse" for r, _ in full)
+            ):
+                telemetry.RECEIVER_REFUSED.labels(self.receiver, signal.value, "queue_full").inc(
+                    items_in
+                )
+                names = ", ".join(sorted({r.name for r, _ in full}))
+                raise Refused(f"exporter queue full: {names}", retry_after=1.0)
+            full_names = {r.name for r, _ in full}
+            for runner, out, n in targets:
+                if n == 0:
+                    continue
+                if runner.name in full_names:
+                    telemetry.EXPORTER_DROPPED.labels(runner.name, signal.value, "queue_full").inc(
+                        n
+                    )
+                    continue
+                runner.offer(signal, out, n)
+        self._accepted.inc(items_in)
+        return ConsumeResult()

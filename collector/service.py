@@ -1,0 +1,140 @@
+"""The running collector: builds components from a checked config, wires and supervises them."""
+
+from __future__ import annotations
+
+import logging
+import signal as signals
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.component import Exporter, Host, Processor, Receiver, Signal
+from collector.config import Config, exporter_config
+from collector.pipeline import ExporterRunner, Pipeline, SignalRouter
+from collector.queue import make_queue
+
+log = logging.getLogger("agentwatch.service")
+
+
+class Service:
+    """Start order: exporters, processors, pipelines, receivers; shutdown is the reverse, with
+    queues drained in between so what was accepted is delivered (or kept in the wal)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = config.service.data_dir
+        self.host = Host(self.data_dir, ready=self.ready)
+        self.exporters: dict[str, Exporter] = {}
+        self.runners: dict[str, ExporterRunner] = {}
+        self.processors: dict[str, Processor] = {}
+        self.receivers: dict[str, Receiver] = {}
+        self.pipelines: list[Pipeline] = []
+        self._started = False
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    def start(self) -> None:
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        try:
+            for name, spec in cfg.exporters.items():
+                exp = spec.factory.create(name, spec.config)
+                exp.start(self.host)
+                self.exporters[name] = exp
+                ecfg = exporter_config(spec)
+                runner = ExporterRunner(
+                    exp, ecfg, make_queue(ecfg.sending_queue, self.data_dir, name)
+                )
+                runner.start()
+                self.runners[name] = runner
+                log.info("exporter started", extra={"component": name})
+            for name, spec in cfg.processors.items():
+                proc = spec.factory.create(name, spec.config)
+                proc.start(self.host)
+                self.processors[name] = proc
+            for p in cfg.pipelines:
+                self.pipelines.append(
+                    Pipeline(
+                        p.name,
+                        p.signal,
+                        [self.processors[n] for n in p.processors],
+                        [self.runners[n] for n in p.exporters],
+                    )
+                )
+            self.host.extras["pipelines"] = self.pipelines
+            for name, spec in cfg.receivers.items():
+                rec = spec.factory.create(name, spec.config)
+                for sig in Signal:
+                    feeds = [
+                        pl
+                        for pl, ps in zip(self.pipelines, cfg.pipelines, strict=True)
+                        if ps.signal is sig and name in ps.receivers
+                    ]
+                    if feeds:
+                        rec.attach(sig, SignalRouter(name, sig, feeds))
+                self.receivers[name] = rec
+            for name, rec in self.receivers.items():
+                rec.start(self.host)
+                log.info("receiver started", extra={"component": name})
+        except Exception:
+            log.exception("start failed; shutting down what started")
+            self.shutdown()
+            raise
+        self._started = True
+
+    def ready(self) -> bool:
+        return (
+            self._started
+            and not self._stopped.is_set()
+            and all(e.ready() for e in self.exporters.values())
+        )
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop receivers, drain every queue within the timeout, then stop the rest.
+
+        Returns True when every queue was fully delivered.
+        """
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return True
+            self._stopped.set()
+        deadline = time.monotonic() + (
+            self.config.service.shutdown_timeout if timeout is None else timeout
+        )
+        for name, rec in self.receivers.items():
+            _safe(rec.shutdown, name)
+        drained = True
+        for runner in self.runners.values():
+            drained = runner.drain(deadline) and drained
+        for name, proc in self.processors.items():
+            _safe(proc.shutdown, name)
+        for name, exp in self.exporters.items():
+            _safe(exp.shutdown, name)
+        log.info("stopped", extra={"drained": drained})
+        return drained
+
+    def run_until_signalled(self) -> int:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        got = threading.Event()
+
+        def handler(signum: int, _frame: object) -> None:
+            log.info(
+                "signal received, shutting down", extra={"signal": signals.Signals(signum).name}
+            )
+            got.set()
+
+        signals.signal(signals.SIGTERM, handler)
+        signals.signal(signals.SIGINT, handler)
+        self.start()
+        log.info("agentwatch is serving", extra={"pipelines": [p.name for p in self.pipelines]})
+        while not got.wait(0.5):
+            pass
+        return 0 if self.shutdown() else 1
+
+
+def _safe(fn: Callable[[], None], name: str) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("shutdown failed", extra={"component": name})

@@ -1,0 +1,328 @@
+"""An embedded ClickHouse server: ClickHouse 26.9 from PyPI's ``chdb-core``, served over HTTP.
+
+chdb is clickhouse-local in a Python extension. It can listen on the real ClickHouse HTTP
+protocol while one long query runs, so agentwatch talks to it with exactly the same
+clickhouse-connect code it uses against a production server. Only one such server fits in a
+Python process and it blocks the calling thread, hence a child process that this module both
+implements (``python embedded.py --root DIR --port PORT``) and supervises (``EmbeddedClickHouse``).
+
+This file imports only the standard library at module level so the child starts fast and can
+be run as a plain script without importing the agentwatch packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+LISTEN_HOST = "127.0.0.1"
+# The long query that keeps the HTTP listener alive; the marker lets stop() find and kill it.
+SERVE_MARKER = "agentwatch_embedded_serve"
+SERVE_SQL = (
+    "SYSTEM START LISTEN HTTP; "
+    f"SELECT sleepEachRow(1) AS {SERVE_MARKER} FROM system.numbers "
+    "SETTINGS max_block_size = 1 FORMAT Null"
+)
+CONFIG_XML = """<clickhouse>
+    <listen_host>{host}</listen_host>
+    <http_port>{port}</http_port>
+    <timezone>UTC</timezone>
+</clickhouse>
+"""
+PID_FILE = "server.pid"
+LOG_FILE = "server.log"
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedStartError(RuntimeError):
+    """The child server did not come up; the message carries the tail of its log."""
+
+
+def free_port(host: str = LISTEN_HOST) -> int:
+    """A port nobody listens on right now (another process may still take it: start() retries)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_query(port: int, sql: str, timeout: float = 2.0) -> str:
+    """One statement over plain HTTP, for the supervisor's own needs (no client library)."""
+    url = f"http://{LISTEN_HOST}:{port}/?" + urllib.parse.urlencode({"query": sql})
+    with urllib.request.urlopen(url, data=b"", timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def ping(port: int, timeout: float = 1.0) -> bool:
+    try:
+        return http_query(port, "SELECT 1", timeout).strip() == "1"
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+class EmbeddedClickHouse:
+    """Starts, watches, restarts and stops one embedded ClickHouse child on 127.0.0.1.
+
+    ``root`` holds ``config.xml``, ``server.pid``, ``server.log`` and the ClickHouse data under
+    ``root/data``; data survives restarts and ``kill -9``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        port: int = 0,
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+        python: str = sys.executable,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.configured_port = port
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.python = python
+        self.restarts = 0
+        self.startup_seconds = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.RLock()
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._stopping = False
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / PID_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LISTEN_HOST}:{self.port}"
+
+    def start(self) -> None:
+        """Start the child and wait until ``SELECT 1`` answers; raise EmbeddedStartError if not."""
+        with self._lock:
+            self._stopping = False
+            if self._process is not None and self._process.poll() is None:
+                return
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(exist_ok=True)
+            self._reap_orphan()
+            attempts = 1 if self.configured_port else 3
+            error: EmbeddedStartError | None = None
+            for _ in range(attempts):
+                try:
+                    self._spawn_and_wait()
+                    return
+                except EmbeddedStartError as exc:  # a free port may have been taken meanwhile
+                    error = exc
+            assert error is not None
+            raise error
+
+    def _spawn_and_wait(self) -> None:
+        self.port = self.configured_port or free_port()
+        (self.root / "config.xml").write_text(CONFIG_XML.format(host=LISTEN_HOST, port=self.port))
+        began = time.monotonic()
+        with open(self.log_file, "ab") as log:
+            self._process = subprocess.Popen(
+                [self.python, str(Path(__file__).resolve()), "--root", str(self.root)],
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{self._process.pid}\n")
+        deadline = began + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            if ping(self.port):
+                self.startup_seconds = time.monotonic() - began
+                return
+            time.sleep(0.05)
+        self._kill_child()
+        raise EmbeddedStartError(
+            f"embedded ClickHouse did not answer on port {self.port} within "
+            f"{self.startup_timeout:.0f}s; last log lines:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _reap_orphan(self) -> None:
+        """Kill a server left running by a previous supervisor that died (it holds the data dir)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        cmdline = _cmdline(pid)
+        if _pid_alive(pid) and str(self.root) in cmdline and any(
+            part.endswith("embedded.py") for part in cmdline
+        ):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + self.stop_timeout
+            while _pid_alive(pid) and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
+    def healthy(self) -> bool:
+        """The child is alive and answers a query."""
+        process = self._process
+        return process is not None and process.poll() is None and ping(self.port)
+
+    def ensure_running(self) -> bool:
+        """Restart the child if it died or stopped answering; True if a restart happened."""
+        with self._lock:
+            if self._stopping:
+                return False
+            if self.healthy():
+                return False
+            self._kill_child()
+            self.configured_port = self.configured_port or self.port  # keep the URL clients use
+            self.start()
+            self.restarts += 1
+            return True
+
+    def watch(self, interval: float = 2.0) -> None:
+        """Supervise in a daemon thread: restart on crash until stop()."""
+        if self._watcher is not None:
+            return
+        self._watch_stop.clear()
+
+        def loop() -> None:
+            while not self._watch_stop.wait(interval):
+                with contextlib.suppress(EmbeddedStartError):
+                    self.ensure_running()
+
+        self._watcher = threading.Thread(target=loop, name="clickhouse-embedded-watch", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Cancel the serving query (clean shutdown), then terminate, then kill after a timeout."""
+        self._stopping = True
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=self.stop_timeout)
+            self._watcher = None
+        with self._lock:
+            process = self._process
+            if process is None:
+                return
+            if process.poll() is None:
+                with contextlib.suppress(OSError, urllib.error.URLError):
+                    http_query(
+                        self.port,
+                        f"KILL QUERY WHERE query LIKE '%{SERVE_MARKER} FROM system.numbers%' "
+                        "AND query NOT LIKE '%KILL QUERY%' SYNC",
+                        timeout=self.stop_timeout,
+                    )
+                try:
+                    process.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=self.stop_timeout)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+            self._process = None
+            self.pid_file.unlink(missing_ok=True)
+
+    def _kill_child(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._process = None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the child, from /proc (0 when not running)."""
+        pid = self.pid
+        if pid is None:
+            return 0
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return 0
+        return 0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when its parent dies, so no server outlives agentwatch."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def serve(root: Path) -> int:
+    """Child side: serve HTTP from ``root/config.xml`` until the serving query is killed."""
+    os.chdir(root)  # clickhouse-local reads ./config.xml
+    _die_with_parent()
+    if os.getppid() == 1:  # parent already gone before prctl took effect
+        return 1
+    import chdb._chdb as chdb_native  # heavy: imported only in the child
+
+    try:
+        chdb_native.query(SERVE_SQL, "TabSeparated", path=str(root / "data"))
+    except Exception as exc:  # noqa: BLE001 - the kill that stops us surfaces as an exception
+        if "QUERY_WAS_CANCELLED" not in str(exc) and "cancelled" not in str(exc).lower():
+            print(f"embedded ClickHouse stopped: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one embedded ClickHouse HTTP server.")
+    parser.add_argument("--root", required=True, help="directory holding config.xml and data/")
+    args = parser.parse_args(argv)
+    return serve(Path(args.root))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

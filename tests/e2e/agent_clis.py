@@ -1,0 +1,343 @@
+"""Run the real agent CLIs offline: each against its mock model API, telemetry to a given OTLP
+endpoint, in a throwaway HOME, and report what the run did.
+
+The CLIs come from ``scripts/install-agent-clis.sh`` (pinned versions, cached). Every setting
+that points a CLI at the mock or turns its telemetry on lives here, one function per CLI, so
+the e2e tests, the capture script and later agentwatch's own e2e suite share them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tests.e2e.mock_models import (
+    AnthropicMock,
+    GeminiMock,
+    MockModelServer,
+    OpenAIResponsesMock,
+    RateLimited,
+    RecordedCall,
+    Scenario,
+    Text,
+    ToolCall,
+    Usage,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_SCRIPT = REPO / "scripts" / "install-agent-clis.sh"
+
+Protocol = Literal["http/protobuf", "http/json", "grpc"]
+AgentName = Literal["claude", "codex", "gemini"]
+
+PROMPT = (
+    "Run `echo hello` in the shell, then run the failing check command, "
+    "then tell me what happened."
+)
+ECHO_COMMAND = "echo hello"
+FAILING_COMMAND = "ls /nonexistent-agentwatch-e2e"
+"""Exits non-zero (2) on every Linux: the tool call that fails."""
+REFUSED_FILE = "/tmp/agentwatch-e2e-refused-write.txt"
+"""Claude is asked to write here with a tool it is not allowed; the file must never appear."""
+UNKNOWN_TOOL = "delete_everything"
+FINAL_ANSWER = "echo printed hello; the check command failed with exit code 2; one call refused."
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("AGENTWATCH_CACHE") or str(Path.home() / ".cache" / "agentwatch")
+    return Path(base) / "agent-clis"
+
+
+def install_clis(timeout_s: float = 900) -> float:
+    """Run the install script (a no-op when cached); returns the seconds it took."""
+    start = time.monotonic()
+    subprocess.run(["bash", str(INSTALL_SCRIPT)], check=True, timeout=timeout_s)
+    return time.monotonic() - start
+
+
+@dataclass(frozen=True)
+class CliSpec:
+    agent: AgentName
+    package: str
+    version: str
+    bin_name: str
+    service_name: str
+    model: str
+    protocols: tuple[Protocol, ...]
+    """OTLP protocols this CLI can export with, as far as agentwatch has verified."""
+
+    @property
+    def package_dir(self) -> Path:
+        return cache_dir() / f"{self.package}@{self.version}"
+
+    @property
+    def executable(self) -> Path:
+        return self.package_dir / "node_modules" / ".bin" / self.bin_name
+
+    def installed(self) -> bool:
+        return (self.package_dir / ".agentwatch-installed").is_file() and self.executable.exists()
+
+
+CLAUDE = CliSpec("claude", "@anthropic-ai/claude-code", "2.1.328", "claude", "claude-code",
+                 "claude-sonnet-4-5", ("http/protobuf", "http/json", "grpc"))
+CODEX = CliSpec("codex", "@openai/codex", "0.169.0", "codex", "codex_exec",
+                "gpt-5-codex", ("http/protobuf", "http/json", "grpc"))
+GEMINI = CliSpec("gemini", "@google/gemini-cli", "0.61.0", "gemini", "gemini-cli",
+                 "gemini-2.5-pro", ("http/json", "grpc"))
+SPECS: dict[AgentName, CliSpec] = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
+
+
+def scenario_for(agent: AgentName) -> Scenario:
+    """429 then success; a shell call that works; one that fails; one the CLI refuses; an answer.
+
+    The refused call names a tool the CLI must not run: one it is not allowed to use (Claude,
+    ``--allowedTools Bash`` only) or one that does not exist (Codex and Gemini run with every
+    approval off, so nothing they know is refused). Token numbers differ per agent and per call
+    and none is round, so a test can tell every call apart wherever the numbers land.
+    """
+    refused: tuple[str, dict[str, object]]
+    if agent == "claude":
+        usages = (
+            Usage(1203, cache_read_tokens=15011, cache_write_tokens=3007, output_tokens=57,
+                  cache_write_1h_tokens=1006),
+            Usage(1319, cache_read_tokens=18023, cache_write_tokens=211, output_tokens=61),
+            Usage(1427, cache_read_tokens=18241, cache_write_tokens=97, output_tokens=83),
+            Usage(1531, cache_read_tokens=18457, cache_write_tokens=89, output_tokens=79),
+        )
+        refused = ("Write", {"file_path": REFUSED_FILE, "content": "must not be written\n"})
+    elif agent == "codex":
+        usages = (
+            Usage(2213, cache_read_tokens=4113, output_tokens=131, reasoning_tokens=67),
+            Usage(2341, cache_read_tokens=6151, output_tokens=149, reasoning_tokens=71),
+            Usage(2459, cache_read_tokens=8219, output_tokens=163, reasoning_tokens=29),
+            Usage(2503, cache_read_tokens=9337, output_tokens=117, reasoning_tokens=37),
+        )
+        refused = (UNKNOWN_TOOL, {"target": "everything"})
+    else:
+        usages = (
+            Usage(3109, cache_read_tokens=5023, output_tokens=73, reasoning_tokens=41),
+            Usage(3221, cache_read_tokens=7039, output_tokens=87, reasoning_tokens=43),
+            Usage(3343, cache_read_tokens=9047, output_tokens=101, reasoning_tokens=47),
+            Usage(3457, cache_read_tokens=9151, output_tokens=109, reasoning_tokens=53),
+        )
+        refused = (UNKNOWN_TOOL, {"target": "everything"})
+    return Scenario(
+        steps=(
+            RateLimited(retry_after_s=1),
+            ToolCall(usages[0], command=ECHO_COMMAND, text="I'll run echo first."),
+            ToolCall(usages[1], command=FAILING_COMMAND),
+            ToolCall(usages[2], tool=refused[0], args=refused[1]),
+            Text(usages[3], FINAL_ANSWER),
+        )
+    )
+
+
+def mock_for(agent: AgentName, scenario: Scenario | None = None) -> MockModelServer:
+    scenario = scenario or scenario_for(agent)
+    model = SPECS[agent].model
+    if agent == "claude":
+        return AnthropicMock(scenario, model)
+    if agent == "codex":
+        return OpenAIResponsesMock(scenario, model)
+    return GeminiMock(scenario, model)
+
+
+@dataclass
+class CliRun:
+    """What one CLI run did."""
+
+    agent: AgentName
+    version: str
+    argv: list[str]
+    env: dict[str, str]
+    """Only the variables set for this run (PATH/HOME-like basics left out)."""
+    files: dict[str, str]
+    """Config files written into HOME, relative path -> content."""
+    exit_code: int | None
+    """None when the run was killed after its timeout."""
+    stdout: str
+    stderr: str
+    duration_s: float
+    mock_calls: list[RecordedCall] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Where and how a CLI exports: ``endpoint`` is the base URL (``http://127.0.0.1:PORT``)."""
+
+    endpoint: str
+    protocol: Protocol
+    content: bool = True
+    """Turn on every switch that puts prompts, responses and tool details in telemetry."""
+    traces: bool = True
+    """Also export traces where the CLI can (Claude Code: its enhanced-telemetry beta)."""
+    resource_attributes: dict[str, str] = field(
+        default_factory=lambda: {"team": "platform", "cost_center": "cc-42"}
+    )
+
+    def resource_env(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.resource_attributes.items())
+
+
+def run_cli(
+    agent: AgentName,
+    mock: MockModelServer,
+    telemetry: Telemetry,
+    *,
+    prompt: str = PROMPT,
+    timeout_s: float = 120,
+    keep_home: Path | None = None,
+) -> CliRun:
+    """Run one CLI session against ``mock`` and wait until it has exited (and so flushed)."""
+    spec = SPECS[agent]
+    if telemetry.protocol not in spec.protocols:
+        raise ValueError(f"{agent} cannot export OTLP as {telemetry.protocol}")
+    if not spec.installed():
+        raise FileNotFoundError(f"{spec.executable} missing: run {INSTALL_SCRIPT}")
+    builders: dict[AgentName, Callable[..., tuple[list[str], dict[str, str], dict[str, str]]]]
+    builders = {"claude": _claude, "codex": _codex, "gemini": _gemini}
+    with tempfile.TemporaryDirectory(prefix=f"agentwatch-e2e-{agent}-") as tmp:
+        home = keep_home or Path(tmp)
+        workdir = home / "project"
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv, env, files = builders[agent](spec, mock, telemetry, prompt)
+        for rel, content in files.items():
+            path = home / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": str(home),
+            "TMPDIR": str(home / "tmp"),
+            "LANG": "C.UTF-8",
+            "TERM": "dumb",
+            "NO_COLOR": "1",
+            **env,
+        }
+        (home / "tmp").mkdir(exist_ok=True)
+        first_call = len(mock.calls)
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            argv, cwd=workdir, env=full_env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+            exit_code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            stdout, stderr = proc.communicate()
+            exit_code = None
+        duration = time.monotonic() - start
+        if keep_home is None:
+            shutil.rmtree(home, ignore_errors=True)
+    return CliRun(agent, spec.version, argv, env, files, exit_code, stdout, stderr, duration,
+                  list(mock.calls[first_call:]))
+
+
+def _claude(
+    spec: CliSpec, mock: MockModelServer, telemetry: Telemetry, prompt: str
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    switch = "1" if telemetry.content else "0"
+    env = {
+        "ANTHROPIC_BASE_URL": mock.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-mock-agentwatch-e2e",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": telemetry.protocol,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": telemetry.endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_LOGS_EXPORT_INTERVAL": "500",
+        "OTEL_RESOURCE_ATTRIBUTES": telemetry.resource_env(),
+        "OTEL_LOG_USER_PROMPTS": switch,
+        "OTEL_LOG_TOOL_DETAILS": switch,
+        "OTEL_LOG_TOOL_CONTENT": switch,
+        "OTEL_LOG_ASSISTANT_RESPONSES": switch,
+    }
+    if telemetry.traces:
+        env |= {
+            "CLAUDE_CODE_ENHANCED_TELEMETRY_BETA": "1",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_TRACES_EXPORT_INTERVAL": "500",
+        }
+    argv = [str(spec.executable), "-p", prompt, "--allowedTools", "Bash",
+            "--model", spec.model]
+    return argv, env, {}
+
+
+def _codex(
+    spec: CliSpec, mock: MockModelServer, telemetry: Telemetry, prompt: str
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    base = telemetry.endpoint.rstrip("/")
+    if telemetry.protocol == "grpc":
+        def exporter(signal: str) -> str:
+            return f'{{ otlp-grpc = {{ endpoint = "{base}" }} }}'
+    else:
+        wire = "json" if telemetry.protocol == "http/json" else "binary"
+
+        def exporter(signal: str) -> str:
+            return (f'{{ otlp-http = {{ endpoint = "{base}/v1/{signal}", '
+                    f'protocol = "{wire}" }} }}')
+    config = f"""\
+model = "{spec.model}"
+model_provider = "mock"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+
+[model_providers.mock]
+name = "agentwatch mock"
+base_url = "{mock.base_url}/v1"
+env_key = "MOCK_KEY"
+wire_api = "responses"
+request_max_retries = 4
+stream_max_retries = 2
+
+[otel]
+environment = "e2e"
+log_user_prompt = {"true" if telemetry.content else "false"}
+exporter = {exporter("logs")}
+trace_exporter = {exporter("traces")}
+metrics_exporter = {exporter("metrics")}
+"""
+    env = {
+        "MOCK_KEY": "sk-mock-agentwatch-e2e",
+        "OTEL_RESOURCE_ATTRIBUTES": telemetry.resource_env(),
+    }
+    argv = [str(spec.executable), "exec", "--skip-git-repo-check", prompt]
+    return argv, env, {".codex/config.toml": config}
+
+
+def _gemini(
+    spec: CliSpec, mock: MockModelServer, telemetry: Telemetry, prompt: str
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    settings = {
+        "security": {"auth": {"selectedType": "gemini-api-key"},
+                     "folderTrust": {"enabled": False}},
+        "telemetry": {
+            "enabled": True,
+            "target": "local",
+            "useCollector": True,
+            "otlpEndpoint": telemetry.endpoint,
+            "otlpProtocol": "grpc" if telemetry.protocol == "grpc" else "http",
+            "logPrompts": telemetry.content,
+        },
+    }
+    env = {
+        "GEMINI_API_KEY": "mock-agentwatch-e2e",
+        "GOOGLE_GEMINI_BASE_URL": mock.base_url,
+        "OTEL_RESOURCE_ATTRIBUTES": telemetry.resource_env(),
+    }
+    argv = [str(spec.executable), "-p", prompt, "--yolo", "-m", spec.model]
+    return argv, env, {".gemini/settings.json": json.dumps(settings, indent=2)}
