@@ -53,6 +53,31 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pricing_import(args: argparse.Namespace) -> int:
+    import datetime
+
+    import yaml
+
+    from processors import pricing
+
+    try:
+        imported = pricing.import_litellm(args.file, package=args.package, version=args.version)
+        if args.merge_into:
+            with open(args.merge_into) as fh:
+                base = yaml.safe_load(fh)
+            imported = pricing.merge_import(base, imported, datetime.date.today())
+    except (OSError, ValueError, pricing.PriceBookError) as exc:
+        print(f"agentwatch: cannot import {args.file}: {exc}", file=sys.stderr)
+        return 1
+    text = pricing.to_yaml(imported)
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentwatch",
@@ -71,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("pricing", help="price book tools")
+    psub = p.add_subparsers(dest="pricing_command", required=True, metavar="SUBCOMMAND")
+    p = psub.add_parser(
+        "import",
+        help="convert a LiteLLM model_prices JSON into the price book format (docs/pricing.md)",
+    )
+    p.add_argument("file", help="LiteLLM-format JSON, e.g. model_prices_and_context_window.json")
+    p.add_argument("--merge-into", help="existing price book: keep its history, add new prices")
+    p.add_argument("--package", help="source package name to record, e.g. litellm")
+    p.add_argument("--version", help="source package version to record")
+    p.add_argument("-o", "--output", help="write here instead of stdout")
+    p.set_defaults(func=cmd_pricing_import)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

@@ -2,10 +2,11 @@
 
 OTLP JSON is proto3 JSON with three differences that ``google.protobuf.json_format`` does not
 know: trace and span ids are hex, not base64; enums are integers; and keys may be lowerCamelCase
-or the proto field names. ``json_format`` is also ~5-30x slower (see ``bench/otlp_json.py``), so
-this module maps ``json.loads`` output onto the message classes directly: a per-message table,
-built once from the descriptors, turns each JSON object into constructor keyword arguments, and
-one constructor call at the top lets the C protobuf runtime build the whole tree. Attributes
+or the proto field names. ``json_format`` is also several times slower (``bench/otlp_json.py``),
+so this module maps ``orjson.loads`` (or ``json.loads``) output onto the message classes
+directly: a per-message table, built once from the descriptors, turns each JSON object into
+constructor keyword arguments, and one constructor call at the top lets the C protobuf runtime
+build the whole tree. Attributes
 (KeyValue/AnyValue), which are most of every payload, have hand-written converters.
 
 Decoding is lenient where the spec says so (unknown keys and ``null`` are ignored, int64 as a
@@ -28,6 +29,24 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from collector.component import REQUEST_TYPES, Signal, Telemetry
+
+try:  # orjson parses twice and writes ~15x faster than the stdlib; json is the fallback
+    import orjson
+
+    def _loads(body: bytes | str) -> Any:
+        return orjson.loads(body)
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - exercised only where orjson is not installed
+
+    def _loads(body: bytes | str) -> Any:
+        return json.loads(body)
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
 
 __all__ = ["OtlpJsonError", "decode", "decode_message", "encode", "encode_dict"]
 
@@ -92,9 +111,7 @@ def _int_converter(lo: int, hi: int) -> Converter:
         cls = value.__class__
         if cls is int:
             number = value
-        elif cls is str and _INT_STRING.fullmatch(value):
-            number = int(value)
-        elif cls is float and value.is_integer():
+        elif (cls is str and _INT_STRING.fullmatch(value)) or (cls is float and value.is_integer()):
             number = int(value)
         else:
             raise OtlpJsonError(f"expected an integer, got {_type_name(value)} {value!r:.40}")
@@ -210,7 +227,7 @@ def _table(descriptor: Descriptor) -> FieldTable:
     for field in descriptor.fields:
         convert = _field_converter(field)
         if field.is_repeated:
-            convert = _repeated(convert)
+            convert = _key_values if convert is _key_value_checked else _repeated(convert)
         table[field.json_name] = (field.name, convert)
         table[field.name] = (field.name, convert)
     return table
@@ -221,7 +238,7 @@ def _field_converter(field: FieldDescriptor) -> Converter:
     if kind == FieldDescriptor.TYPE_MESSAGE:
         full_name = field.message_type.full_name
         if full_name == "opentelemetry.proto.common.v1.KeyValue":
-            return _key_value_checked
+            return _key_value_checked  # repeated KeyValue fields use _key_values directly
         if full_name == "opentelemetry.proto.common.v1.AnyValue":
             return _any_value_top
         return _message_converter(field.message_type)
@@ -346,6 +363,31 @@ def _value_list(obj: Any, depth: int, key_values: bool) -> dict[str, Any]:
     return {"values": out}
 
 
+def _key_values(values: Any) -> list[dict[str, Any]]:
+    """A list of attributes, with the common ``{"key": k, "value": {"stringValue": s}}`` inline."""
+    if values.__class__ is not list:
+        raise OtlpJsonError(f"expected an array, got {_type_name(values)}")
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for index, obj in enumerate(values):
+        if obj.__class__ is dict and len(obj) == 2:
+            key = obj.get("key")
+            value = obj.get("value")
+            if key.__class__ is str and value.__class__ is dict and len(value) == 1:
+                text = value.get("stringValue")
+                if text.__class__ is str:
+                    append({"key": key, "value": {"string_value": text}})
+                    continue
+        try:
+            if obj is None:
+                raise OtlpJsonError("null is not allowed in an array")
+            append(_key_value(obj, 0))
+        except OtlpJsonError as exc:
+            exc.path.insert(0, index)
+            raise
+    return out
+
+
 def _key_value_checked(obj: Any) -> dict[str, Any]:
     return _key_value(obj, 0)
 
@@ -366,28 +408,21 @@ def _key_value(obj: Any, depth: int) -> dict[str, Any]:
         except OtlpJsonError as exc:
             exc.path.insert(0, "value")
             raise
-    if len(obj) > len(out):  # rare keys: key_strindex, snake_case spellings
-        for name, (field, convert) in _KEY_VALUE_RARE.items():
-            item = obj.get(name)
-            if item is not None and field not in out:
-                try:
-                    out[field] = convert(item) if field != "value" else _any_value(item, depth)
-                except OtlpJsonError as exc:
-                    exc.path.insert(0, name)
-                    raise
+    # more keys than converted: a null, an unknown key, or the rare key_strindex
+    strindex = obj.get("keyStrindex", obj.get("key_strindex")) if len(obj) > len(out) else None
+    if strindex is not None:
+        try:
+            out["key_strindex"] = _as_int32(strindex)
+        except OtlpJsonError as exc:
+            exc.path.insert(0, "keyStrindex")
+            raise
     return out
-
-
-_KEY_VALUE_RARE: dict[str, tuple[str, Converter]] = {
-    "keyStrindex": ("key_strindex", _as_int32),
-    "key_strindex": ("key_strindex", _as_int32),
-}
 
 
 def decode_message(message_class: type[Message], body: bytes | str) -> Message:
     """Decode any OTLP request or response message from OTLP JSON."""
     try:
-        obj = json.loads(body)
+        obj = _loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
         raise OtlpJsonError(f"invalid JSON: {exc}") from None
     if obj.__class__ is not dict:
@@ -467,7 +502,10 @@ def _encoders(descriptor: Descriptor) -> dict[str, tuple[str, Encoder]]:
         for field in descriptor.fields:
             encode_one = _field_encoder(field)
             if field.is_repeated:
-                encode_one = _encode_list(encode_one)
+                if encode_one is _encode_key_value:
+                    encode_one = _encode_key_values
+                else:
+                    encode_one = _encode_list(encode_one)
             encoders[field.name] = (field.json_name, encode_one)
         _ENCODERS[descriptor.full_name] = encoders
     return encoders
@@ -505,8 +543,20 @@ def _encode_any_value(value: Any) -> dict[str, Any]:
     if kind == "array_value":
         return {"arrayValue": {"values": [_encode_any_value(v) for v in value.array_value.values]}}
     if kind == "kvlist_value":
-        return {"kvlistValue": {"values": [_encode_key_value(v) for v in value.kvlist_value.values]}}
+        return {"kvlistValue": {"values": _encode_key_values(value.kvlist_value.values)}}
     return encode_dict(value)  # bytes and any value kind added later
+
+
+def _encode_key_values(values: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for kv in values:
+        value = kv.value
+        if value.WhichOneof("value") == "string_value" and not kv.key_strindex:
+            append({"key": kv.key, "value": {"stringValue": value.string_value}})
+        else:
+            append(_encode_key_value(kv))
+    return out
 
 
 def _encode_key_value(kv: Any) -> dict[str, Any]:
@@ -519,4 +569,4 @@ def _encode_key_value(kv: Any) -> dict[str, Any]:
 
 def encode(message: Message) -> bytes:
     """Serialise any OTLP message (requests, responses, ``google.rpc.Status``) as OTLP JSON."""
-    return json.dumps(encode_dict(message), separators=(",", ":"), ensure_ascii=False).encode()
+    return _dumps(encode_dict(message))

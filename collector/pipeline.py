@@ -140,6 +140,7 @@ class ExporterRunner:
     def drain(self, deadline: float) -> bool:
         """Deliver what is queued until ``deadline`` (monotonic); True if everything went."""
         self._stop.set()
+        self.queue.wake()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         drained = not self._thread.is_alive()
         if not drained:

@@ -159,6 +159,11 @@ class ExporterQueue:
     def _commit(self, batch: Batch) -> None:
         pass
 
+    def wake(self) -> None:
+        """Make a waiting ``take`` look at its stop event now rather than after its timeout."""
+        with self._cond:
+            self._cond.notify_all()
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

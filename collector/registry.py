@@ -14,7 +14,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "receiver": {
         "otlp": "collector.receivers.otlp:FACTORY",
     },
-    "processor": {},
+    "processor": {
+        "cost": "processors.cost:FACTORY",
+    },
     "exporter": {
         "debug": "exporters.debug:FACTORY",
     },

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from tests.e2e.mock_models import (
     ToolCall,
     Usage,
 )
+from tests.e2e.otlp_capture import LogEvent, OtlpCapture, log_events, resources
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "scripts" / "install-agent-clis.sh"
@@ -39,8 +42,7 @@ Protocol = Literal["http/protobuf", "http/json", "grpc"]
 AgentName = Literal["claude", "codex", "gemini"]
 
 PROMPT = (
-    "Run `echo hello` in the shell, then run the failing check command, "
-    "then tell me what happened."
+    "Run `echo hello` in the shell, then run the failing check command, then tell me what happened."
 )
 ECHO_COMMAND = "echo hello"
 FAILING_COMMAND = "ls /nonexistent-agentwatch-e2e"
@@ -86,12 +88,33 @@ class CliSpec:
         return (self.package_dir / ".agentwatch-installed").is_file() and self.executable.exists()
 
 
-CLAUDE = CliSpec("claude", "@anthropic-ai/claude-code", "2.1.328", "claude", "claude-code",
-                 "claude-sonnet-4-5", ("http/protobuf", "http/json", "grpc"))
-CODEX = CliSpec("codex", "@openai/codex", "0.169.0", "codex", "codex_exec",
-                "gpt-5-codex", ("http/protobuf", "http/json", "grpc"))
-GEMINI = CliSpec("gemini", "@google/gemini-cli", "0.61.0", "gemini", "gemini-cli",
-                 "gemini-2.5-pro", ("http/json", "grpc"))
+CLAUDE = CliSpec(
+    "claude",
+    "@anthropic-ai/claude-code",
+    "2.1.328",
+    "claude",
+    "claude-code",
+    "claude-sonnet-4-5",
+    ("http/protobuf", "http/json", "grpc"),
+)
+CODEX = CliSpec(
+    "codex",
+    "@openai/codex",
+    "0.169.0",
+    "codex",
+    "codex_exec",
+    "gpt-5.5",
+    ("http/protobuf", "http/json", "grpc"),
+)
+GEMINI = CliSpec(
+    "gemini",
+    "@google/gemini-cli",
+    "0.61.0",
+    "gemini",
+    "gemini-cli",
+    "gemini-2.5-pro",
+    ("http/json", "grpc"),
+)
 SPECS: dict[AgentName, CliSpec] = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
 
 
@@ -106,8 +129,13 @@ def scenario_for(agent: AgentName) -> Scenario:
     refused: tuple[str, dict[str, object]]
     if agent == "claude":
         usages = (
-            Usage(1203, cache_read_tokens=15011, cache_write_tokens=3007, output_tokens=57,
-                  cache_write_1h_tokens=1006),
+            Usage(
+                1203,
+                cache_read_tokens=15011,
+                cache_write_tokens=3007,
+                output_tokens=57,
+                cache_write_1h_tokens=1006,
+            ),
             Usage(1319, cache_read_tokens=18023, cache_write_tokens=211, output_tokens=61),
             Usage(1427, cache_read_tokens=18241, cache_write_tokens=97, output_tokens=83),
             Usage(1531, cache_read_tokens=18457, cache_write_tokens=89, output_tokens=79),
@@ -116,7 +144,13 @@ def scenario_for(agent: AgentName) -> Scenario:
     elif agent == "codex":
         usages = (
             Usage(2213, cache_read_tokens=4113, output_tokens=131, reasoning_tokens=67),
-            Usage(2341, cache_read_tokens=6151, output_tokens=149, reasoning_tokens=71),
+            Usage(
+                2341,
+                cache_read_tokens=6151,
+                cache_write_tokens=1013,
+                output_tokens=149,
+                reasoning_tokens=71,
+            ),
             Usage(2459, cache_read_tokens=8219, output_tokens=163, reasoning_tokens=29),
             Usage(2503, cache_read_tokens=9337, output_tokens=117, reasoning_tokens=37),
         )
@@ -226,8 +260,13 @@ def run_cli(
         first_call = len(mock.calls)
         start = time.monotonic()
         proc = subprocess.Popen(
-            argv, cwd=workdir, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            argv,
+            cwd=workdir,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         )
         try:
@@ -240,8 +279,18 @@ def run_cli(
         duration = time.monotonic() - start
         if keep_home is None:
             shutil.rmtree(home, ignore_errors=True)
-    return CliRun(agent, spec.version, argv, env, files, exit_code, stdout, stderr, duration,
-                  list(mock.calls[first_call:]))
+    return CliRun(
+        agent,
+        spec.version,
+        argv,
+        env,
+        files,
+        exit_code,
+        stdout,
+        stderr,
+        duration,
+        list(mock.calls[first_call:]),
+    )
 
 
 def _claude(
@@ -272,8 +321,7 @@ def _claude(
             "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_TRACES_EXPORT_INTERVAL": "500",
         }
-    argv = [str(spec.executable), "-p", prompt, "--allowedTools", "Bash",
-            "--model", spec.model]
+    argv = [str(spec.executable), "-p", prompt, "--allowedTools", "Bash", "--model", spec.model]
     return argv, env, {}
 
 
@@ -282,14 +330,15 @@ def _codex(
 ) -> tuple[list[str], dict[str, str], dict[str, str]]:
     base = telemetry.endpoint.rstrip("/")
     if telemetry.protocol == "grpc":
+
         def exporter(signal: str) -> str:
             return f'{{ otlp-grpc = {{ endpoint = "{base}" }} }}'
     else:
         wire = "json" if telemetry.protocol == "http/json" else "binary"
 
         def exporter(signal: str) -> str:
-            return (f'{{ otlp-http = {{ endpoint = "{base}/v1/{signal}", '
-                    f'protocol = "{wire}" }} }}')
+            return f'{{ otlp-http = {{ endpoint = "{base}/v1/{signal}", protocol = "{wire}" }} }}'
+
     config = f"""\
 model = "{spec.model}"
 model_provider = "mock"
@@ -323,8 +372,7 @@ def _gemini(
     spec: CliSpec, mock: MockModelServer, telemetry: Telemetry, prompt: str
 ) -> tuple[list[str], dict[str, str], dict[str, str]]:
     settings = {
-        "security": {"auth": {"selectedType": "gemini-api-key"},
-                     "folderTrust": {"enabled": False}},
+        "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
         "telemetry": {
             "enabled": True,
             "target": "local",
@@ -332,6 +380,7 @@ def _gemini(
             "otlpEndpoint": telemetry.endpoint,
             "otlpProtocol": "grpc" if telemetry.protocol == "grpc" else "http",
             "logPrompts": telemetry.content,
+            "traces": telemetry.content and telemetry.traces,
         },
     }
     env = {
@@ -341,3 +390,164 @@ def _gemini(
     }
     argv = [str(spec.executable), "-p", prompt, "--yolo", "-m", spec.model]
     return argv, env, {".gemini/settings.json": json.dumps(settings, indent=2)}
+
+
+# --------------------------------------------------------------------------------------------
+# Recording ground truth: python -m tests.e2e.agent_clis [OUT_DIR]
+
+CAPTURE_SCENARIO = "retry-tools"
+"""Name of :func:`scenario_for`'s session in capture file names."""
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    agent: AgentName
+    protocol: Protocol
+    content: bool = True
+
+    @property
+    def file_name(self) -> str:
+        protocol = self.protocol.replace("/", "-")
+        content = "" if self.content else "-nocontent"
+        return f"{CAPTURE_SCENARIO}{content}-{protocol}.json"
+
+
+def capture_plans() -> list[CapturePlan]:
+    """Every protocol each CLI supports with content on, and its first one with content off."""
+    plans = []
+    for agent, spec in SPECS.items():
+        plans += [CapturePlan(agent, protocol) for protocol in spec.protocols]
+        plans.append(CapturePlan(agent, spec.protocols[0], content=False))
+    return plans
+
+
+def record_captures(out_dir: Path, plans: list[CapturePlan] | None = None) -> list[str]:
+    """Run each plan against a fresh mock and capture receiver; write JSON files and a README."""
+    install_clis()
+    notes: dict[AgentName, list[str]] = {}
+    timings = []
+    for plan in plans or capture_plans():
+        target = out_dir / plan.agent / plan.file_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with OtlpCapture() as capture, mock_for(plan.agent) as mock:
+            endpoint = capture.grpc_endpoint if plan.protocol == "grpc" else capture.http_endpoint
+            run = run_cli(plan.agent, mock, Telemetry(endpoint, plan.protocol, plan.content))
+            if run.exit_code != 0:
+                raise RuntimeError(f"{plan}: exit {run.exit_code}\n{run.stderr[-4000:]}")
+            if capture.errors:
+                raise RuntimeError(f"{plan}: capture errors {capture.errors}")
+            entries = capture.to_json()
+            target.write_text("[\n" + ",\n".join(json.dumps(e) for e in entries) + "\n]\n")
+            events = log_events(capture.of("logs"))
+            services = sorted(
+                {
+                    str(r.get("service.name"))
+                    for r in resources([c.request for c in capture.captures])
+                }
+            )
+            timings.append(f"{plan.agent} {plan.file_name}: {run.duration_s:.1f}s")
+            notes.setdefault(plan.agent, []).append(
+                _capture_note(plan, run, mock, entries, events, services, endpoint)
+            )
+    for agent, agent_notes in notes.items():
+        (out_dir / agent / "README.md").write_text(_readme(agent, agent_notes))
+    return timings
+
+
+def _capture_note(
+    plan: CapturePlan,
+    run: CliRun,
+    mock: MockModelServer,
+    entries: list[dict[str, object]],
+    events: list[LogEvent],
+    services: list[str],
+    endpoint: str,
+) -> str:
+    signals = Counter(str(e["signal"]) for e in entries)
+    names = Counter(str(e.name) for e in events)
+    lines = [
+        f"### `{plan.file_name}`",
+        "",
+        f"- protocol `{plan.protocol}`, content switches {'on' if plan.content else 'off'}, "
+        f"OTLP endpoint `{endpoint}`; run took {run.duration_s:.1f}s, exit {run.exit_code}",
+        f"- export requests: {dict(sorted(signals.items()))}; service.name {services}",
+        f"- log events: {dict(sorted(names.items()))}",
+        f"- argv: `` {_display_argv(run)} ``",
+        "- env: " + ", ".join(f"`{k}={v}`" for k, v in run.env.items()),
+    ]
+    for rel, content in run.files.items():
+        lines += [f"- `$HOME/{rel}`:", "", "```", content.rstrip(), "```"]
+    lines += [
+        "",
+        "| # | request | status | kind | usage as sent on the wire |",
+        "|---|---|---|---|---|",
+    ]
+    for call in mock.calls:
+        wire = json.dumps(call.wire_usage) if call.wire_usage else ""
+        lines.append(
+            f"| {call.index} | {call.method} {call.path} | {call.status} | {call.kind} | `{wire}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _display_argv(run: CliRun) -> str:
+    spec = SPECS[run.agent]
+    executable = f"$AGENTWATCH_CACHE/agent-clis/{spec.package}@{spec.version}/node_modules/.bin/"
+    return shlex.join([executable + spec.bin_name, *run.argv[1:]])
+
+
+def _readme(agent: AgentName, notes: list[str]) -> str:
+    spec = SPECS[agent]
+    scenario = scenario_for(agent)
+    usage_rows = [
+        f"| {n} | {u.input_tokens} | {u.cache_read_tokens} | {u.cache_write_tokens} "
+        f"({u.cache_write_1h_tokens} for 1h) | {u.output_tokens} | {u.reasoning_tokens} |"
+        for n, u in enumerate(scenario.calls_with_usage(), start=1)
+    ]
+    steps = "\n".join(
+        f"{n}. {type(s).__name__}"
+        + (f": `{s.command or s.tool}`" if isinstance(s, ToolCall) else "")
+        for n, s in enumerate(scenario.steps, start=1)
+    )
+    return f"""# Captured telemetry: {spec.package}@{spec.version}
+
+Recorded by `python -m tests.e2e.agent_clis` (tests/e2e/agent_clis.py): the real CLI, offline,
+against tests/e2e/mock_models.py and the capture receiver tests/e2e/otlp_capture.py. Each
+`*.json` file is one run: a JSON list, one export request per line, each
+`{{"signal", "transport", "request"}}` with `request` in OTLP/JSON (hex trace and span ids).
+Regenerate after bumping the CLI version in scripts/install-agent-clis.sh.
+
+Model `{spec.model}`; expected service.name `{spec.service_name}`; resource attributes set
+with `OTEL_RESOURCE_ATTRIBUTES=team=platform,cost_center=cc-42`. Prompt: `` {PROMPT} ``.
+Ports are free ports picked per run.
+
+Scenario (each step answers one agent-loop model request):
+
+{steps}
+
+Usage the mock answered per successful call, in agentwatch's convention (input excludes
+cache, output includes reasoning); the wire form per vendor is in each run's table below:
+
+| call | input | cache read | cache write | output | reasoning |
+|---|---|---|---|---|---|
+{chr(10).join(usage_rows)}
+
+## Runs
+
+{chr(10).join(notes)}"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=record_captures.__doc__)
+    parser.add_argument("out_dir", nargs="?", default=str(REPO / "tests" / "data" / "captured"))
+    parser.add_argument("--agent", choices=sorted(SPECS), action="append")
+    args = parser.parse_args(argv)
+    plans = [p for p in capture_plans() if not args.agent or p.agent in args.agent]
+    for line in record_captures(Path(args.out_dir), plans):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

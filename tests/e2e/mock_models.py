@@ -265,16 +265,16 @@ class MockModelServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            def do_POST(self) -> None:
                 mock._handle(self)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 mock._handle(self)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 mock._handle(self)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         return Handler
@@ -286,7 +286,7 @@ class MockModelServer:
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
             if size == 0:
@@ -375,8 +375,7 @@ class AnthropicMock(MockModelServer):
             "cache_creation_input_tokens": usage.cache_write_tokens,
             "cache_read_input_tokens": usage.cache_read_tokens,
             "cache_creation": {
-                "ephemeral_5m_input_tokens": usage.cache_write_tokens
-                - usage.cache_write_1h_tokens,
+                "ephemeral_5m_input_tokens": usage.cache_write_tokens - usage.cache_write_1h_tokens,
                 "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
             },
             "output_tokens": usage.output_tokens,
@@ -411,14 +410,20 @@ class AnthropicMock(MockModelServer):
         if text:
             yield _sse(
                 "content_block_start",
-                {"type": "content_block_start", "index": index,
-                 "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
             )
             for piece in _split(text):
                 yield _sse(
                     "content_block_delta",
-                    {"type": "content_block_delta", "index": index,
-                     "delta": {"type": "text_delta", "text": piece}},
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
                 )
             yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
             index += 1
@@ -427,28 +432,45 @@ class AnthropicMock(MockModelServer):
             stop_reason = "tool_use"
             call.tool_call_id = _new_id("toolu_")
             name = step.tool or "Bash"
-            args = step.args if step.args is not None else {
-                "command": step.command, "description": "Run the command the scenario asks for"
-            }
+            args = (
+                step.args
+                if step.args is not None
+                else {
+                    "command": step.command,
+                    "description": "Run the command the scenario asks for",
+                }
+            )
             yield _sse(
                 "content_block_start",
-                {"type": "content_block_start", "index": index,
-                 "content_block": {"type": "tool_use", "id": call.tool_call_id, "name": name,
-                                   "input": {}}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": call.tool_call_id,
+                        "name": name,
+                        "input": {},
+                    },
+                },
             )
             encoded = json.dumps(args)
             for piece in _split(encoded):
                 yield _sse(
                     "content_block_delta",
-                    {"type": "content_block_delta", "index": index,
-                     "delta": {"type": "input_json_delta", "partial_json": piece}},
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
                 )
             yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
         yield _sse(
             "message_delta",
-            {"type": "message_delta",
-             "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-             "usage": {"output_tokens": step.usage.output_tokens}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": step.usage.output_tokens},
+            },
         )
         yield _sse("message_stop", {"type": "message_stop"})
 
@@ -463,10 +485,14 @@ class AnthropicMock(MockModelServer):
             call.wire_usage = self._wire_usage(usage)
             call.response_id = _new_id("msg_")
             message = {
-                "id": call.response_id, "type": "message", "role": "assistant",
+                "id": call.response_id,
+                "type": "message",
+                "role": "assistant",
                 "model": body.get("model", self.model),
                 "content": [{"type": "text", "text": "Scenario session"}],
-                "stop_reason": "end_turn", "stop_sequence": None, "usage": call.wire_usage,
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": call.wire_usage,
             }
             if body.get("stream"):
                 handler.send_response(200)
@@ -492,14 +518,14 @@ class AnthropicMock(MockModelServer):
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     output = block.get("content")
                     if isinstance(output, list):
-                        output = "".join(
-                            b.get("text", "") for b in output if isinstance(b, dict)
-                        )
-                    results.append({
-                        "call_id": block.get("tool_use_id"),
-                        "output": output,
-                        "is_error": bool(block.get("is_error")),
-                    })
+                        output = "".join(b.get("text", "") for b in output if isinstance(b, dict))
+                    results.append(
+                        {
+                            "call_id": block.get("tool_use_id"),
+                            "output": output,
+                            "is_error": bool(block.get("is_error")),
+                        }
+                    )
         return results
 
 
@@ -538,9 +564,7 @@ class OpenAIResponsesMock(MockModelServer):
         return headers, body
 
     def _shell_call(self, body: dict[str, Any], command: str) -> tuple[str, dict[str, Any]]:
-        offered = {
-            t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)
-        }
+        offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
         for name in self.SHELL_TOOLS:
             if name in offered:
                 if name == "exec_command":
@@ -569,43 +593,88 @@ class OpenAIResponsesMock(MockModelServer):
         model = body.get("model", self.model)
         seq = itertools.count()
         response: dict[str, Any] = {
-            "id": call.response_id, "object": "response", "created_at": int(time.time()),
-            "status": "in_progress", "model": model, "output": [], "usage": None,
+            "id": call.response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "in_progress",
+            "model": model,
+            "output": [],
+            "usage": None,
         }
-        yield _sse("response.created",
-                   {"type": "response.created", "sequence_number": next(seq),
-                    "response": response})
-        yield _sse("response.in_progress",
-                   {"type": "response.in_progress", "sequence_number": next(seq),
-                    "response": response})
+        yield _sse(
+            "response.created",
+            {"type": "response.created", "sequence_number": next(seq), "response": response},
+        )
+        yield _sse(
+            "response.in_progress",
+            {"type": "response.in_progress", "sequence_number": next(seq), "response": response},
+        )
         output: list[dict[str, Any]] = []
         if step.usage.reasoning_tokens:
             item = {"id": _new_id("rs_"), "type": "reasoning", "summary": []}
-            yield _sse("response.output_item.added",
-                       {"type": "response.output_item.added", "sequence_number": next(seq),
-                        "output_index": len(output), "item": item})
-            yield _sse("response.output_item.done",
-                       {"type": "response.output_item.done", "sequence_number": next(seq),
-                        "output_index": len(output), "item": item})
+            yield _sse(
+                "response.output_item.added",
+                {
+                    "type": "response.output_item.added",
+                    "sequence_number": next(seq),
+                    "output_index": len(output),
+                    "item": item,
+                },
+            )
+            yield _sse(
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "sequence_number": next(seq),
+                    "output_index": len(output),
+                    "item": item,
+                },
+            )
             output.append(item)
         if step.text:
             item_id = _new_id("msg_")
-            added = {"id": item_id, "type": "message", "status": "in_progress",
-                     "role": "assistant", "content": []}
-            yield _sse("response.output_item.added",
-                       {"type": "response.output_item.added", "sequence_number": next(seq),
-                        "output_index": len(output), "item": added})
+            added = {
+                "id": item_id,
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+            yield _sse(
+                "response.output_item.added",
+                {
+                    "type": "response.output_item.added",
+                    "sequence_number": next(seq),
+                    "output_index": len(output),
+                    "item": added,
+                },
+            )
             for piece in _split(step.text):
-                yield _sse("response.output_text.delta",
-                           {"type": "response.output_text.delta", "sequence_number": next(seq),
-                            "item_id": item_id, "output_index": len(output),
-                            "content_index": 0, "delta": piece})
-            done = {**added, "status": "completed",
-                    "content": [{"type": "output_text", "text": step.text,
-                                 "annotations": []}]}
-            yield _sse("response.output_item.done",
-                       {"type": "response.output_item.done", "sequence_number": next(seq),
-                        "output_index": len(output), "item": done})
+                yield _sse(
+                    "response.output_text.delta",
+                    {
+                        "type": "response.output_text.delta",
+                        "sequence_number": next(seq),
+                        "item_id": item_id,
+                        "output_index": len(output),
+                        "content_index": 0,
+                        "delta": piece,
+                    },
+                )
+            done = {
+                **added,
+                "status": "completed",
+                "content": [{"type": "output_text", "text": step.text, "annotations": []}],
+            }
+            yield _sse(
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "sequence_number": next(seq),
+                    "output_index": len(output),
+                    "item": done,
+                },
+            )
             output.append(done)
         if isinstance(step, ToolCall):
             if step.tool is not None:
@@ -613,28 +682,52 @@ class OpenAIResponsesMock(MockModelServer):
             else:
                 name, args = self._shell_call(body, step.command)
             call.tool_call_id = _new_id("call_")
-            item = {"id": _new_id("fc_"), "type": "function_call", "status": "completed",
-                    "call_id": call.tool_call_id, "name": name,
-                    "arguments": json.dumps(args)}
-            yield _sse("response.output_item.added",
-                       {"type": "response.output_item.added", "sequence_number": next(seq),
-                        "output_index": len(output),
-                        "item": {**item, "status": "in_progress", "arguments": ""}})
-            yield _sse("response.output_item.done",
-                       {"type": "response.output_item.done", "sequence_number": next(seq),
-                        "output_index": len(output), "item": item})
+            item = {
+                "id": _new_id("fc_"),
+                "type": "function_call",
+                "status": "completed",
+                "call_id": call.tool_call_id,
+                "name": name,
+                "arguments": json.dumps(args),
+            }
+            yield _sse(
+                "response.output_item.added",
+                {
+                    "type": "response.output_item.added",
+                    "sequence_number": next(seq),
+                    "output_index": len(output),
+                    "item": {**item, "status": "in_progress", "arguments": ""},
+                },
+            )
+            yield _sse(
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "sequence_number": next(seq),
+                    "output_index": len(output),
+                    "item": item,
+                },
+            )
             output.append(item)
         call.wire_usage = self._wire_usage(step.usage)
-        completed = {**response, "status": "completed", "output": output,
-                     "usage": call.wire_usage}
-        yield _sse("response.completed",
-                   {"type": "response.completed", "sequence_number": next(seq),
-                    "response": completed})
+        completed = {**response, "status": "completed", "output": output, "usage": call.wire_usage}
+        yield _sse(
+            "response.completed",
+            {"type": "response.completed", "sequence_number": next(seq), "response": completed},
+        )
 
     def _side(self, handler: BaseHTTPRequestHandler, call: RecordedCall) -> None:
         if call.path.endswith("/models"):
-            _send_json(handler, 200, {"object": "list", "data": [
-                {"id": self.model, "object": "model", "created": 0, "owned_by": "mock"}]})
+            _send_json(
+                handler,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": self.model, "object": "model", "created": 0, "owned_by": "mock"}
+                    ],
+                },
+            )
         else:
             # /v1/analytics/codex/turn-costs and anything else: accept and ignore.
             _send_json(handler, 200, {})
@@ -646,8 +739,7 @@ class OpenAIResponsesMock(MockModelServer):
                 output = item.get("output")
                 if isinstance(output, list):
                     output = "".join(o.get("text", "") for o in output if isinstance(o, dict))
-                results.append({"call_id": item.get("call_id"), "output": output,
-                                "is_error": None})
+                results.append({"call_id": item.get("call_id"), "output": output, "is_error": None})
         return results
 
 
@@ -674,8 +766,10 @@ class GeminiMock(MockModelServer):
                 "message": "Resource has been exhausted (e.g. check quota).",
                 "status": "RESOURCE_EXHAUSTED",
                 "details": [
-                    {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                     "retryDelay": f"{step.retry_after_s}s"},
+                    {
+                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{step.retry_after_s}s",
+                    },
                 ],
             }
         }
@@ -712,9 +806,14 @@ class GeminiMock(MockModelServer):
             parts.append({"text": pieces[-1]})
         if isinstance(step, ToolCall):
             name = step.tool or "run_shell_command"
-            args = step.args if step.args is not None else {
-                "command": step.command, "description": "Run the command the scenario asks for"
-            }
+            args = (
+                step.args
+                if step.args is not None
+                else {
+                    "command": step.command,
+                    "description": "Run the command the scenario asks for",
+                }
+            )
             call.tool_call_id = name
             parts.append({"functionCall": {"name": name, "args": args}})
         yield _gemini_chunk(parts, "STOP", call.wire_usage, model, call.response_id)
@@ -734,8 +833,9 @@ class GeminiMock(MockModelServer):
             call.wire_usage = self._wire_usage(usage)
             call.response_id = _new_id("resp-")
             text = _json_answer(body)
-            response = _gemini_response([{"text": text}], "STOP", call.wire_usage, model,
-                                        call.response_id)
+            response = _gemini_response(
+                [{"text": text}], "STOP", call.wire_usage, model, call.response_id
+            )
             if call.path.endswith(":streamGenerateContent"):
                 handler.send_response(200)
                 handler.send_header("Content-Type", "text/event-stream")
@@ -755,11 +855,13 @@ class GeminiMock(MockModelServer):
                 response = part.get("functionResponse") if isinstance(part, dict) else None
                 if response:
                     output = response.get("response", {})
-                    results.append({
-                        "call_id": response.get("id") or f"{response.get('name')}#{n}",
-                        "output": output.get("output", output.get("error", output)),
-                        "is_error": "error" in output,
-                    })
+                    results.append(
+                        {
+                            "call_id": response.get("id") or f"{response.get('name')}#{n}",
+                            "output": output.get("output", output.get("error", output)),
+                            "is_error": "error" in output,
+                        }
+                    )
         return results
 
 
@@ -774,7 +876,9 @@ def _gemini_response(
     if finish:
         candidate["finishReason"] = finish
     response: dict[str, Any] = {
-        "candidates": [candidate], "modelVersion": model, "responseId": response_id,
+        "candidates": [candidate],
+        "modelVersion": model,
+        "responseId": response_id,
     }
     if usage is not None:
         response["usageMetadata"] = usage

@@ -50,8 +50,11 @@ class Capture:
     received: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
-        return {"signal": self.signal, "transport": self.transport,
-                "request": otlp_json(self.request)}
+        return {
+            "signal": self.signal,
+            "transport": self.transport,
+            "request": otlp_json(self.request),
+        }
 
 
 def otlp_json(request: Message) -> dict[str, Any]:
@@ -143,8 +146,11 @@ class OtlpCapture:
     def _handle_http(self, handler: BaseHTTPRequestHandler) -> None:
         signal = handler.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         chunked = handler.headers.get("Transfer-Encoding", "").lower() == "chunked"
-        raw = _read_chunked(handler) if chunked else handler.rfile.read(
-            int(handler.headers.get("Content-Length") or 0))
+        raw = (
+            _read_chunked(handler)
+            if chunked
+            else handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        )
         content_type = handler.headers.get("Content-Type", "").split(";")[0].strip()
         encoding = handler.headers.get("Content-Encoding", "").lower()
         if signal not in REQUEST_TYPES:
@@ -155,8 +161,11 @@ class OtlpCapture:
             handler.end_headers()
             return
         try:
-            payload = gzip.decompress(raw) if encoding == "gzip" else (
-                zlib.decompress(raw) if encoding == "deflate" else raw)
+            payload = (
+                gzip.decompress(raw)
+                if encoding == "gzip"
+                else (zlib.decompress(raw) if encoding == "deflate" else raw)
+            )
             if content_type == "application/json":
                 request = parse_otlp_json(signal, payload)
             else:
@@ -194,10 +203,10 @@ class OtlpCapture:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            def do_POST(self) -> None:
                 capture._handle_http(self)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         return Handler
@@ -209,22 +218,27 @@ class OtlpCapture:
         def export(signal: str) -> Any:
             def handle(request: Message, context: grpc.ServicerContext) -> Message:
                 metadata = dict(context.invocation_metadata())
-                capture._add(signal, request, {
-                    "protocol": "grpc",
-                    "content_encoding": metadata.get("grpc-encoding", ""),
-                    "user_agent": metadata.get("user-agent", ""),
-                })
+                capture._add(
+                    signal,
+                    request,
+                    {
+                        "protocol": "grpc",
+                        "content_encoding": metadata.get("grpc-encoding", ""),
+                        "user_agent": metadata.get("user-agent", ""),
+                    },
+                )
                 return RESPONSE_TYPES[signal]()
+
             return handle
 
         class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-            Export = staticmethod(export("logs"))  # noqa: N815 - gRPC method name
+            Export = staticmethod(export("logs"))
 
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-            Export = staticmethod(export("metrics"))  # noqa: N815
+            Export = staticmethod(export("metrics"))
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-            Export = staticmethod(export("traces"))  # noqa: N815
+            Export = staticmethod(export("traces"))
 
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self._grpc)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
@@ -232,7 +246,7 @@ class OtlpCapture:
 
 
 def _read_chunked(handler: BaseHTTPRequestHandler) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
         if size == 0:
@@ -241,3 +255,62 @@ def _read_chunked(handler: BaseHTTPRequestHandler) -> bytes:
             return b"".join(parts)
         parts.append(handler.rfile.read(size))
         handler.rfile.readline()
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a plain Python value."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One log record flattened for assertions: its resource, scope and attributes."""
+
+    resource: dict[str, Any]
+    scope: str
+    attributes: dict[str, Any]
+    body: Any
+
+    @property
+    def name(self) -> str | None:
+        value = self.attributes.get("event.name")
+        return str(value) if value is not None else None
+
+
+def log_events(requests: list[Message]) -> list[LogEvent]:
+    events = []
+    for request in requests:
+        for resource_logs in request.resource_logs:  # type: ignore[attr-defined]
+            resource = attributes(resource_logs.resource.attributes)
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    events.append(
+                        LogEvent(
+                            resource,
+                            scope_logs.scope.name,
+                            attributes(record.attributes),
+                            any_value(record.body),
+                        )
+                    )
+    return events
+
+
+def resources(requests: list[Message]) -> list[dict[str, Any]]:
+    """Resource attributes of every resource block, whatever the signal."""
+    found = []
+    for request in requests:
+        for field_name in ("resource_logs", "resource_metrics", "resource_spans"):
+            for block in getattr(request, field_name, ()):
+                found.append(attributes(block.resource.attributes))
+    return found

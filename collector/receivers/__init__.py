@@ -1,0 +1,1 @@
+"""Receivers: where telemetry enters agentwatch (OTLP over gRPC and HTTP)."""

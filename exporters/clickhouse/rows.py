@@ -1,0 +1,515 @@
+"""OTLP export requests to column-oriented rows for the raw and agent tables.
+
+This is the exporter's hot path. Each attribute list is turned into a ``{key: text}`` dict
+exactly once (the raw tables need that text anyway) and agent columns are parsed from the same
+dict, so no record is walked twice. Rows are built column by column (one list per column)
+because clickhouse-connect serialises columns without pivoting them again.
+
+Values become text as the Go ``clickhouseexporter`` does (``pcommon.Value.AsString``): strings
+as they are, integers in decimal, doubles in shortest form, booleans ``true``/``false``, bytes
+in base64, arrays and maps as compact JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from collector import agent_model as am
+from collector.component import LogsData, MetricsData, TracesData
+from exporters.clickhouse import schema
+
+SERVICE_NAME = "service.name"
+UINT64_MAX = 2**64 - 1
+
+_SPAN_KIND = {v.number: v.name for v in Span.SpanKind.DESCRIPTOR.values}
+_STATUS_CODE = {v.number: v.name for v in Status.StatusCode.DESCRIPTOR.values}
+assert AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA == 1
+
+
+def float_text(value: float) -> str:
+    """Shortest text that reads back as the same double; integral values without ``.0``."""
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def any_raw(value: AnyValue) -> Any:
+    """An AnyValue as plain Python, for JSON of arrays and maps."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return value.double_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if which == "array_value":
+        return [any_raw(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_raw(kv.value) for kv in value.kvlist_value.values}
+    return None
+
+
+def _other_text(value: AnyValue, which: str | None) -> str:
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        return float_text(value.double_value)
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    if which is None:
+        return ""
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return json.dumps(any_raw(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def any_text(value: AnyValue) -> str:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    return _other_text(value, which)
+
+
+def attributes_text(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    """``{key: text}`` of an attribute list; the string case is inlined because it dominates."""
+    out: dict[str, str] = {}
+    for kv in attributes:
+        value = kv.value
+        which = value.WhichOneof("value")
+        out[kv.key] = value.string_value if which == "string_value" else _other_text(value, which)
+    return out
+
+
+def flat_columns(table: schema.Table) -> list[tuple[str, str]]:
+    """Insertable (name, type) pairs with each Nested column split into its Array columns."""
+    out: list[tuple[str, str]] = []
+    for column in table.insert_columns:
+        if column.type.startswith("Nested"):
+            inner = column.type[column.type.index("(") + 1 : column.type.rindex(")")]
+            for part in _split_top_level(inner):
+                name, type_ = part.strip().split(" ", 1)
+                out.append((f"{column.name}.{name}", f"Array({type_.strip()})"))
+        else:
+            out.append((column.name, column.type))
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+@dataclass
+class TableRows:
+    """Rows for one table, column-oriented, in the order of ``names``."""
+
+    table: str
+    names: list[str]
+    types: list[str]
+    columns: list[list[Any]]
+
+    @classmethod
+    def for_table(cls, table: schema.Table) -> TableRows:
+        flat = flat_columns(table)
+        return cls(table.name, [n for n, _ in flat], [t for _, t in flat], [[] for _ in flat])
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def select(self, keep: list[int]) -> TableRows:
+        """Only the rows at the given positions (used to drop already-stored agent events)."""
+        return TableRows(
+            self.table, self.names, self.types, [[col[i] for i in keep] for col in self.columns]
+        )
+
+
+@dataclass
+class AgentRows(TableRows):
+    event_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Everything one export request becomes."""
+
+    raw: list[TableRows]
+    agent: dict[str, AgentRows]
+    invalid_values: int = 0
+    """Agent attributes whose text did not parse as the column's type (stored as NULL/0; the
+    raw tables keep the original text)."""
+
+
+# --- agent events ---------------------------------------------------------------------------
+
+
+def _uint(text: str, limit: int) -> tuple[int, bool]:
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            number = int(float(text))
+        except (ValueError, OverflowError):
+            return 0, False
+    return min(max(number, 0), limit), number >= 0
+
+
+def _bool(text: str) -> tuple[bool | None, bool]:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True, True
+    if low in ("false", "0", "no"):
+        return False, True
+    return None, False
+
+
+class AgentRowBuilder:
+    """Routes agent events to their table's rows and parses each field by its kind."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, AgentRows] = {}
+        self.invalid = 0
+        self._seen: set[str] = set()
+
+    def _rows(self, spec: schema.AgentTable) -> AgentRows:
+        rows = self.rows.get(spec.table)
+        if rows is None:
+            flat = flat_columns(spec.spec())
+            rows = AgentRows(
+                spec.table, [n for n, _ in flat], [t for _, t in flat], [[] for _ in flat]
+            )
+            self.rows[spec.table] = rows
+        return rows
+
+    def add(
+        self,
+        attrs: dict[str, str],
+        resource: dict[str, str],
+        timestamp: int,
+        fallback_id: Callable[[], str],
+        service: str,
+        trace_id: str,
+        span_id: str,
+        record_kind: str,
+        defaults: dict[str, str] | None = None,
+    ) -> bool:
+        """Add one record carrying ``agentwatch.event``; False when its type has no table."""
+        try:
+            spec = schema.AGENT_TABLES[am.EventType(attrs[am.EVENT])]
+        except ValueError:
+            return False
+        event_id = attrs.get(am.EVENT_ID) or fallback_id()
+        if event_id in self._seen:  # the same event twice in one batch: keep the first
+            return True
+        self._seen.add(event_id)
+        rows = self._rows(spec)
+        columns = rows.columns
+        columns[0].append(timestamp)
+        columns[1].append(event_id)
+        index = 2
+        for f in spec.all_fields:
+            text = attrs.get(f.key)
+            if text is None:
+                text = resource.get(f.key)
+                if text is None and defaults is not None:
+                    text = defaults.get(f.key)
+            kind = f.kind
+            if kind == "str":
+                value: Any = text or ""
+            elif text is None or text == "":
+                value = [] if kind == "list" else (0 if kind == "uint" else None)
+            elif kind == "uint":
+                value, ok = _uint(text, UINT64_MAX if f.type == "UInt64" else 2**32 - 1)
+                self.invalid += not ok
+            elif kind == "float":
+                try:
+                    value = float(text)
+                except ValueError:
+                    value, self.invalid = None, self.invalid + 1
+            elif kind == "bool":
+                value, ok = _bool(text)
+                self.invalid += not ok
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+            columns[index].append(value)
+            index += 1
+        columns[index].append(service)
+        columns[index + 1].append(trace_id)
+        columns[index + 2].append(span_id)
+        columns[index + 3].append(record_kind)
+        rows.event_ids.append(event_id)
+        return True
+
+
+def _digest_id(message: Any) -> Callable[[], str]:
+    """Event id of a record that has none: a digest of its bytes, equal for an exact resend."""
+    return lambda: hashlib.blake2b(
+        message.SerializeToString(deterministic=True), digest_size=16
+    ).hexdigest()
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+def convert_logs(data: LogsData) -> Batch:
+    raw = TableRows.for_table(schema.OTEL_LOGS)
+    (ts, trace, span, flags, sev_text, sev_num, service_col, body, res_url, res_attrs, scope_url,
+     scope_name, scope_version, scope_attrs, log_attrs, event_name) = raw.columns
+    agents = AgentRowBuilder()
+    event_key = am.EVENT
+    for resource_logs in data.resource_logs:
+        resource = attributes_text(resource_logs.resource.attributes)
+        service = resource.get(SERVICE_NAME, "")
+        resource_url = resource_logs.schema_url
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_logs.scope
+            s_attrs = attributes_text(scope.attributes)
+            s_name, s_version, s_url = scope.name, scope.version, scope_logs.schema_url
+            for record in scope_logs.log_records:
+                attrs = attributes_text(record.attributes)
+                timestamp = record.time_unix_nano or record.observed_time_unix_nano
+                trace_hex = record.trace_id.hex()
+                span_hex = record.span_id.hex()
+                ts.append(timestamp)
+                trace.append(trace_hex)
+                span.append(span_hex)
+                flags.append(record.flags & 0xFF)
+                sev_text.append(record.severity_text)
+                sev_num.append(record.severity_number & 0xFF)
+                service_col.append(service)
+                body.append(any_text(record.body))
+                res_url.append(resource_url)
+                res_attrs.append(resource)
+                scope_url.append(s_url)
+                scope_name.append(s_name)
+                scope_version.append(s_version)
+                scope_attrs.append(s_attrs)
+                log_attrs.append(attrs)
+                event_name.append(record.event_name)
+                if event_key in attrs:
+                    agents.add(attrs, resource, timestamp, _digest_id(record), service,
+                               trace_hex, span_hex, "log")
+    return Batch([raw] if len(raw) else [], agents.rows, agents.invalid)
+
+
+# --- traces ---------------------------------------------------------------------------------
+
+
+def convert_traces(data: TracesData) -> Batch:
+    raw = TableRows.for_table(schema.OTEL_TRACES)
+    (ts, trace, span_col, parent, state, name, kind, service_col, res_attrs, scope_name,
+     scope_version, span_attrs, duration, status_code, status_message, ev_ts, ev_name, ev_attrs,
+     ln_trace, ln_span, ln_state, ln_attrs) = raw.columns
+    agents = AgentRowBuilder()
+    event_key = am.EVENT
+    for resource_spans in data.resource_spans:
+        resource = attributes_text(resource_spans.resource.attributes)
+        service = resource.get(SERVICE_NAME, "")
+        for scope_spans in resource_spans.scope_spans:
+            s_name, s_version = scope_spans.scope.name, scope_spans.scope.version
+            for span in scope_spans.spans:
+                attrs = attributes_text(span.attributes)
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
+                ts.append(start)
+                trace.append(trace_hex)
+                span_col.append(span_hex)
+                parent.append(span.parent_span_id.hex())
+                state.append(span.trace_state)
+                name.append(span.name)
+                kind.append(_SPAN_KIND.get(span.kind, ""))
+                service_col.append(service)
+                res_attrs.append(resource)
+                scope_name.append(s_name)
+                scope_version.append(s_version)
+                span_attrs.append(attrs)
+                duration.append(max(end - start, 0))
+                status_code.append(_STATUS_CODE.get(span.status.code, ""))
+                status_message.append(span.status.message)
+                ev_ts.append([e.time_unix_nano for e in span.events])
+                ev_name.append([e.name for e in span.events])
+                ev_attrs.append([attributes_text(e.attributes) for e in span.events])
+                ln_trace.append([link.trace_id.hex() for link in span.links])
+                ln_span.append([link.span_id.hex() for link in span.links])
+                ln_state.append([link.trace_state for link in span.links])
+                ln_attrs.append([attributes_text(link.attributes) for link in span.links])
+                if event_key in attrs:
+                    defaults = {am.DURATION_MS: float_text(max(end - start, 0) / 1e6)}
+                    agents.add(attrs, resource, start, _digest_id(span), service, trace_hex,
+                               span_hex, "span", defaults)
+    return Batch([raw] if len(raw) else [], agents.rows, agents.invalid)
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def _exemplars(point: Any, columns: list[list[Any]], first: int) -> None:
+    exemplars = point.exemplars
+    columns[first].append([attributes_text(e.filtered_attributes) for e in exemplars])
+    columns[first + 1].append([e.time_unix_nano for e in exemplars])
+    columns[first + 2].append(
+        [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars]
+    )
+    columns[first + 3].append([e.span_id.hex() for e in exemplars])
+    columns[first + 4].append([e.trace_id.hex() for e in exemplars])
+
+
+def _number(point: Any) -> float:
+    return float(point.as_double if point.WhichOneof("value") == "as_double" else point.as_int)
+
+
+METRIC_TABLES = {
+    "gauge": schema.OTEL_METRICS_GAUGE,
+    "sum": schema.OTEL_METRICS_SUM,
+    "histogram": schema.OTEL_METRICS_HISTOGRAM,
+    "exponential_histogram": schema.OTEL_METRICS_EXP_HISTOGRAM,
+    "summary": schema.OTEL_METRICS_SUMMARY,
+}
+_COMMON = 14  # leading columns shared by every metric table, see schema._metric_common
+
+
+def convert_metrics(data: MetricsData) -> Batch:
+    tables = {kind: TableRows.for_table(table) for kind, table in METRIC_TABLES.items()}
+    for resource_metrics in data.resource_metrics:
+        resource = attributes_text(resource_metrics.resource.attributes)
+        service = resource.get(SERVICE_NAME, "")
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope = scope_metrics.scope
+            head = (
+                resource,
+                resource_metrics.schema_url,
+                scope.name,
+                scope.version,
+                attributes_text(scope.attributes),
+                scope.dropped_attributes_count,
+                scope_metrics.schema_url,
+                service,
+            )
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is None:
+                    continue
+                rows = tables[kind]
+                columns = rows.columns
+                body = getattr(metric, kind)
+                common = (*head, metric.name, metric.description, metric.unit)
+                for point in body.data_points:
+                    for i, value in enumerate(common):
+                        columns[i].append(value)
+                    columns[11].append(attributes_text(point.attributes))
+                    columns[12].append(point.start_time_unix_nano)
+                    columns[13].append(point.time_unix_nano)
+                    _POINT_WRITERS[kind](point, body, columns)
+    return Batch([rows for rows in tables.values() if len(rows)], {})
+
+
+def _gauge(point: Any, body: Any, c: list[list[Any]]) -> None:
+    c[14].append(_number(point))
+    c[15].append(point.flags)
+    _exemplars(point, c, 16)
+
+
+def _sum(point: Any, body: Any, c: list[list[Any]]) -> None:
+    _gauge(point, body, c)
+    c[21].append(body.aggregation_temporality)
+    c[22].append(body.is_monotonic)
+
+
+def _histogram(point: Any, body: Any, c: list[list[Any]]) -> None:
+    c[14].append(point.count)
+    c[15].append(point.sum)
+    c[16].append(list(point.bucket_counts))
+    c[17].append(list(point.explicit_bounds))
+    _exemplars(point, c, 18)
+    c[23].append(point.flags)
+    c[24].append(point.min)
+    c[25].append(point.max)
+    c[26].append(body.aggregation_temporality)
+
+
+def _exponential_histogram(point: Any, body: Any, c: list[list[Any]]) -> None:
+    c[14].append(point.count)
+    c[15].append(point.sum)
+    c[16].append(point.scale)
+    c[17].append(point.zero_count)
+    c[18].append(point.positive.offset)
+    c[19].append(list(point.positive.bucket_counts))
+    c[20].append(point.negative.offset)
+    c[21].append(list(point.negative.bucket_counts))
+    _exemplars(point, c, 22)
+    c[27].append(point.flags)
+    c[28].append(point.min)
+    c[29].append(point.max)
+    c[30].append(body.aggregation_temporality)
+
+
+def _summary(point: Any, body: Any, c: list[list[Any]]) -> None:
+    c[14].append(point.count)
+    c[15].append(point.sum)
+    c[16].append([q.quantile for q in point.quantile_values])
+    c[17].append([q.value for q in point.quantile_values])
+    c[18].append(point.flags)
+
+
+_POINT_WRITERS: dict[str, Callable[[Any, Any, list[list[Any]]], None]] = {
+    "gauge": _gauge,
+    "sum": _sum,
+    "histogram": _histogram,
+    "exponential_histogram": _exponential_histogram,
+    "summary": _summary,
+}
+
+
+def _check_layout() -> None:
+    """Fail at import if a table's column order drifts from the writers' indexes above."""
+    expected = {
+        "gauge": ["Value", "Flags", "Exemplars.FilteredAttributes"],
+        "sum": ["Value", "Flags", "Exemplars.FilteredAttributes", "Exemplars.TimeUnix",
+                "Exemplars.Value", "Exemplars.SpanId", "Exemplars.TraceId",
+                "AggregationTemporality", "IsMonotonic"],
+        "histogram": ["Count", "Sum", "BucketCounts", "ExplicitBounds",
+                      "Exemplars.FilteredAttributes", "Exemplars.TimeUnix", "Exemplars.Value",
+                      "Exemplars.SpanId", "Exemplars.TraceId", "Flags", "Min", "Max",
+                      "AggregationTemporality"],
+        "exponential_histogram": ["Count", "Sum", "Scale", "ZeroCount", "PositiveOffset",
+                                  "PositiveBucketCounts", "NegativeOffset",
+                                  "NegativeBucketCounts", "Exemplars.FilteredAttributes",
+                                  "Exemplars.TimeUnix", "Exemplars.Value", "Exemplars.SpanId",
+                                  "Exemplars.TraceId", "Flags", "Min", "Max",
+                                  "AggregationTemporality"],
+        "summary": ["Count", "Sum", "ValueAtQuantiles.Quantile", "ValueAtQuantiles.Value",
+                    "Flags"],
+    }
+    for kind, names in expected.items():
+        flat = [n for n, _ in flat_columns(METRIC_TABLES[kind])]
+        assert flat[_COMMON : _COMMON + len(names)] == names, (kind, flat)
+        assert flat[11:14] == ["Attributes", "StartTimeUnix", "TimeUnix"], flat
+
+
+_check_layout()

@@ -1,0 +1,1097 @@
+"""The ClickHouse schema of agentwatch, as versioned migrations, and read-only querying.
+
+Three layers, documented column by column in docs/data-model.md:
+
+* raw OpenTelemetry tables with the column set of the collector-contrib ``clickhouseexporter``
+  (pinned: v0.150.0, the last release whose ``otel_logs`` has ``TimestampTime``), so Grafana's
+  ClickHouse data source and existing queries work unchanged;
+* agent tables, one row per agent event, plus sessions and hourly rollups kept current by
+  materialized views;
+* the public contract: plain views (``api_calls``, ``tool_calls``, ``sessions``, ...) whose
+  names and columns stay stable across schema versions while the tables underneath change.
+
+Every statement is rendered from ``SchemaSettings`` so that one definition serves a single
+server and a cluster (``ON CLUSTER``, ``Replicated*`` local tables, ``Distributed`` on top).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from collector import agent_model as am
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MIGRATIONS_TABLE = "agentwatch_schema_migrations"
+DEDUP_WINDOW = 10_000
+"""Block hashes kept per table for insert_deduplication_token: a retry this many inserts late
+into the same table is still recognised (one batch per second keeps hours of history)."""
+
+
+class ClickHouseClient(Protocol):
+    """The subset of clickhouse_connect's Client used here (a Protocol keeps tests honest)."""
+
+    database: str | None
+
+    def command(self, cmd: str, parameters: Any = None, settings: Any = None) -> Any: ...
+
+    def query(self, query: str, parameters: Any = None, settings: Any = None) -> Any: ...
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+# --- table definitions --------------------------------------------------------------------
+
+MAP = "Map(LowCardinality(String), String)"
+ZSTD = "ZSTD(1)"
+TS_CODEC = "Delta(8), ZSTD(1)"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    codec: str = ZSTD
+    expression: str = ""
+    """``DEFAULT ...``/``MATERIALIZED ...`` for derived columns (they are not inserted)."""
+
+    def ddl(self) -> str:
+        parts = [quote(self.name) if "." not in self.name else self.name, self.type]
+        if self.expression:
+            parts.append(self.expression)
+        if self.codec:
+            parts.append(f"CODEC({self.codec})")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One physical table; ``ttl`` is a template with ``{days}``, applied when days > 0."""
+
+    name: str
+    columns: tuple[Column, ...]
+    engine: str
+    order_by: str
+    partition_by: str = ""
+    primary_key: str = ""
+    indexes: tuple[str, ...] = ()
+    ttl: str = ""
+    sharding_key: str = "rand()"
+    """Distributed sharding; deterministic in the row so a retried batch lands on the same
+    shards in the same blocks and insert_deduplication_token still recognises it."""
+    ttl_key: str = ""
+    settings: tuple[str, ...] = ("index_granularity = 8192", "ttl_only_drop_parts = 1")
+
+    @property
+    def insert_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if not c.expression)
+
+    @property
+    def ttl_name(self) -> str:
+        return self.ttl_key or self.name
+
+
+def _exemplar_columns() -> tuple[Column, ...]:
+    return (
+        Column(
+            "Exemplars",
+            f"Nested (FilteredAttributes {MAP}, TimeUnix DateTime64(9), Value Float64, "
+            "SpanId String, TraceId String)",
+        ),
+    )
+
+
+def _metric_common() -> tuple[Column, ...]:
+    return (
+        Column("ResourceAttributes", MAP),
+        Column("ResourceSchemaUrl", "String"),
+        Column("ScopeName", "String"),
+        Column("ScopeVersion", "String"),
+        Column("ScopeAttributes", MAP),
+        Column("ScopeDroppedAttrCount", "UInt32"),
+        Column("ScopeSchemaUrl", "String"),
+        Column("ServiceName", "LowCardinality(String)"),
+        Column("MetricName", "String"),
+        Column("MetricDescription", "String"),
+        Column("MetricUnit", "String"),
+        Column("Attributes", MAP),
+        Column("StartTimeUnix", "DateTime64(9)", "Delta, ZSTD(1)"),
+        Column("TimeUnix", "DateTime64(9)", "Delta, ZSTD(1)"),
+    )
+
+
+def _map_indexes(*maps: tuple[str, str]) -> tuple[str, ...]:
+    out = []
+    for prefix, column in maps:
+        out.append(f"INDEX idx_{prefix}_key mapKeys({column}) TYPE bloom_filter(0.01) GRANULARITY 1")
+        out.append(
+            f"INDEX idx_{prefix}_value mapValues({column}) TYPE bloom_filter(0.01) GRANULARITY 1"
+        )
+    return tuple(out)
+
+
+_METRIC_INDEXES = _map_indexes(("res_attr", "ResourceAttributes"), ("scope_attr", "ScopeAttributes"),
+                               ("attr", "Attributes"))
+
+
+def _metric_table(name: str, columns: tuple[Column, ...]) -> Table:
+    return Table(
+        name=name,
+        columns=_metric_common() + columns,
+        engine="MergeTree",
+        partition_by="toDate(TimeUnix)",
+        order_by="(ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))",
+        indexes=_METRIC_INDEXES,
+        ttl="toDateTime(TimeUnix) + toIntervalDay({days})",
+        sharding_key="cityHash64(ServiceName, MetricName, TimeUnix)",
+    )
+
+
+OTEL_LOGS = Table(
+    name="otel_logs",
+    columns=(
+        Column("Timestamp", "DateTime64(9)", TS_CODEC),
+        Column("TimestampTime", "DateTime", "", "DEFAULT toDateTime(Timestamp)"),
+        Column("TraceId", "String"),
+        Column("SpanId", "String"),
+        Column("TraceFlags", "UInt8", ""),
+        Column("SeverityText", "LowCardinality(String)"),
+        Column("SeverityNumber", "UInt8", ""),
+        Column("ServiceName", "LowCardinality(String)"),
+        Column("Body", "String"),
+        Column("ResourceSchemaUrl", "LowCardinality(String)"),
+        Column("ResourceAttributes", MAP),
+        Column("ScopeSchemaUrl", "LowCardinality(String)"),
+        Column("ScopeName", "String"),
+        Column("ScopeVersion", "LowCardinality(String)"),
+        Column("ScopeAttributes", MAP),
+        Column("LogAttributes", MAP),
+        Column("EventName", "String"),
+    ),
+    engine="MergeTree",
+    partition_by="toDate(TimestampTime)",
+    primary_key="(ServiceName, TimestampTime)",
+    order_by="(ServiceName, TimestampTime, Timestamp)",
+    indexes=(
+        "INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+        *_map_indexes(("res_attr", "ResourceAttributes"), ("scope_attr", "ScopeAttributes"),
+                      ("log_attr", "LogAttributes")),
+        "INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8",
+    ),
+    ttl="TimestampTime + toIntervalDay({days})",
+    sharding_key="cityHash64(ServiceName, Timestamp, TraceId, SpanId)",
+)
+
+OTEL_TRACES = Table(
+    name="otel_traces",
+    columns=(
+        Column("Timestamp", "DateTime64(9)", "Delta, ZSTD(1)"),
+        Column("TraceId", "String"),
+        Column("SpanId", "String"),
+        Column("ParentSpanId", "String"),
+        Column("TraceState", "String"),
+        Column("SpanName", "LowCardinality(String)"),
+        Column("SpanKind", "LowCardinality(String)"),
+        Column("ServiceName", "LowCardinality(String)"),
+        Column("ResourceAttributes", MAP),
+        Column("ScopeName", "String"),
+        Column("ScopeVersion", "String"),
+        Column("SpanAttributes", MAP),
+        Column("Duration", "UInt64"),
+        Column("StatusCode", "LowCardinality(String)"),
+        Column("StatusMessage", "String"),
+        Column("Events", f"Nested (Timestamp DateTime64(9), Name LowCardinality(String), "
+                         f"Attributes {MAP})"),
+        Column("Links", f"Nested (TraceId String, SpanId String, TraceState String, "
+                        f"Attributes {MAP})"),
+    ),
+    engine="MergeTree",
+    partition_by="toDate(Timestamp)",
+    order_by="(ServiceName, SpanName, toDateTime(Timestamp))",
+    indexes=(
+        "INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+        *_map_indexes(("res_attr", "ResourceAttributes"), ("span_attr", "SpanAttributes")),
+        "INDEX idx_duration Duration TYPE minmax GRANULARITY 1",
+    ),
+    ttl="toDate(Timestamp) + toIntervalDay({days})",
+    sharding_key="cityHash64(TraceId)",
+)
+
+OTEL_TRACES_TRACE_ID_TS = Table(
+    name="otel_traces_trace_id_ts",
+    columns=(
+        Column("TraceId", "String"),
+        Column("Start", "DateTime"),
+        Column("End", "DateTime"),
+    ),
+    engine="MergeTree",
+    partition_by="toDate(Start)",
+    order_by="(TraceId, Start)",
+    indexes=("INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1",),
+    ttl="toDate(Start) + toIntervalDay({days})",
+    sharding_key="cityHash64(TraceId)",
+    ttl_key="otel_traces",
+)
+
+OTEL_METRICS_GAUGE = _metric_table(
+    "otel_metrics_gauge",
+    (Column("Value", "Float64"), Column("Flags", "UInt32"), *_exemplar_columns()),
+)
+OTEL_METRICS_SUM = _metric_table(
+    "otel_metrics_sum",
+    (
+        Column("Value", "Float64"),
+        Column("Flags", "UInt32"),
+        *_exemplar_columns(),
+        Column("AggregationTemporality", "Int32"),
+        Column("IsMonotonic", "Boolean", "Delta, ZSTD(1)"),
+    ),
+)
+OTEL_METRICS_HISTOGRAM = _metric_table(
+    "otel_metrics_histogram",
+    (
+        Column("Count", "UInt64", "Delta, ZSTD(1)"),
+        Column("Sum", "Float64"),
+        Column("BucketCounts", "Array(UInt64)"),
+        Column("ExplicitBounds", "Array(Float64)"),
+        *_exemplar_columns(),
+        Column("Flags", "UInt32"),
+        Column("Min", "Float64"),
+        Column("Max", "Float64"),
+        Column("AggregationTemporality", "Int32"),
+    ),
+)
+OTEL_METRICS_EXP_HISTOGRAM = _metric_table(
+    "otel_metrics_exponential_histogram",
+    (
+        Column("Count", "UInt64", "Delta, ZSTD(1)"),
+        Column("Sum", "Float64"),
+        Column("Scale", "Int32"),
+        Column("ZeroCount", "UInt64"),
+        Column("PositiveOffset", "Int32"),
+        Column("PositiveBucketCounts", "Array(UInt64)"),
+        Column("NegativeOffset", "Int32"),
+        Column("NegativeBucketCounts", "Array(UInt64)"),
+        *_exemplar_columns(),
+        Column("Flags", "UInt32"),
+        Column("Min", "Float64"),
+        Column("Max", "Float64"),
+        Column("AggregationTemporality", "Int32"),
+    ),
+)
+OTEL_METRICS_SUMMARY = _metric_table(
+    "otel_metrics_summary",
+    (
+        Column("Count", "UInt64", "Delta, ZSTD(1)"),
+        Column("Sum", "Float64"),
+        Column("ValueAtQuantiles", "Nested (Quantile Float64, Value Float64)"),
+        Column("Flags", "UInt32"),
+    ),
+)
+
+RAW_TABLES = (
+    OTEL_LOGS,
+    OTEL_TRACES,
+    OTEL_TRACES_TRACE_ID_TS,
+    OTEL_METRICS_GAUGE,
+    OTEL_METRICS_SUM,
+    OTEL_METRICS_HISTOGRAM,
+    OTEL_METRICS_EXP_HISTOGRAM,
+    OTEL_METRICS_SUMMARY,
+)
+
+
+# --- agent tables ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentField:
+    """An agent-table column filled from one ``agentwatch.*`` attribute.
+
+    ``kind`` says how the attribute's text is parsed: str, uint, float (NULL when absent),
+    bool (NULL when absent) or list (comma-separated).
+    """
+
+    column: str
+    type: str
+    key: str
+    kind: str = "str"
+
+
+def _s(column: str, key: str, low_cardinality: bool = False) -> AgentField:
+    return AgentField(column, "LowCardinality(String)" if low_cardinality else "String", key)
+
+
+def _u(column: str, key: str, bits: int = 64) -> AgentField:
+    return AgentField(column, f"UInt{bits}", key, "uint")
+
+
+def _f(column: str, key: str) -> AgentField:
+    return AgentField(column, "Nullable(Float64)", key, "float")
+
+
+COMMON_FIELDS = (
+    _s("agent", am.AGENT, True),
+    _s("agent_version", am.AGENT_VERSION, True),
+    _s("session_id", am.SESSION_ID),
+    _s("prompt_id", am.PROMPT_ID),
+    _s("user_id", am.USER_ID),
+    _s("user_email", am.USER_EMAIL),
+    _s("user_account", am.USER_ACCOUNT),
+    _s("organization", am.ORGANIZATION, True),
+    _s("team", am.TEAM, True),
+    _s("cost_center", am.COST_CENTER, True),
+    _s("host", am.HOST, True),
+    _s("terminal", am.TERMINAL, True),
+)
+"""Columns every agent table has, after the envelope columns below."""
+
+ENVELOPE_COLUMNS = (
+    Column("timestamp", "DateTime64(9)", "Delta, ZSTD(1)"),
+    Column("event_id", "String"),
+)
+TRAILER_COLUMNS = (
+    Column("service_name", "LowCardinality(String)"),
+    Column("trace_id", "String"),
+    Column("span_id", "String"),
+    Column("record_kind", "LowCardinality(String)"),
+)
+"""Where the event came from: ``record_kind`` is ``log`` or ``span``; trace and span ids join
+to otel_traces and otel_logs."""
+
+
+@dataclass(frozen=True)
+class AgentTable:
+    """One agent event type's table: envelope + common + specific fields + trailer."""
+
+    event: am.EventType
+    table: str
+    fields: tuple[AgentField, ...]
+
+    @property
+    def all_fields(self) -> tuple[AgentField, ...]:
+        return COMMON_FIELDS + self.fields
+
+    def spec(self) -> Table:
+        columns = (
+            ENVELOPE_COLUMNS
+            + tuple(Column(f.column, f.type) for f in self.all_fields)
+            + TRAILER_COLUMNS
+        )
+        return Table(
+            name=self.table,
+            columns=columns,
+            engine="ReplacingMergeTree",
+            partition_by="toYYYYMM(timestamp)",
+            order_by="(toDate(timestamp), agent, session_id, timestamp, event_id)",
+            indexes=(
+                "INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1",
+                "INDEX idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 1",
+            ),
+            ttl="toDateTime(timestamp) + toIntervalDay({days})",
+            sharding_key="cityHash64(session_id)",
+            ttl_key="agent_events",
+        )
+
+
+AGENT_TABLES: dict[am.EventType, AgentTable] = {
+    t.event: t
+    for t in (
+        AgentTable(
+            am.EventType.API_CALL,
+            "agent_api_calls",
+            (
+                _s("request_id", am.REQUEST_ID),
+                _s("provider", am.PROVIDER, True),
+                _s("model", am.MODEL, True),
+                _u("input_tokens", am.INPUT_TOKENS),
+                _u("cache_read_tokens", am.CACHE_READ_TOKENS),
+                _u("cache_write_tokens", am.CACHE_WRITE_TOKENS),
+                _u("cache_write_5m_tokens", am.CACHE_WRITE_5M_TOKENS),
+                _u("cache_write_1h_tokens", am.CACHE_WRITE_1H_TOKENS),
+                _u("output_tokens", am.OUTPUT_TOKENS),
+                _u("reasoning_tokens", am.REASONING_TOKENS),
+                _f("cost_usd", am.COST_USD),
+                _f("cost_usd_reported", am.COST_USD_REPORTED),
+                _f("cost_usd_computed", am.COST_USD_COMPUTED),
+                _f("duration_ms", am.DURATION_MS),
+                _f("ttft_ms", am.TTFT_MS),
+                _s("status", am.STATUS, True),
+                _u("attempt", am.ATTEMPT, 32),
+            ),
+        ),
+        AgentTable(
+            am.EventType.API_ERROR,
+            "agent_api_errors",
+            (
+                _s("request_id", am.REQUEST_ID),
+                _s("provider", am.PROVIDER, True),
+                _s("model", am.MODEL, True),
+                _s("status", am.STATUS, True),
+                _s("error_message", am.ERROR_MESSAGE),
+                _u("attempt", am.ATTEMPT, 32),
+                _f("duration_ms", am.DURATION_MS),
+            ),
+        ),
+        AgentTable(
+            am.EventType.TOOL_CALL,
+            "agent_tool_calls",
+            (
+                _s("tool_name", am.TOOL_NAME, True),
+                _s("tool_call_id", am.TOOL_CALL_ID),
+                _s("mcp_server", am.MCP_SERVER, True),
+                _s("decision", am.DECISION, True),
+                _s("decision_source", am.DECISION_SOURCE, True),
+                _s("permission_mode", am.PERMISSION_MODE, True),
+                AgentField("success", "Nullable(Bool)", am.SUCCESS, "bool"),
+                _f("duration_ms", am.DURATION_MS),
+                _s("arguments", am.TOOL_ARGUMENTS),
+                _u("arguments_size", am.TOOL_ARGUMENTS_SIZE),
+                _s("output", am.TOOL_OUTPUT),
+                _u("output_size", am.TOOL_OUTPUT_SIZE),
+                _s("command", am.COMMAND),
+                _s("file_path", am.FILE_PATH),
+            ),
+        ),
+        AgentTable(
+            am.EventType.USER_PROMPT,
+            "agent_user_prompts",
+            (_u("prompt_length", am.PROMPT_LENGTH), _s("prompt_text", am.PROMPT_TEXT)),
+        ),
+        AgentTable(
+            am.EventType.SESSION_START,
+            "agent_session_starts",
+            (
+                _s("provider", am.PROVIDER, True),
+                _s("model", am.MODEL, True),
+                _s("approval_policy", am.APPROVAL_POLICY, True),
+                _s("sandbox", am.SANDBOX, True),
+                _s("permission_mode", am.PERMISSION_MODE, True),
+                AgentField("mcp_servers", "Array(String)", am.MCP_SERVERS, "list"),
+            ),
+        ),
+        AgentTable(
+            am.EventType.CODE_CHANGE,
+            "agent_code_changes",
+            (
+                _u("lines_added", am.LINES_ADDED),
+                _u("lines_removed", am.LINES_REMOVED),
+                _u("commits", am.COMMITS),
+                _u("pull_requests", am.PULL_REQUESTS),
+                _s("tool_name", am.TOOL_NAME, True),
+                _s("file_path", am.FILE_PATH),
+            ),
+        ),
+        AgentTable(
+            am.EventType.DETECTION,
+            "agent_detections",
+            (
+                _s("rule_id", am.RULE_ID, True),
+                _s("severity", am.SEVERITY, True),
+                _s("evidence", am.EVIDENCE),
+                _s("tool_name", am.TOOL_NAME, True),
+            ),
+        ),
+    )
+}
+
+AGENT_EVENT_IDS = Table(
+    name="agent_event_ids",
+    columns=(
+        Column("event_id", "String"),
+        Column("event", "LowCardinality(String)"),
+        Column("timestamp", "DateTime64(9)", "Delta, ZSTD(1)"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(timestamp)",
+    order_by="event_id",
+    ttl="toDateTime(timestamp) + toIntervalDay({days})",
+    sharding_key="cityHash64(event_id)",
+    ttl_key="agent_events",
+)
+"""Every agent event id ever stored, for the exporter's pre-insert check (a primary-key
+lookup) that keeps a re-sent event out of agent tables, sessions and rollups."""
+
+
+def _saf(function: str, type_: str) -> str:
+    return f"SimpleAggregateFunction({function}, {type_})"
+
+
+SESSION_COUNTERS = (
+    "api_calls",
+    "api_errors",
+    "tool_calls",
+    "user_prompts",
+    "detections",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "priced_api_calls",
+    "lines_added",
+    "lines_removed",
+)
+SESSION_LABELS = ("agent_version", "user_id", "user_email", "team", "organization")
+
+AGENT_SESSIONS = Table(
+    name="agent_sessions",
+    columns=(
+        Column("agent", "LowCardinality(String)"),
+        Column("session_id", "String"),
+        Column("month", "Date"),
+        *(Column(name, _saf("max", "String")) for name in SESSION_LABELS),
+        Column("first_seen", _saf("min", "DateTime64(9)")),
+        Column("last_seen", _saf("max", "DateTime64(9)")),
+        *(Column(name, _saf("sum", "UInt64")) for name in SESSION_COUNTERS),
+        Column("cost_usd", _saf("sum", "Float64")),
+    ),
+    engine="AggregatingMergeTree",
+    partition_by="month",
+    order_by="(agent, session_id)",
+    ttl="month + toIntervalDay({days})",
+    sharding_key="cityHash64(session_id)",
+)
+"""One row per (agent, session, month) after merges; the ``sessions`` view finishes the
+aggregation. Labels use max() so an event without e-mail never blanks one that had it."""
+
+USAGE_KEYS = ("hour", "agent", "team", "user_id", "user_email", "provider", "model")
+USAGE_SUMS = (
+    "api_calls",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "priced_api_calls",
+    "reported_api_calls",
+)
+
+AGENT_USAGE_HOURLY = Table(
+    name="agent_usage_hourly",
+    columns=(
+        Column("hour", "DateTime", "Delta, ZSTD(1)"),
+        Column("agent", "LowCardinality(String)"),
+        Column("team", "LowCardinality(String)"),
+        Column("user_id", "String"),
+        Column("user_email", "String"),
+        Column("provider", "LowCardinality(String)"),
+        Column("model", "LowCardinality(String)"),
+        *(Column(name, "UInt64") for name in USAGE_SUMS),
+        Column("cost_usd", "Float64"),
+        Column("cost_usd_reported", "Float64"),
+        Column("duration_ms", "Float64"),
+    ),
+    engine="SummingMergeTree",
+    partition_by="toYYYYMM(hour)",
+    order_by="(" + ", ".join(USAGE_KEYS) + ")",
+    ttl="hour + toIntervalDay({days})",
+    sharding_key="cityHash64(user_id, user_email)",
+)
+"""Hourly sums by agent/team/user/provider/model: a 30-day cost-by-user query reads at most
+720 rows per user and model instead of every API call."""
+
+ALL_TABLES: tuple[Table, ...] = (
+    *RAW_TABLES,
+    *(t.spec() for t in AGENT_TABLES.values()),
+    AGENT_EVENT_IDS,
+    AGENT_SESSIONS,
+    AGENT_USAGE_HOURLY,
+)
+
+TTL_KEYS = tuple(dict.fromkeys(t.ttl_name for t in ALL_TABLES))
+DEFAULT_TTL_DAYS: dict[str, int] = {
+    "otel_logs": 30,
+    "otel_traces": 30,
+    "otel_metrics_gauge": 30,
+    "otel_metrics_sum": 30,
+    "otel_metrics_histogram": 30,
+    "otel_metrics_exponential_histogram": 30,
+    "otel_metrics_summary": 30,
+    "agent_events": 400,
+    "agent_sessions": 400,
+    "agent_usage_hourly": 800,
+}
+assert set(DEFAULT_TTL_DAYS) == set(TTL_KEYS), TTL_KEYS
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaSettings:
+    """What the DDL depends on: database, optional cluster and retention per table (0 = keep)."""
+
+    database: str = "agentwatch"
+    cluster: str = ""
+    ttl_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TTL_DAYS))
+    dedup_window: int = DEDUP_WINDOW
+
+    def __post_init__(self) -> None:
+        if not IDENTIFIER.fullmatch(self.database):
+            raise ValueError(f"invalid database name {self.database!r}")
+        if self.cluster and not IDENTIFIER.fullmatch(self.cluster):
+            raise ValueError(f"invalid cluster name {self.cluster!r}")
+        unknown = set(self.ttl_days) - set(TTL_KEYS)
+        if unknown:
+            raise ValueError(f"unknown ttl_days keys {sorted(unknown)}; known: {list(TTL_KEYS)}")
+
+    def days(self, table: Table) -> int:
+        return int(self.ttl_days.get(table.ttl_name, DEFAULT_TTL_DAYS[table.ttl_name]))
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {quote(self.cluster)}" if self.cluster else ""
+
+    def local_name(self, table: str) -> str:
+        """Name of the table that stores the rows (``<t>_local`` on a cluster)."""
+        return f"{table}_local" if self.cluster else table
+
+    def local(self, table: str) -> str:
+        return f"{quote(self.database)}.{quote(self.local_name(table))}"
+
+    def qualified(self, table: str) -> str:
+        """The name to insert into and query (the Distributed table on a cluster)."""
+        return f"{quote(self.database)}.{quote(table)}"
+
+    def engine(self, engine: str, table: str) -> str:
+        if not self.cluster:
+            return f"{engine}()"
+        path = f"/clickhouse/tables/{{shard}}/{self.database}/{self.local_name(table)}"
+        return f"Replicated{engine}('{path}', '{{replica}}')"
+
+    def table_settings(self, table: Table) -> list[str]:
+        dedup = (
+            f"replicated_deduplication_window = {self.dedup_window}"
+            if self.cluster
+            else f"non_replicated_deduplication_window = {self.dedup_window}"
+        )
+        return [*table.settings, dedup]
+
+
+def render_ttl(table: Table, settings: SchemaSettings) -> str:
+    days = settings.days(table)
+    return f"TTL {table.ttl.format(days=days)}" if table.ttl and days > 0 else ""
+
+
+def render_table(table: Table, settings: SchemaSettings) -> list[str]:
+    """CREATE statements for one table: itself, or its local table plus a Distributed one."""
+    body = ",\n    ".join([*(c.ddl() for c in table.columns), *table.indexes])
+    clauses = [f"ENGINE = {settings.engine(table.engine, table.name)}"]
+    if table.partition_by:
+        clauses.append(f"PARTITION BY {table.partition_by}")
+    if table.primary_key:
+        clauses.append(f"PRIMARY KEY {table.primary_key}")
+    clauses.append(f"ORDER BY {table.order_by}")
+    ttl = render_ttl(table, settings)
+    if ttl:
+        clauses.append(ttl)
+    clauses.append("SETTINGS " + ", ".join(settings.table_settings(table)))
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {settings.local(table.name)}{settings.on_cluster} (\n"
+        f"    {body}\n) " + "\n".join(clauses)
+    ]
+    if settings.cluster:
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {settings.qualified(table.name)}{settings.on_cluster} "
+            f"AS {settings.local(table.name)} ENGINE = Distributed({quote(settings.cluster)}, "
+            f"{quote(settings.database)}, {quote(settings.local_name(table.name))}, "
+            f"{table.sharding_key})"
+        )
+    return statements
+
+
+def render_mv(name: str, target: str, select: str, settings: SchemaSettings) -> str:
+    """A materialized view on the local tables: each shard aggregates the rows it stores."""
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {settings.local(name)}{settings.on_cluster} "
+        f"TO {settings.local(target)} AS {select}"
+    )
+
+
+def render_view(name: str, select: str, settings: SchemaSettings) -> str:
+    return f"CREATE OR REPLACE VIEW {settings.qualified(name)}{settings.on_cluster} AS {select}"
+
+
+# --- materialized view queries --------------------------------------------------------------
+
+
+def _trace_id_ts_select(s: SchemaSettings) -> str:
+    return (
+        "SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End "
+        f"FROM {s.local('otel_traces')} WHERE TraceId != '' GROUP BY TraceId"
+    )
+
+
+def _event_ids_select(table: AgentTable, source: str) -> str:
+    return f"SELECT event_id, '{table.event.value}' AS event, timestamp FROM {source}"
+
+
+_SESSION_COUNTER_EXPRS: dict[str, dict[str, str]] = {
+    "agent_api_calls": {
+        "api_calls": "count()",
+        "input_tokens": "sum(src.input_tokens)",
+        "cache_read_tokens": "sum(src.cache_read_tokens)",
+        "cache_write_tokens": "sum(src.cache_write_tokens)",
+        "output_tokens": "sum(src.output_tokens)",
+        "reasoning_tokens": "sum(src.reasoning_tokens)",
+        "priced_api_calls": "countIf(src.cost_usd IS NOT NULL)",
+        "cost_usd": "sum(ifNull(src.cost_usd, 0))",
+    },
+    "agent_api_errors": {"api_errors": "count()"},
+    "agent_tool_calls": {"tool_calls": "count()"},
+    "agent_user_prompts": {"user_prompts": "count()"},
+    "agent_detections": {"detections": "count()"},
+    "agent_code_changes": {
+        "lines_added": "sum(src.lines_added)",
+        "lines_removed": "sum(src.lines_removed)",
+    },
+    "agent_session_starts": {},
+}
+"""What each agent table adds to a session. Source columns are qualified (``src.x``) because
+ClickHouse aliases are query-wide: ``sum(x) AS x`` next to ``countIf(x ...)`` would nest."""
+
+
+def _session_select(source_table: str, source: str) -> str:
+    exprs = _SESSION_COUNTER_EXPRS[source_table]
+    columns = ["src.agent AS agent", "src.session_id AS session_id",
+               "toStartOfMonth(src.timestamp) AS month"]
+    columns += [f"max(toString(src.{name})) AS {name}" for name in SESSION_LABELS]
+    columns += ["min(src.timestamp) AS first_seen", "max(src.timestamp) AS last_seen"]
+    columns += [f"toUInt64({exprs.get(name, '0')}) AS {name}" for name in SESSION_COUNTERS]
+    columns.append(f"toFloat64({exprs.get('cost_usd', '0')}) AS cost_usd")
+    return (
+        f"SELECT {', '.join(columns)} FROM {source} AS src WHERE src.session_id != '' "
+        "GROUP BY src.agent, src.session_id, month"
+    )
+
+
+def _usage_select(source: str) -> str:
+    columns = ["toStartOfHour(src.timestamp) AS hour"]
+    columns += [f"src.{key} AS {key}" for key in USAGE_KEYS[1:]]
+    columns += [
+        "count() AS api_calls",
+        *(f"sum(src.{name}) AS {name}" for name in USAGE_SUMS[1:6]),
+        "countIf(src.cost_usd IS NOT NULL) AS priced_api_calls",
+        "countIf(src.cost_usd_reported IS NOT NULL) AS reported_api_calls",
+        "sum(ifNull(src.cost_usd, 0)) AS cost_usd",
+        "sum(ifNull(src.cost_usd_reported, 0)) AS cost_usd_reported",
+        "sum(ifNull(src.duration_ms, 0)) AS duration_ms",
+    ]
+    group = ["hour", *(f"src.{key}" for key in USAGE_KEYS[1:])]
+    return f"SELECT {', '.join(columns)} FROM {source} AS src GROUP BY {', '.join(group)}"
+
+
+# --- public contract views ------------------------------------------------------------------
+
+_ENVELOPE = "timestamp, event_id, agent, agent_version, session_id, prompt_id, user_id, " \
+            "user_email, team, organization"
+
+PUBLIC_VIEWS: dict[str, str] = {
+    "api_calls": (
+        "SELECT timestamp, agent, agent_version, session_id, user_id, user_email, team, provider, "
+        "model, request_id, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, "
+        "reasoning_tokens, cost_usd, cost_usd_reported, duration_ms, status, event_id, "
+        "prompt_id, organization, cost_center, cache_write_5m_tokens, cache_write_1h_tokens, "
+        "cost_usd_computed, ttft_ms, attempt, trace_id, span_id FROM {agent_api_calls} FINAL"
+    ),
+    "tool_calls": (
+        "SELECT timestamp, agent, session_id, user_id, tool_name, mcp_server, decision, "
+        "decision_source, success, duration_ms, arguments, event_id, agent_version, prompt_id, "
+        "user_email, team, tool_call_id, permission_mode, arguments_size, output, output_size, "
+        "command, file_path, trace_id, span_id FROM {agent_tool_calls} FINAL"
+    ),
+    "detections": (
+        "SELECT timestamp, rule_id, severity, agent, session_id, user_id, evidence, event_id, "
+        "user_email, team, tool_name FROM {agent_detections} FINAL"
+    ),
+    "api_errors": (
+        f"SELECT {_ENVELOPE}, request_id, provider, model, status, error_message, attempt, "
+        "duration_ms FROM {agent_api_errors} FINAL"
+    ),
+    "user_prompts": (
+        f"SELECT {_ENVELOPE}, prompt_length, prompt_text FROM {{agent_user_prompts}} FINAL"
+    ),
+    "session_starts": (
+        f"SELECT {_ENVELOPE}, provider, model, approval_policy, sandbox, permission_mode, "
+        "mcp_servers FROM {agent_session_starts} FINAL"
+    ),
+    "code_changes": (
+        f"SELECT {_ENVELOPE}, lines_added, lines_removed, commits, pull_requests, tool_name, "
+        "file_path FROM {agent_code_changes} FINAL"
+    ),
+    "sessions": (
+        "SELECT t.session_id AS session_id, t.agent AS agent, "
+        "max(t.agent_version) AS agent_version, max(t.user_id) AS user_id, "
+        "max(t.user_email) AS user_email, max(t.team) AS team, "
+        "min(t.first_seen) AS first_seen, max(t.last_seen) AS last_seen, "
+        "sum(t.api_calls) AS api_calls, sum(t.tool_calls) AS tool_calls, "
+        "sum(t.input_tokens) AS input_tokens, sum(t.cache_read_tokens) AS cache_read_tokens, "
+        "sum(t.cache_write_tokens) AS cache_write_tokens, sum(t.output_tokens) AS output_tokens, "
+        "if(sum(t.priced_api_calls) = 0 AND sum(t.api_calls) > 0, NULL, "
+        "sum(t.cost_usd)) AS cost_usd, sum(t.reasoning_tokens) AS reasoning_tokens, "
+        "sum(t.api_calls) - sum(t.priced_api_calls) AS unpriced_api_calls, "
+        "sum(t.api_errors) AS api_errors, sum(t.user_prompts) AS user_prompts, "
+        "sum(t.detections) AS detections, sum(t.lines_added) AS lines_added, "
+        "sum(t.lines_removed) AS lines_removed, max(t.organization) AS organization "
+        "FROM {agent_sessions} AS t GROUP BY t.agent, t.session_id"
+    ),
+    "usage_hourly": (
+        "SELECT t.hour AS hour, t.agent AS agent, t.team AS team, t.user_id AS user_id, "
+        "t.user_email AS user_email, t.provider AS provider, t.model AS model, "
+        "sum(t.api_calls) AS api_calls, sum(t.input_tokens) AS input_tokens, "
+        "sum(t.cache_read_tokens) AS cache_read_tokens, "
+        "sum(t.cache_write_tokens) AS cache_write_tokens, "
+        "sum(t.output_tokens) AS output_tokens, sum(t.reasoning_tokens) AS reasoning_tokens, "
+        "if(sum(t.priced_api_calls) = 0 AND sum(t.api_calls) > 0, NULL, sum(t.cost_usd)) "
+        "AS cost_usd, sum(t.api_calls) - sum(t.priced_api_calls) AS unpriced_api_calls, "
+        "if(sum(t.reported_api_calls) = 0, NULL, sum(t.cost_usd_reported)) AS cost_usd_reported, "
+        "sum(t.duration_ms) AS duration_ms_total FROM {agent_usage_hourly} AS t GROUP BY "
+        + ", ".join(f"t.{key}" for key in USAGE_KEYS)
+    ),
+}
+"""The public contract (docs/data-model.md): names and leading columns never change; new
+columns are only appended. Agent views read FINAL so the ReplacingMergeTree backstop hides any
+duplicate that slipped past the exporter's check."""
+
+
+def render_public_view(name: str, settings: SchemaSettings) -> str:
+    names = {t.table: settings.qualified(t.table) for t in AGENT_TABLES.values()}
+    names["agent_sessions"] = settings.qualified("agent_sessions")
+    names["agent_usage_hourly"] = settings.qualified("agent_usage_hourly")
+    return render_view(name, PUBLIC_VIEWS[name].format(**names), settings)
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    render: Callable[[SchemaSettings], list[Statement]]
+
+
+def _m1_raw(s: SchemaSettings) -> list[Statement]:
+    out = [Statement(sql) for table in RAW_TABLES for sql in render_table(table, s)]
+    out.append(Statement(render_mv("otel_traces_trace_id_ts_mv", "otel_traces_trace_id_ts",
+                                   _trace_id_ts_select(s), s)))
+    return out
+
+
+def _m2_agent_events(s: SchemaSettings) -> list[Statement]:
+    out = [Statement(sql) for sql in render_table(AGENT_EVENT_IDS, s)]
+    for table in AGENT_TABLES.values():
+        out += [Statement(sql) for sql in render_table(table.spec(), s)]
+        out.append(Statement(render_mv(f"{table.table}_event_ids_mv", "agent_event_ids",
+                                       _event_ids_select(table, s.local(table.table)), s)))
+    return out
+
+
+def _backfill(target: str, select: str, s: SchemaSettings, token: str) -> Statement:
+    """INSERT ... SELECT of rows stored before a view existed; the token makes a re-run of an
+    interrupted migration harmless."""
+    return Statement(
+        f"INSERT INTO {s.qualified(target)} {select}",
+        {"insert_deduplication_token": token, **insert_settings(s)},
+    )
+
+
+def _m3_sessions_rollups(s: SchemaSettings) -> list[Statement]:
+    out = [Statement(sql) for t in (AGENT_SESSIONS, AGENT_USAGE_HOURLY) for sql in render_table(t, s)]
+    for table in AGENT_TABLES.values():
+        select = _session_select(table.table, s.qualified(table.table))
+        out.append(_backfill("agent_sessions", select, s, f"migration-3:sessions:{table.table}"))
+    usage = _usage_select(s.qualified("agent_api_calls"))
+    out.append(_backfill("agent_usage_hourly", usage, s, "migration-3:usage_hourly"))
+    for table in AGENT_TABLES.values():
+        out.append(Statement(render_mv(f"{table.table}_sessions_mv", "agent_sessions",
+                                       _session_select(table.table, s.local(table.table)), s)))
+    out.append(Statement(render_mv("agent_api_calls_usage_hourly_mv", "agent_usage_hourly",
+                                   _usage_select(s.local("agent_api_calls")), s)))
+    return out
+
+
+def _m4_public_views(s: SchemaSettings) -> list[Statement]:
+    return [Statement(render_public_view(name, s)) for name in PUBLIC_VIEWS]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "otel_raw_tables", _m1_raw),
+    Migration(2, "agent_event_tables", _m2_agent_events),
+    Migration(3, "agent_sessions_and_hourly_rollups", _m3_sessions_rollups),
+    Migration(4, "public_contract_views", _m4_public_views),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def insert_settings(s: SchemaSettings) -> dict[str, Any]:
+    """Settings every insert needs so retries and views deduplicate (see exporter)."""
+    out: dict[str, Any] = {
+        "async_insert": 0,
+        "insert_deduplicate": 1,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
+    if s.cluster:
+        out["distributed_foreground_insert"] = 1
+    return out
+
+
+def _migrations_table(s: SchemaSettings) -> list[str]:
+    if s.cluster:
+        engine = (
+            "ReplicatedReplacingMergeTree("
+            f"'/clickhouse/tables/{s.database}/{MIGRATIONS_TABLE}', '{{replica}}')"
+        )
+    else:
+        engine = "ReplacingMergeTree()"
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {quote(s.database)}{s.on_cluster}",
+        f"CREATE TABLE IF NOT EXISTS {s.qualified(MIGRATIONS_TABLE)}{s.on_cluster} "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
+        f"ENGINE = {engine} ORDER BY version",
+    ]
+
+
+def render_migrations(settings: SchemaSettings, upto: int | None = None) -> list[str]:
+    """Every statement ``migrate`` would run on an empty database, for review and tests."""
+    out = _migrations_table(settings)
+    for migration in MIGRATIONS:
+        if upto is not None and migration.version > upto:
+            break
+        out += [st.sql for st in migration.render(settings)]
+    return out
+
+
+def applied_versions(client: ClickHouseClient, settings: SchemaSettings) -> dict[int, Any]:
+    exists = client.query(
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": settings.database, "t": MIGRATIONS_TABLE},
+    ).result_rows[0][0]
+    if not exists:
+        return {}
+    rows = client.query(
+        f"SELECT version, min(applied_at) FROM {settings.qualified(MIGRATIONS_TABLE)} "
+        "GROUP BY version"
+    ).result_rows
+    return {int(version): applied_at for version, applied_at in rows}
+
+
+def migrate(
+    client: ClickHouseClient, settings: SchemaSettings, target: int | None = None
+) -> list[tuple[int, str]]:
+    """Apply pending migrations in order (up to ``target``); returns those applied.
+
+    Statements are idempotent (IF NOT EXISTS, OR REPLACE, token-deduplicated backfills), so a
+    migration interrupted half-way is simply run again. Also brings table TTLs in line with
+    ``settings.ttl_days``.
+    """
+    for sql in _migrations_table(settings):
+        client.command(sql)
+    done = applied_versions(client, settings)
+    applied: list[tuple[int, str]] = []
+    for migration in MIGRATIONS:
+        if target is not None and migration.version > target:
+            break
+        if migration.version in done:
+            continue
+        for statement in migration.render(settings):
+            client.command(statement.sql, settings=dict(statement.settings) or None)
+        client.command(
+            f"INSERT INTO {settings.qualified(MIGRATIONS_TABLE)} (version, name, applied_at) "
+            f"VALUES ({migration.version}, '{migration.name}', now64(3))",
+            settings=insert_settings(settings),
+        )
+        applied.append((migration.version, migration.name))
+    sync_ttls(client, settings, upto=target)
+    return applied
+
+
+def status(client: ClickHouseClient, settings: SchemaSettings) -> list[tuple[int, str, Any]]:
+    """Every known migration with its applied_at time, or None when pending."""
+    done = applied_versions(client, settings)
+    return [(m.version, m.name, done.get(m.version)) for m in MIGRATIONS]
+
+
+_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
+
+
+def _tables_upto(upto: int | None) -> list[Table]:
+    created = {1: RAW_TABLES, 2: (AGENT_EVENT_IDS, *(t.spec() for t in AGENT_TABLES.values())),
+               3: (AGENT_SESSIONS, AGENT_USAGE_HOURLY)}
+    return [t for version, tables in created.items() if upto is None or version <= upto
+            for t in tables]
+
+
+def sync_ttls(
+    client: ClickHouseClient, settings: SchemaSettings, upto: int | None = None
+) -> list[str]:
+    """ALTER the TTL of tables whose configured retention changed since they were created."""
+    rows = client.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+        parameters={"db": settings.database},
+    ).result_rows
+    engine_full = {name: text for name, text in rows}
+    changed = []
+    for table in _tables_upto(upto):
+        text = engine_full.get(settings.local_name(table.name))
+        if text is None or not table.ttl:
+            continue
+        match = _TTL_DAYS.search(text)
+        current = int(match.group(1)) if match else 0
+        wanted = settings.days(table)
+        if current == wanted:
+            continue
+        target = settings.local(table.name) + settings.on_cluster
+        if wanted > 0:
+            sql = f"ALTER TABLE {target} MODIFY {render_ttl(table, settings)}"
+        else:
+            sql = f"ALTER TABLE {target} REMOVE TTL"
+        client.command(sql, settings={"materialize_ttl_after_modify": 0})
+        changed.append(table.name)
+    return changed
+
+
+# --- read-only queries ----------------------------------------------------------------------
+
+READONLY_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
+_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|#[^\n]*(?:\n|\Z)|/\*.*?\*/|\()+", re.S)
+
+
+class ReadOnlyQueryError(ValueError):
+    """The statement is not a query; ``agentwatch query`` refuses to run it."""
+
+
+def first_keyword(sql: str) -> str:
+    rest = _LEADING_NOISE.sub("", sql, count=1)
+    match = re.match(r"[A-Za-z]+", rest)
+    return match.group(0).upper() if match else ""
+
+
+def run_readonly_query(
+    client: ClickHouseClient, sql: str, parameters: Mapping[str, Any] | None = None
+) -> tuple[list[str], list[Sequence[Any]]]:
+    """Run one query and return (column names, rows); anything that could write is refused.
+
+    Checked twice: here by the leading keyword (a clear message), and by the server through
+    ``readonly=1``, which rejects every write whatever the text looks like.
+    """
+    keyword = first_keyword(sql)
+    if keyword not in READONLY_KEYWORDS:
+        raise ReadOnlyQueryError(
+            f"only read-only statements ({', '.join(sorted(READONLY_KEYWORDS))}) are allowed, "
+            f"not {keyword or 'an empty statement'}"
+        )
+    statement = sql.strip().rstrip(";").strip()
+    result = client.query(statement, parameters=dict(parameters or {}), settings={"readonly": 1})
+    return list(result.column_names), [tuple(row) for row in result.result_rows]

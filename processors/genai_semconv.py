@@ -1,0 +1,280 @@
+"""OpenTelemetry GenAI semantic conventions, derived from the unified agent event keys.
+
+Every vendor normaliser first produces ``agentwatch.*`` keys; this module turns those into the
+``gen_ai.*`` attributes a GenAI-aware backend expects, so the mapping is written once and not
+per vendor. It follows the GenAI conventions in ``opentelemetry-semantic-conventions`` 0.66b2
+(the attribute set of the last revision in open-telemetry/semantic-conventions before the
+GenAI conventions moved to their own repository; see docs/genai-semconv.md).
+
+The conventions count tokens differently from agentwatch: ``gen_ai.usage.input_tokens``
+includes the cache-read and cache-creation tokens, which agentwatch keeps apart.
+
+It also builds the two client histograms, ``gen_ai.client.token.usage`` and
+``gen_ai.client.operation.duration``, for agents that do not emit them (Claude Code, Codex).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+
+from collector import agent_model as am
+from collector.agent_model import EventType
+from collector.component import MetricsData
+
+Scalar = str | bool | int | float
+
+TOKEN_USAGE_METRIC = "gen_ai.client.token.usage"
+OPERATION_DURATION_METRIC = "gen_ai.client.operation.duration"
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+"""Bucket boundaries the conventions recommend for the two histograms."""
+
+_CALL_EVENTS = (EventType.API_CALL.value, EventType.API_ERROR.value)
+
+
+def semconv_attributes(
+    event: Mapping[str, Scalar], provider: str, operation: str
+) -> dict[str, Scalar]:
+    """``gen_ai.*`` attributes of one normalised agent event (``agentwatch.*`` keys)."""
+    out: dict[str, Scalar] = {}
+    kind = event.get(am.EVENT)
+    out[ga.GEN_AI_PROVIDER_NAME] = event.get(am.PROVIDER) or provider
+    session = event.get(am.SESSION_ID)
+    if session:
+        out[ga.GEN_AI_CONVERSATION_ID] = session
+    if kind in _CALL_EVENTS:
+        out[ga.GEN_AI_OPERATION_NAME] = operation
+        model = event.get(am.MODEL)
+        if model:
+            out[ga.GEN_AI_REQUEST_MODEL] = model
+            out[ga.GEN_AI_RESPONSE_MODEL] = model
+        request_id = event.get(am.REQUEST_ID)
+        if request_id:
+            out[ga.GEN_AI_RESPONSE_ID] = request_id
+        if kind == EventType.API_ERROR.value:
+            out[ERROR_TYPE] = str(event.get(am.STATUS) or "_OTHER")
+        else:
+            out.update(usage_attributes(event))
+    elif kind == EventType.TOOL_CALL.value:
+        out[ga.GEN_AI_OPERATION_NAME] = "execute_tool"
+        name = event.get(am.TOOL_NAME)
+        if name:
+            out[ga.GEN_AI_TOOL_NAME] = name
+        call_id = event.get(am.TOOL_CALL_ID)
+        if call_id:
+            out[ga.GEN_AI_TOOL_CALL_ID] = call_id
+        out[ga.GEN_AI_TOOL_TYPE] = "extension" if event.get(am.MCP_SERVER) else "function"
+    return out
+
+
+def usage_attributes(event: Mapping[str, Scalar]) -> dict[str, int]:
+    """Token attributes in the conventions' sense: input includes both cache classes."""
+    uncached = _int(event.get(am.INPUT_TOKENS))
+    cache_read = _int(event.get(am.CACHE_READ_TOKENS))
+    cache_write = _int(event.get(am.CACHE_WRITE_TOKENS))
+    out = {
+        ga.GEN_AI_USAGE_INPUT_TOKENS: uncached + cache_read + cache_write,
+        ga.GEN_AI_USAGE_OUTPUT_TOKENS: _int(event.get(am.OUTPUT_TOKENS)),
+        ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
+        ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write,
+    }
+    if am.REASONING_TOKENS in event:
+        out[ga.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = _int(event.get(am.REASONING_TOKENS))
+    return out
+
+
+def _int(value: Scalar | None) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+# --- derived client metrics -------------------------------------------------------------------
+@dataclass
+class _Histogram:
+    bounds: tuple[float, ...]
+    counts: list[int]
+    count: int = 0
+    total: float = 0.0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+    start: int = 0
+    end: int = 0
+
+    def record(self, value: float, time_unix_nano: int) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+        self.start = time_unix_nano if not self.start else min(self.start, time_unix_nano)
+        self.end = max(self.end, time_unix_nano)
+
+
+@dataclass
+class _ResourceSeries:
+    resource: Resource
+    histograms: dict[tuple[str, tuple[tuple[str, Scalar], ...]], _Histogram] = field(
+        default_factory=dict
+    )
+
+
+class DerivedClientMetrics:
+    """Accumulates one batch's calls into the two GenAI client histograms (DELTA).
+
+    Points are aggregated per resource and attribute set, so a batch of a hundred calls of one
+    model becomes one histogram point per token type, not a hundred.
+    """
+
+    def __init__(self) -> None:
+        self._by_resource: dict[bytes, _ResourceSeries] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_resource)
+
+    def _series(self, resource: Resource) -> _ResourceSeries:
+        key = resource.SerializeToString(deterministic=True)
+        series = self._by_resource.get(key)
+        if series is None:
+            copy = Resource()
+            copy.CopyFrom(resource)
+            series = self._by_resource[key] = _ResourceSeries(copy)
+        return series
+
+    def _record(
+        self,
+        resource: Resource,
+        metric: str,
+        attributes: dict[str, Scalar],
+        value: float,
+        time_unix_nano: int,
+    ) -> None:
+        bounds: tuple[float, ...] = (
+            TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
+        )
+        key = (metric, tuple(sorted(attributes.items())))
+        series = self._series(resource)
+        hist = series.histograms.get(key)
+        if hist is None:
+            hist = series.histograms[key] = _Histogram(bounds, [0] * (len(bounds) + 1))
+        hist.record(value, time_unix_nano)
+
+    def add_call(
+        self,
+        resource: Resource,
+        event: Mapping[str, Scalar],
+        provider: str,
+        operation: str,
+        time_unix_nano: int,
+    ) -> None:
+        """Token usage of one ``api_call`` event (input counted the conventions' way)."""
+        base = _metric_attributes(event, provider, operation)
+        usage = usage_attributes(event)
+        for token_type, value in (
+            ("input", usage[ga.GEN_AI_USAGE_INPUT_TOKENS]),
+            ("output", usage[ga.GEN_AI_USAGE_OUTPUT_TOKENS]),
+        ):
+            attrs = dict(base)
+            attrs[ga.GEN_AI_TOKEN_TYPE] = token_type
+            self._record(resource, TOKEN_USAGE_METRIC, attrs, float(value), time_unix_nano)
+
+    def add_duration(
+        self,
+        resource: Resource,
+        event: Mapping[str, Scalar],
+        provider: str,
+        operation: str,
+        seconds: float,
+        error_type: str | None,
+        time_unix_nano: int,
+    ) -> None:
+        attrs = _metric_attributes(event, provider, operation)
+        if error_type:
+            attrs[ERROR_TYPE] = error_type
+        self._record(resource, OPERATION_DURATION_METRIC, attrs, seconds, time_unix_nano)
+
+    def build(self, scope_version: str = "") -> MetricsData:
+        data = MetricsData()
+        for series in self._by_resource.values():
+            rm = data.resource_metrics.add()
+            rm.resource.CopyFrom(series.resource)
+            sm = rm.scope_metrics.add()
+            sm.scope.CopyFrom(InstrumentationScope(name=_SCOPE, version=scope_version))
+            metrics: dict[str, metrics_pb2.Metric] = {}
+            for (name, attributes), hist in series.histograms.items():
+                metric = metrics.get(name)
+                if metric is None:
+                    metric = metrics[name] = sm.metrics.add()
+                    metric.name = name
+                    metric.unit = "{token}" if name == TOKEN_USAGE_METRIC else "s"
+                    metric.description = _DESCRIPTIONS[name]
+                    metric.histogram.aggregation_temporality = (
+                        metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+                    )
+                point = metric.histogram.data_points.add()
+                point.attributes.extend(_key_values(attributes))
+                point.start_time_unix_nano = hist.start
+                point.time_unix_nano = hist.end
+                point.count = hist.count
+                point.sum = hist.total
+                point.min = hist.minimum
+                point.max = hist.maximum
+                point.explicit_bounds.extend(float(b) for b in hist.bounds)
+                point.bucket_counts.extend(hist.counts)
+        return data
+
+
+_SCOPE = "agentwatch.normalize"
+_DESCRIPTIONS = {
+    TOKEN_USAGE_METRIC: "Number of input and output tokens used (derived by agentwatch).",
+    OPERATION_DURATION_METRIC: "GenAI operation duration (derived by agentwatch).",
+}
+
+
+def _metric_attributes(
+    event: Mapping[str, Scalar], provider: str, operation: str
+) -> dict[str, Scalar]:
+    """Low-cardinality attributes only: no session or user ids on a histogram."""
+    attrs: dict[str, Scalar] = {
+        ga.GEN_AI_OPERATION_NAME: operation,
+        ga.GEN_AI_PROVIDER_NAME: str(event.get(am.PROVIDER) or provider),
+    }
+    model = event.get(am.MODEL)
+    if model:
+        attrs[ga.GEN_AI_REQUEST_MODEL] = model
+        attrs[ga.GEN_AI_RESPONSE_MODEL] = model
+    for key in (am.AGENT, am.TEAM, am.COST_CENTER):
+        value = event.get(key)
+        if value:
+            attrs[key] = value
+    return attrs
+
+
+def _key_values(attributes: tuple[tuple[str, Scalar], ...]) -> list[KeyValue]:
+    out = []
+    for key, value in attributes:
+        kv = KeyValue(key=key)
+        set_any_value(kv, value)
+        out.append(kv)
+    return out
+
+
+def set_any_value(kv: KeyValue, value: Scalar) -> None:
+    if isinstance(value, bool):
+        kv.value.bool_value = value
+    elif isinstance(value, int):
+        kv.value.int_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    else:
+        kv.value.string_value = str(value)

@@ -1,0 +1,527 @@
+"""The ``normalize`` processor: four agents' dialects in, one agent event model out.
+
+Each ``ResourceLogs``/``ResourceSpans``/``ResourceMetrics`` goes to the normaliser of its
+``service.name`` (``processors/vendors``). The normaliser's ``agentwatch.*`` keys, the
+directory's team and cost centre and the GenAI semantic-convention ``gen_ai.*`` keys are
+ADDED to the record; nothing the agent sent is removed or changed, so the raw tables keep the
+vendor's numbers. Unknown services pass through untouched and are counted.
+
+Two kinds of data are derived here but belong to another signal's pipeline, so they leave
+through hooks the service wires (``emit_metrics``, ``emit_logs``); unwired, nothing is derived:
+
+* ``gen_ai.client.token.usage`` / ``gen_ai.client.operation.duration`` histograms from the log
+  events of agents that do not emit them (Claude Code, Codex);
+* ``api_usage`` and ``code_change`` log records from the token, cost and code-change metrics
+  of Claude Code, Gemini CLI and Copilot Chat, so a session whose user enabled metrics only
+  still has its tokens in the agent tables (see docs/genai-semconv.md, "Metrics only").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from pydantic import Field
+
+from collector import agent_model as am
+from collector import telemetry
+from collector.agent_model import Agent, EventType
+from collector.component import (
+    ComponentConfig,
+    ConfigContext,
+    Factory,
+    Host,
+    LogsData,
+    MetricsData,
+    Processor,
+    Signal,
+    TracesData,
+    count_items,
+)
+from processors import genai_semconv
+from processors.directory import Directory, DirectoryError
+from processors.vendors import (
+    API_USAGE,
+    DERIVED_FROM,
+    DERIVED_SCOPE,
+    Attrs,
+    Result,
+    Scalar,
+    SpanBatch,
+    UsageTotals,
+    Vendor,
+    attrs_dict,
+    event_id,
+    to_str,
+    vendor_for,
+)
+
+log = logging.getLogger("agentwatch.normalize")
+
+EMITTED = Callable[[MetricsData], object]
+EMITTED_LOGS = Callable[[LogsData], object]
+
+UNKNOWN_SERVICE = telemetry.counter(
+    "agentwatch_normalize_unknown_service_items",
+    "Items from a service.name no normaliser knows, passed through untouched.",
+    ("processor", "signal", "service_name"),
+)
+EVENTS = telemetry.counter(
+    "agentwatch_normalize_events",
+    "Agent events the normaliser recognised, by agent and event type.",
+    ("processor", "agent", "event"),
+)
+DERIVED = telemetry.counter(
+    "agentwatch_normalize_derived_items",
+    "Records or metric points the normaliser derived and handed to another pipeline.",
+    ("processor", "kind"),
+)
+NOT_DERIVED = telemetry.counter(
+    "agentwatch_normalize_usage_skipped_points",
+    "Usage metric points not turned into api_usage records, by reason (e.g. cumulative).",
+    ("processor", "agent", "reason"),
+)
+
+OTHER_SERVICES = "_other"
+NO_SERVICE = "_none"
+IDENTITY_ONLY = (
+    am.AGENT,
+    am.AGENT_VERSION,
+    am.SESSION_ID,
+    am.USER_ID,
+    am.USER_EMAIL,
+    am.USER_ACCOUNT,
+    am.ORGANIZATION,
+    am.TEAM,
+    am.COST_CENTER,
+)
+"""Keys put on metric points: who and which session, never per-event facts."""
+
+
+class NormalizeConfig(ComponentConfig):
+    directory_file: str | None = Field(
+        default=None,
+        description="YAML or CSV mapping e-mail / account id / user id to team, cost_center "
+        "and display_name; enriches every agent record (relative paths: working directory).",
+    )
+    drop_stream_chunks: bool = Field(
+        default=True,
+        description="Drop Codex's per-chunk codex.sse_event records and the count-less "
+        "duplicate response.completed (counted); the token-bearing one is always kept.",
+    )
+    derive_genai_metrics: bool = Field(
+        default=True,
+        description="Emit gen_ai.client.token.usage / operation.duration for agents that do "
+        "not (Claude Code, Codex) through the emit_metrics hook.",
+    )
+    derive_usage_from_metrics: bool = Field(
+        default=True,
+        description="Emit api_usage and code_change records from DELTA token/cost/lines "
+        "metrics through the emit_logs hook (put cumulativetodelta before normalize).",
+    )
+    service_names: dict[str, Agent] = Field(
+        default_factory=dict,
+        description="Extra service.name -> agent, for agents run with OTEL_SERVICE_NAME set.",
+    )
+    max_unknown_service_labels: int = Field(
+        default=50,
+        ge=1,
+        description="Distinct service_name label values of the unknown-service counter; the "
+        "rest are counted as _other.",
+    )
+
+    def check(self, path: str, ctx: ConfigContext) -> list[str]:
+        if not self.directory_file:
+            return []
+        try:
+            Directory.load(self.directory_file)
+        except DirectoryError as err:
+            return [f"{path}.directory_file: {problem}" for problem in err.problems]
+        return []
+
+
+@dataclass
+class _UsageGroup:
+    resource: Resource
+    vendor: Vendor
+    kind: str
+    identity: dict[str, Scalar]
+    model: str | None
+    time_unix_nano: int
+    totals: UsageTotals = field(default_factory=UsageTotals)
+
+
+class NormalizeProcessor(Processor):
+    """See the module docstring. ``emit_metrics``/``emit_logs`` are set by the service."""
+
+    def __init__(self, name: str, config: NormalizeConfig) -> None:
+        super().__init__(name, config)
+        self.cfg = config
+        self.directory: Directory | None = None
+        self.emit_metrics: EMITTED | None = None
+        self.emit_logs: EMITTED_LOGS | None = None
+        self._overrides = {k: v.value for k, v in config.service_names.items()}
+        self._unknown_labels: set[str] = set()
+        self._labels_lock = threading.Lock()
+
+    def start(self, host: Host) -> None:
+        if self.cfg.directory_file:
+            self.directory = Directory.load(self.cfg.directory_file)
+            log.info(
+                "identity directory loaded",
+                extra={"component": self.name, "entries": len(self.directory)},
+            )
+
+    # --- dispatch -----------------------------------------------------------------------------
+    def _vendor(self, resource: Resource, signal: Signal, items: int) -> Vendor | None:
+        service = ""
+        for kv in resource.attributes:
+            if kv.key == "service.name":
+                service = kv.value.string_value
+                break
+        vendor = vendor_for(service, self._overrides) if service else None
+        if vendor is None:
+            UNKNOWN_SERVICE.labels(self.name, signal.value, self._service_label(service)).inc(items)
+        return vendor
+
+    def _service_label(self, service: str) -> str:
+        if not service:
+            return NO_SERVICE
+        with self._labels_lock:
+            if service in self._unknown_labels:
+                return service
+            if len(self._unknown_labels) < self.cfg.max_unknown_service_labels:
+                self._unknown_labels.add(service)
+                return service
+        return OTHER_SERVICES
+
+    def _record_keys(
+        self, vendor: Vendor, resource: Attrs, attrs: Attrs, result: Result | None
+    ) -> dict[str, Scalar]:
+        """Identity, then the event's own keys, then directory, then semconv keys."""
+        keys = vendor.identity(resource, attrs)
+        if result is not None:
+            keys.update(result.attributes)
+        if self.directory is not None:
+            self.directory.enrich(keys)
+        if am.EVENT in keys:
+            keys.update(
+                genai_semconv.semconv_attributes(keys, vendor.provider, vendor.genai_operation)
+            )
+        return keys
+
+    # --- logs ---------------------------------------------------------------------------------
+    def consume_logs(self, data: LogsData) -> LogsData | None:
+        derive = self.cfg.derive_genai_metrics and self.emit_metrics is not None
+        derived = genai_semconv.DerivedClientMetrics() if derive else None
+        dropped: Counter[str] = Counter()
+        events: Counter[tuple[str, str]] = Counter()
+        for rl in data.resource_logs:
+            items = sum(len(sl.log_records) for sl in rl.scope_logs)
+            vendor = self._vendor(rl.resource, Signal.LOGS, items)
+            if vendor is None:
+                continue
+            resource = attrs_dict(rl.resource.attributes)
+            wants_metrics = derived is not None and vendor.derives_genai_metrics
+            for sl in rl.scope_logs:
+                if sl.scope.name == DERIVED_SCOPE:
+                    continue
+                drop: list[int] = []
+                for index, record in enumerate(sl.log_records):
+                    attrs = attrs_dict(record.attributes)
+                    result = vendor.log_event(resource, attrs, record)
+                    if result is not None and result.drop_reason is not None:
+                        if self.cfg.drop_stream_chunks:
+                            drop.append(index)
+                            dropped[result.drop_reason] += 1
+                            continue
+                        result = None
+                    keys = self._record_keys(vendor, resource, attrs, result)
+                    write_attributes(record.attributes, attrs, keys)
+                    event = keys.get(am.EVENT)
+                    if isinstance(event, str):
+                        events[(vendor.agent.value, event)] += 1
+                    if wants_metrics and derived is not None:
+                        _derive_from_event(derived, rl.resource, vendor, keys, result, record)
+                for index in reversed(drop):
+                    del sl.log_records[index]
+        for reason, n in dropped.items():
+            telemetry.PROCESSOR_DROPPED.labels(self.name, Signal.LOGS.value, reason).inc(n)
+        self._count_events(events)
+        if derived:
+            self._emit_metrics(derived.build())
+        if dropped and count_items(data) == 0:
+            return None
+        return data
+
+    def _count_events(self, events: Counter[tuple[str, str]]) -> None:
+        for (agent, event), n in events.items():
+            EVENTS.labels(self.name, agent, event).inc(n)
+
+    def _emit_metrics(self, metrics: MetricsData) -> None:
+        emit = self.emit_metrics
+        n = count_items(metrics)
+        if emit is None or n == 0:
+            return
+        try:
+            emit(metrics)
+        except Exception as err:  # a full metrics queue must not fail the logs request
+            telemetry.PROCESSOR_DROPPED.labels(
+                self.name, Signal.METRICS.value, "derived_not_accepted"
+            ).inc(n)
+            log.warning(
+                "derived metrics not accepted", extra={"component": self.name, "error": str(err)}
+            )
+            return
+        DERIVED.labels(self.name, "genai_metric_points").inc(n)
+
+    # --- traces -------------------------------------------------------------------------------
+    def consume_traces(self, data: TracesData) -> TracesData | None:
+        derive = self.cfg.derive_genai_metrics and self.emit_metrics is not None
+        derived = genai_semconv.DerivedClientMetrics() if derive else None
+        events: Counter[tuple[str, str]] = Counter()
+        for rs in data.resource_spans:
+            items = sum(len(ss.spans) for ss in rs.scope_spans)
+            vendor = self._vendor(rs.resource, Signal.TRACES, items)
+            if vendor is None:
+                continue
+            resource = attrs_dict(rs.resource.attributes)
+            spans = [
+                (span, attrs_dict(span.attributes))
+                for ss in rs.scope_spans
+                if ss.scope.name != DERIVED_SCOPE
+                for span in ss.spans
+            ]
+            batch = SpanBatch()
+            for span, attrs in spans:
+                conversation = to_str(attrs.get("gen_ai.conversation.id"))
+                if conversation:
+                    batch.conversation_by_trace.setdefault(span.trace_id, conversation)
+            wants_metrics = derived is not None and vendor.derives_genai_metrics
+            for span, attrs in spans:
+                result = vendor.span_event(resource, attrs, span, batch)
+                keys = self._record_keys(vendor, resource, attrs, result)
+                write_attributes(span.attributes, attrs, keys)
+                event = keys.get(am.EVENT)
+                if isinstance(event, str):
+                    events[(vendor.agent.value, event)] += 1
+                if wants_metrics and derived is not None:
+                    _derive_from_event(derived, rs.resource, vendor, keys, result, span)
+        self._count_events(events)
+        if derived:
+            self._emit_metrics(derived.build())
+        return data
+
+    # --- metrics ------------------------------------------------------------------------------
+    def consume_metrics(self, data: MetricsData) -> MetricsData | None:
+        derive = self.cfg.derive_usage_from_metrics and self.emit_logs is not None
+        groups: dict[tuple[object, ...], _UsageGroup] = {}
+        skipped: Counter[tuple[str, str]] = Counter()
+        for rm in data.resource_metrics:
+            vendor = self._vendor(rm.resource, Signal.METRICS, _points(rm))
+            if vendor is None:
+                continue
+            resource = attrs_dict(rm.resource.attributes)
+            for sm in rm.scope_metrics:
+                if sm.scope.name == DERIVED_SCOPE:
+                    continue
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    body = getattr(metric, kind)
+                    rule = vendor.metric_rules.get(metric.name) if derive else None
+                    delta = (
+                        getattr(body, "aggregation_temporality", 0)
+                        == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+                    )
+                    if rule is not None and not delta:
+                        skipped[(vendor.agent.value, "not_delta")] += len(body.data_points)
+                        rule = None
+                    for point in body.data_points:
+                        attrs = attrs_dict(point.attributes)
+                        keys = vendor.identity(resource, attrs)
+                        keys = {k: v for k, v in keys.items() if k in IDENTITY_ONLY}
+                        if self.directory is not None:
+                            self.directory.enrich(keys)
+                        write_attributes(point.attributes, attrs, keys)
+                        if rule is None or kind not in ("sum", "gauge"):
+                            continue
+                        name = (rule.by_type or {}).get(str(attrs.get("type"))) or rule.name
+                        if name is None:
+                            continue
+                        value = point.as_double if point.HasField("as_double") else point.as_int
+                        model = to_str(attrs.get("model")) if rule.kind == "usage" else None
+                        group_key = (
+                            rule.kind,
+                            vendor.agent.value,
+                            tuple(sorted(keys.items())),
+                            model,
+                            point.time_unix_nano,
+                        )
+                        group = groups.get(group_key)
+                        if group is None:
+                            group = groups[group_key] = _UsageGroup(
+                                rm.resource, vendor, rule.kind, keys, model, point.time_unix_nano
+                            )
+                        group.totals.add(name, float(value))
+        for (agent, reason), n in skipped.items():
+            NOT_DERIVED.labels(self.name, agent, reason).inc(n)
+        if groups:
+            self._emit_usage(groups.values())
+        return data
+
+    def _emit_usage(self, groups: Iterable[_UsageGroup]) -> None:
+        logs = LogsData()
+        by_resource: dict[bytes, ScopeLogs] = {}
+        for group in groups:
+            keys = dict(group.identity)
+            session = to_str(keys.get(am.SESSION_ID))
+            if group.kind == "usage":
+                keys.update(group.vendor.usage_record(group.totals))
+                if group.model:
+                    keys[am.MODEL] = group.model
+                keys[am.PROVIDER] = group.vendor.provider_for(group.model)
+                keys[am.EVENT] = API_USAGE
+                keys[am.EVENT_ID] = event_id(
+                    group.vendor.agent.value, session, API_USAGE, group.model, group.time_unix_nano
+                )
+            else:
+                keys.update(code_change_keys(group.totals))
+                keys[am.EVENT] = EventType.CODE_CHANGE.value
+                keys[am.EVENT_ID] = event_id(
+                    group.vendor.agent.value,
+                    session,
+                    EventType.CODE_CHANGE.value,
+                    group.time_unix_nano,
+                )
+            keys[DERIVED_FROM] = "metrics"
+            resource_key = group.resource.SerializeToString(deterministic=True)
+            scope = by_resource.get(resource_key)
+            if scope is None:
+                rl = logs.resource_logs.add()
+                rl.resource.CopyFrom(group.resource)
+                scope = rl.scope_logs.add()
+                scope.scope.name = DERIVED_SCOPE
+                by_resource[resource_key] = scope
+            record = scope.log_records.add()
+            record.time_unix_nano = group.time_unix_nano
+            record.observed_time_unix_nano = group.time_unix_nano or time.time_ns()
+            record.body.string_value = f"agentwatch.{keys[am.EVENT]}"
+            write_attributes(record.attributes, {}, keys)
+        n = count_items(logs)
+        emit = self.emit_logs
+        if emit is None or n == 0:
+            return
+        try:
+            emit(logs)
+        except Exception as err:
+            telemetry.PROCESSOR_DROPPED.labels(
+                self.name, Signal.LOGS.value, "derived_not_accepted"
+            ).inc(n)
+            log.warning(
+                "derived usage records not accepted",
+                extra={"component": self.name, "error": str(err)},
+            )
+            return
+        DERIVED.labels(self.name, "usage_records").inc(n)
+
+
+def code_change_keys(totals: UsageTotals) -> dict[str, Scalar]:
+    names = {
+        "lines_added": am.LINES_ADDED,
+        "lines_removed": am.LINES_REMOVED,
+        "commits": am.COMMITS,
+        "pull_requests": am.PULL_REQUESTS,
+    }
+    return {key: int(totals.values[name]) for name, key in names.items() if name in totals.values}
+
+
+def _points(rm: metrics_pb2.ResourceMetrics) -> int:
+    n = 0
+    for sm in rm.scope_metrics:
+        for metric in sm.metrics:
+            kind = metric.WhichOneof("data")
+            if kind is not None:
+                n += len(getattr(metric, kind).data_points)
+    return n
+
+
+def _derive_from_event(
+    derived: genai_semconv.DerivedClientMetrics,
+    resource: Resource,
+    vendor: Vendor,
+    keys: dict[str, Scalar],
+    result: Result | None,
+    record: object,
+) -> None:
+    when = int(getattr(record, "time_unix_nano", 0) or getattr(record, "end_time_unix_nano", 0))
+    when = when or int(getattr(record, "observed_time_unix_nano", 0)) or time.time_ns()
+    event = keys.get(am.EVENT)
+    operation = vendor.genai_operation
+    if event == EventType.API_CALL.value:
+        derived.add_call(resource, keys, vendor.provider, operation, when)
+    sample = result.duration_sample if result is not None else None
+    if sample is not None:
+        event_keys = dict(keys)
+        if sample.model:
+            event_keys[am.MODEL] = sample.model
+        derived.add_duration(
+            resource,
+            event_keys,
+            vendor.provider,
+            operation,
+            sample.seconds,
+            sample.error_type,
+            when,
+        )
+    elif event in (EventType.API_CALL.value, EventType.API_ERROR.value):
+        millis = keys.get(am.DURATION_MS)
+        if isinstance(millis, int | float) and not isinstance(millis, bool):
+            error = str(keys.get(am.STATUS)) if event == EventType.API_ERROR.value else None
+            derived.add_duration(
+                resource, keys, vendor.provider, operation, float(millis) / 1000.0, error, when
+            )
+
+
+def write_attributes(
+    key_values: RepeatedCompositeFieldContainer[KeyValue],
+    existing: Attrs,
+    keys: dict[str, Scalar],
+) -> None:
+    """Add ``keys``; our own ``agentwatch.*`` keys are replaced, any other key present wins.
+
+    Replacing our keys makes normalising twice (a re-delivered or re-exported batch) give the
+    same record; never overwriting other keys keeps the agent's values authoritative.
+    """
+    to_write = {k: v for k, v in keys.items() if k.startswith(am.P) or k not in existing}
+    if any(k in existing for k in to_write):
+        kept = []
+        for kv in key_values:
+            if kv.key not in to_write:
+                copy = KeyValue()
+                copy.CopyFrom(kv)
+                kept.append(copy)
+        del key_values[:]
+        key_values.extend(kept)
+    for key, value in to_write.items():
+        kv = key_values.add()
+        kv.key = key
+        genai_semconv.set_any_value(kv, value)
+
+
+FACTORY: Factory[NormalizeProcessor] = Factory(
+    type_name="normalize",
+    kind="processor",
+    config_class=NormalizeConfig,
+    create=lambda name, cfg: NormalizeProcessor(name, cfg),
+)

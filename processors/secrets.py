@@ -1,0 +1,345 @@
+"""Secret scrubbing: replaces credentials in free text with ``[REDACTED:<kind>]``.
+
+Shared by the redaction processor (every kept value) and the detections processor (evidence).
+Patterns are data (``secret_patterns.yaml`` plus optional user files). They are compiled once;
+each value is first searched for cheap literal anchors in one C-level pass, and only the patterns
+whose anchors occur run, combined into one alternation so the value is scanned once. Most
+telemetry values contain no anchor at all and cost a single regex search.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PATTERNS_FILE = Path(__file__).with_name("secret_patterns.yaml")
+REDACTED_PREFIX = "[REDACTED:"
+HIGH_ENTROPY_KIND = "high_entropy"
+_NO_KINDS: tuple[str, ...] = ()
+_SMALL_VALUE = 160
+"""Values up to this length are memoised: ids, model names and paths repeat on every record."""
+_CACHE_LIMIT = 8192
+
+
+def redacted(kind: str) -> str:
+    return f"{REDACTED_PREFIX}{kind}]"
+
+
+class PatternFileError(ValueError):
+    """A pattern file that cannot be used; the message names the file and the pattern."""
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    kind: str
+    regex: str
+    ignore_case: bool = False
+    anchors: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def has_secret_group(self) -> bool:
+        return "(?P<secret>" in self.regex
+
+
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_NAMED_GROUP = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
+_NAMED_BACKREF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
+_NUMBERED_BACKREF = re.compile(r"(?<!\\)\\[1-9]")
+_PATTERN_KEYS = {"kind", "regex", "ignore_case", "anchors", "description"}
+
+
+def load_patterns(path: str | Path) -> list[SecretPattern]:
+    """Read and validate a pattern file; errors name the file and the pattern's position."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as e:
+        raise PatternFileError(f"{path}: cannot read: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise PatternFileError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
+        raise PatternFileError(f"{path}: expected a mapping with a 'patterns' list")
+    return [_parse_pattern(path, i, raw) for i, raw in enumerate(doc["patterns"], start=1)]
+
+
+def _parse_pattern(path: str | Path, index: int, raw: object) -> SecretPattern:
+    where = f"{path}: pattern {index}"
+    if not isinstance(raw, dict):
+        raise PatternFileError(f"{where}: expected a mapping")
+    if isinstance(raw.get("kind"), str):
+        where += f" (kind {raw['kind']!r})"
+    unknown = sorted(set(raw) - _PATTERN_KEYS)
+    if unknown:
+        raise PatternFileError(f"{where}: unknown field {unknown[0]!r}")
+    kind, regex = raw.get("kind"), raw.get("regex")
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise PatternFileError(f"{where}: 'kind' must be lower_snake_case text")
+    if not isinstance(regex, str) or not regex:
+        raise PatternFileError(f"{where}: 'regex' must be non-empty text")
+    if _NUMBERED_BACKREF.search(regex):
+        raise PatternFileError(f"{where}: use named groups, not numbered back-references")
+    ignore_case = raw.get("ignore_case", False)
+    if not isinstance(ignore_case, bool):
+        raise PatternFileError(f"{where}: 'ignore_case' must be true or false")
+    anchors = raw.get("anchors", [])
+    if not isinstance(anchors, list) or not all(isinstance(a, str) and a for a in anchors):
+        raise PatternFileError(f"{where}: 'anchors' must be a list of non-empty strings")
+    try:
+        compiled = re.compile(regex, re.IGNORECASE if ignore_case else 0)
+    except re.error as e:
+        raise PatternFileError(f"{where}: invalid regex: {e}") from e
+    if compiled.search(""):
+        raise PatternFileError(f"{where}: regex matches the empty string")
+    description = raw.get("description", "")
+    return SecretPattern(
+        kind=kind,
+        regex=regex,
+        ignore_case=ignore_case,
+        anchors=tuple(a.lower() for a in anchors),
+        description=str(description),
+    )
+
+
+@lru_cache(maxsize=1)
+def default_patterns() -> tuple[SecretPattern, ...]:
+    return tuple(load_patterns(DEFAULT_PATTERNS_FILE))
+
+
+def shannon_entropy(text: str) -> float:
+    """Bits per character."""
+    n = len(text)
+    if n == 0:
+        return 0.0
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+_ENTROPY_CANDIDATE = re.compile(
+    r"(?<![A-Za-z0-9+_\-])[A-Za-z0-9+_\-]{20,}={0,2}(?![A-Za-z0-9+_\-])"
+)
+
+
+class SecretScrubber:
+    """Replaces every secret the patterns find; thread-safe after construction."""
+
+    def __init__(
+        self,
+        patterns: Sequence[SecretPattern] | None = None,
+        *,
+        high_entropy: bool = False,
+        entropy_threshold: float = 4.0,
+        entropy_min_length: int = 24,
+    ) -> None:
+        self.patterns: tuple[SecretPattern, ...] = tuple(
+            default_patterns() if patterns is None else patterns
+        )
+        self.high_entropy = high_entropy
+        self.entropy_threshold = entropy_threshold
+        self.entropy_min_length = max(entropy_min_length, 20)
+        self._wrapped = [self._wrap(i, p) for i, p in enumerate(self.patterns)]
+        self._kinds = [p.kind for p in self.patterns]
+        self._secret_groups = [
+            f"_g{i}_secret" if p.has_secret_group else None for i, p in enumerate(self.patterns)
+        ]
+        self._always = tuple(i for i, p in enumerate(self.patterns) if not p.anchors)
+        anchor_to_patterns: dict[str, set[int]] = {}
+        for i, p in enumerate(self.patterns):
+            for a in p.anchors:
+                anchor_to_patterns.setdefault(a, set()).add(i)
+        # An anchor that contains another one is implied by it: check only the shorter one and
+        # let it trigger the patterns of both (anchors are a prefilter, a superset is fine).
+        minimal: dict[str, set[int]] = {}
+        for a in sorted(anchor_to_patterns, key=len):
+            inner = next((m for m in minimal if m in a), None)
+            minimal.setdefault(inner or a, set()).update(anchor_to_patterns[a])
+        self._anchor_patterns = tuple((a, tuple(sorted(ix))) for a, ix in minimal.items())
+        token_ix = [i for i, p in enumerate(self.patterns) if not p.has_secret_group]
+        self._token_re = (
+            re.compile("|".join(self._wrapped[i] for i in token_ix)) if token_ix else None
+        )
+        self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._subset_regex = lru_cache(maxsize=256)(self._compile_subset)
+        # Compile the full set now so that a bad combination fails at start, not on a record.
+        self._subset_regex(tuple(range(len(self.patterns))))
+
+    @classmethod
+    def from_files(
+        cls,
+        extra_files: Iterable[str | Path] = (),
+        *,
+        include_defaults: bool = True,
+        high_entropy: bool = False,
+        entropy_threshold: float = 4.0,
+    ) -> SecretScrubber:
+        patterns = list(default_patterns()) if include_defaults else []
+        for f in extra_files:
+            patterns.extend(load_patterns(f))
+        return cls(patterns, high_entropy=high_entropy, entropy_threshold=entropy_threshold)
+
+    @staticmethod
+    def _wrap(i: int, p: SecretPattern) -> str:
+        body = _NAMED_GROUP.sub(lambda m: f"(?P<_g{i}_{m.group(1)}>", p.regex)
+        body = _NAMED_BACKREF.sub(lambda m: f"(?P=_g{i}_{m.group(1)})", body)
+        flags = "(?i:" if p.ignore_case else "(?:"
+        return f"(?P<_p{i}>{flags}{body}))"
+
+    def _compile_subset(self, indices: tuple[int, ...]) -> re.Pattern[str]:
+        return re.compile("|".join(self._wrapped[i] for i in indices))
+
+    def scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """Return the scrubbed text and the kinds replaced (one entry per replacement)."""
+        if not text:
+            return text, _NO_KINDS
+        small = len(text) <= _SMALL_VALUE
+        if small:
+            hit = self._cache.get(text)
+            if hit is not None:
+                return hit
+        result = self._scrub(text)
+        if small:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[text] = result
+        return result
+
+    def scrub_text(self, text: str) -> str:
+        return self.scrub(text)[0]
+
+    def _active(self, text: str) -> tuple[int, ...]:
+        """Patterns whose anchors occur in ``text`` (plus those without anchors)."""
+        low = text.lower()
+        found = [ix for anchor, ix in self._anchor_patterns if anchor in low]
+        if not found:
+            return self._always
+        active = set(self._always)
+        for ix in found:
+            active.update(ix)
+        return tuple(sorted(active))
+
+    def _scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
+        kinds: list[str] = []
+        active = self._active(text)
+        if active:
+            regex = self._subset_regex(active)
+
+            def replace(m: re.Match[str]) -> str:
+                group = m.lastgroup or ""
+                i = int(group[2:]) if group.startswith("_p") else self._which(m)
+                secret_group = self._secret_groups[i]
+                kind = self._kinds[i]
+                if secret_group is None:
+                    kinds.append(kind)
+                    return redacted(kind)
+                start, end = m.span(secret_group)
+                kind = self._refine(m.group(secret_group)) or kind
+                kinds.append(kind)
+                whole = m.group(0)
+                base = m.start()
+                return whole[: start - base] + redacted(kind) + whole[end - base :]
+
+            text = regex.sub(replace, text)
+        if self.high_entropy:
+            text = self._scrub_entropy(text, kinds)
+        return text, (tuple(kinds) if kinds else _NO_KINDS)
+
+    def _which(self, m: re.Match[str]) -> int:
+        """Index of the pattern that matched, when ``lastgroup`` is not the outer wrapper."""
+        for name, value in m.groupdict().items():
+            if value is not None and name.startswith("_p"):
+                return int(name[2:])
+        raise AssertionError("a match without a pattern group")  # pragma: no cover
+
+    def _refine(self, secret: str) -> str | None:
+        """The specific token kind of a secret found by a contextual pattern, if it has one."""
+        if self._token_re is None:
+            return None
+        m = self._token_re.match(secret)
+        if m is None or m.lastgroup is None:
+            return None
+        return self._kinds[int(m.lastgroup[2:])] if m.lastgroup.startswith("_p") else None
+
+    def _scrub_entropy(self, text: str, kinds: list[str]) -> str:
+        def replace(m: re.Match[str]) -> str:
+            token = m.group(0)
+            if len(token) < self.entropy_min_length or not self.looks_random(token):
+                return token
+            kinds.append(HIGH_ENTROPY_KIND)
+            return redacted(HIGH_ENTROPY_KIND)
+
+        return _ENTROPY_CANDIDATE.sub(replace, text)
+
+    def looks_random(self, token: str) -> bool:
+        """Mixed case and digits, and close to the entropy of random text of that length."""
+        has_upper = has_lower = has_digit = False
+        for ch in token:
+            if ch.isdigit():
+                has_digit = True
+            elif ch.isupper():
+                has_upper = True
+            elif ch.islower():
+                has_lower = True
+        if not (has_upper and has_lower and has_digit):
+            return False
+        return shannon_entropy(token.rstrip("=")) >= self.entropy_threshold
+
+
+def cut_point(text: str, limit: int) -> int:
+    """Where to cut ``text`` to at most ``limit`` characters without splitting a marker."""
+    if len(text) <= limit:
+        return len(text)
+    marker = text.rfind(REDACTED_PREFIX, max(0, limit - 64), limit)
+    if marker != -1 and text.find("]", marker) >= limit:
+        return marker
+    return limit
+
+
+def with_marker(kept: str, removed: int) -> str:
+    """The kept text followed by the truncation marker."""
+    return f"{kept}…[truncated {removed} chars]"
+
+
+def truncate(text: str, limit: int) -> tuple[str, int]:
+    """Cut ``text`` to ``limit`` characters plus a marker; returns the text and chars removed.
+
+    ``limit <= 0`` means no limit. A cut never splits a ``[REDACTED:...]`` marker.
+    """
+    if limit <= 0 or len(text) <= limit:
+        return text, 0
+    cut = cut_point(text, limit)
+    removed = len(text) - cut
+    return with_marker(text[:cut], removed), removed
+
+
+def scrub_and_cut(
+    scrubber: SecretScrubber, text: str, limit: int, margin: int = 1024
+) -> tuple[str, tuple[str, ...], int]:
+    """Scrub, then cut to ``limit``: the kept text (no marker), kinds replaced, chars removed.
+
+    Only the part that can survive the cut is scrubbed (plus a margin, so that no secret
+    straddles the cut), which bounds the cost by ``limit`` however large the value is.
+    """
+    if limit > 0 and len(text) > limit + margin:
+        window = text[: limit + margin]
+        scrubbed, kinds = scrubber.scrub(window)
+        cut = cut_point(scrubbed, limit)
+        return scrubbed[:cut], kinds, len(text) - len(window) + len(scrubbed) - cut
+    scrubbed, kinds = scrubber.scrub(text)
+    if limit <= 0 or len(scrubbed) <= limit:
+        return scrubbed, kinds, 0
+    cut = cut_point(scrubbed, limit)
+    return scrubbed[:cut], kinds, len(scrubbed) - cut
+
+
+def scrub_and_truncate(
+    scrubber: SecretScrubber, text: str, limit: int
+) -> tuple[str, tuple[str, ...], int]:
+    """Like ``scrub_and_cut`` but with the truncation marker appended when something was cut."""
+    kept, kinds, removed = scrub_and_cut(scrubber, text, limit)
+    return (with_marker(kept, removed) if removed else kept), kinds, removed

@@ -1,0 +1,383 @@
+"""What every vendor normaliser shares: reading OTLP attributes, identity, event ids.
+
+Each agent's quirks live in its own module (``claude_code``, ``codex``, ``gemini_cli``,
+``copilot``); this module only holds the vocabulary they have in common, so a reader of one
+vendor file never has to know another vendor's dialect.
+
+A normaliser never removes or rewrites what the agent sent. It returns the ``agentwatch.*``
+keys of :mod:`collector.agent_model` to add to the record; :mod:`processors.normalize` writes
+them, so the raw tables keep the vendor's own numbers next to the normalised ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from collector import agent_model as am
+from collector.agent_model import Agent, EventType
+
+Attrs = dict[str, Any]
+"""OTLP attributes as plain Python values (str, bool, int, float, list, dict or None)."""
+
+Scalar = str | bool | int | float
+
+# --- keys proposed for collector/agent_model.py (kept here until the lead adds them) --------
+TOOL_PHASE = am.P + "tool_phase"
+"""``decision`` (a permission decision, nothing ran yet) or ``result`` (the tool finished or
+was refused for good). One tool call may produce both records; they share ``tool_call_id``."""
+USER_DISPLAY_NAME = am.P + "user_display_name"
+"""Display name from the identity directory."""
+DERIVED_FROM = am.P + "derived_from"
+"""Set on records agentwatch made itself (``metrics``), never on what an agent sent."""
+API_USAGE = "api_usage"
+"""Event type of token/cost totals an agent reported only as metrics over one export interval
+(not one call each). The agent tables use them for sessions that have no ``api_call`` events."""
+
+DERIVED_SCOPE = "agentwatch.normalize"
+"""Instrumentation scope of everything the normalize processor derives; it skips this scope
+when the derived data comes back through a pipeline it sits in."""
+
+TOOL_DECISION = "decision"
+TOOL_RESULT = "result"
+
+
+# --- reading OTLP values ----------------------------------------------------------------------
+def any_value(value: AnyValue) -> Any:
+    """The Python value of an OTLP ``AnyValue``; ``None`` for an empty one (Codex sends those)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def attrs_dict(key_values: Iterable[KeyValue]) -> Attrs:
+    return {kv.key: any_value(kv.value) for kv in key_values}
+
+
+def to_str(value: Any) -> str | None:
+    """A non-empty string, or ``None``: agents send identity keys with no value at all."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def to_int(value: Any) -> int | None:
+    """Token counts arrive as ints, doubles or strings ("1200", "1200.0") depending on agent."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value == value else None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+            return int(number) if number == number and abs(number) != float("inf") else None
+    return None
+
+
+def to_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+    if isinstance(value, int):
+        return value != 0
+    return None
+
+
+def json_object(value: Any) -> dict[str, Any] | None:
+    """A JSON object from a string attribute (tool arguments), or the dict itself."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str) or not value.startswith("{"):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def first(attrs: Mapping[str, Any], keys: Iterable[str]) -> Any:
+    """The first present, non-empty value among ``keys``."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+Converter = Callable[[Any], Any]
+AttributeMap = Mapping[str, tuple[str, Converter]]
+"""vendor key -> (agentwatch key, converter): the table-driven part of every normaliser."""
+
+
+def apply_map(attrs: Mapping[str, Any], table: AttributeMap, out: dict[str, Scalar]) -> None:
+    for vendor_key, (key, convert) in table.items():
+        value = attrs.get(vendor_key)
+        if value is None:
+            continue
+        converted = convert(value)
+        if converted is not None:
+            out[key] = converted
+
+
+def event_id(agent: str, session: str | None, *discriminators: object) -> str:
+    """Stable idempotency key: the same event delivered twice gets the same id."""
+    text = "\x1f".join(
+        [agent, session or "", *("" if d is None else str(d) for d in discriminators)]
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def content_key(attrs: Mapping[str, Any]) -> str:
+    """Last-resort discriminator when a record has no id, sequence or timestamp at all."""
+    return json.dumps(attrs, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def record_time_key(record: LogRecord, attrs: Mapping[str, Any]) -> str:
+    """A per-record discriminator that survives redelivery: the vendor's own timestamps."""
+    if record.time_unix_nano:
+        return str(record.time_unix_nano)
+    if record.observed_time_unix_nano:
+        return "o" + str(record.observed_time_unix_nano)
+    stamp = to_str(attrs.get("event.timestamp"))
+    if stamp:
+        return stamp
+    return content_key(attrs)
+
+
+# --- tool arguments ---------------------------------------------------------------------------
+COMMAND_KEYS = ("full_command", "command", "cmd", "bash_command", "commandLine")
+FILE_PATH_KEYS = ("file_path", "absolute_path", "filePath", "path", "notebook_path", "target_file")
+
+
+def tool_argument_facts(arguments: Any, out: dict[str, Scalar]) -> None:
+    """Command, file path and size from a tool's JSON arguments, whatever the agent named them."""
+    if arguments is None:
+        return
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    if text and text != "<REDACTED>":
+        out.setdefault(am.TOOL_ARGUMENTS, text)
+        out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text.encode()))
+    parsed = json_object(arguments)
+    if parsed is None:
+        return
+    command = first(parsed, COMMAND_KEYS)
+    if isinstance(command, list):
+        command = " ".join(str(part) for part in command)
+    if isinstance(command, str) and command:
+        out.setdefault(am.COMMAND, command)
+    path = first(parsed, FILE_PATH_KEYS)
+    if isinstance(path, str) and path:
+        out.setdefault(am.FILE_PATH, path)
+
+
+# --- the vendor interface ---------------------------------------------------------------------
+@dataclass(slots=True)
+class DurationSample:
+    """One observation for ``gen_ai.client.operation.duration``."""
+
+    seconds: float
+    model: str | None
+    error_type: str | None = None
+
+
+@dataclass(slots=True)
+class Result:
+    """What a normaliser decided about one record."""
+
+    attributes: dict[str, Scalar] = field(default_factory=dict)
+    drop_reason: str | None = None
+    duration_sample: DurationSample | None = None
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    """Token, cost and code-change sums a vendor reported as metrics, in vendor terms."""
+
+    values: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, amount: float) -> None:
+        self.values[name] = self.values.get(name, 0.0) + amount
+
+
+@dataclass(frozen=True, slots=True)
+class MetricUsageRule:
+    """How one vendor metric feeds derived ``api_usage`` / ``code_change`` records.
+
+    ``by_type`` maps the point's ``type`` attribute to a vendor class name; ``name`` is used
+    when the metric has no type split.
+    """
+
+    kind: str  # "usage" or "code_change"
+    by_type: Mapping[str, str] | None = None
+    name: str | None = None
+
+
+class Vendor:
+    """One agent's dialect. Subclasses fill the tables and override the hooks they need."""
+
+    agent: ClassVar[Agent]
+    service_names: ClassVar[frozenset[str]] = frozenset()
+    service_prefixes: ClassVar[tuple[str, ...]] = ()
+    provider: ClassVar[str] = ""
+    """``agentwatch.provider`` and ``gen_ai.provider.name`` unless a record says otherwise."""
+    genai_operation: ClassVar[str] = "chat"
+    derives_genai_metrics: ClassVar[bool] = False
+    """True when the agent does not emit ``gen_ai.client.*`` metrics itself."""
+    identity_keys: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """agentwatch identity key -> vendor keys, looked up on the record, then the resource."""
+    version_keys: ClassVar[tuple[str, ...]] = ("service.version",)
+    metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {}
+
+    def identity(self, resource: Attrs, attrs: Attrs) -> dict[str, Scalar]:
+        out: dict[str, Scalar] = {am.AGENT: self.agent.value}
+        for key, vendor_keys in self.identity_keys.items():
+            value = to_str(first(attrs, vendor_keys))
+            if value is None:
+                value = to_str(first(resource, vendor_keys))
+            if value is not None:
+                out[key] = value
+        version = to_str(first(attrs, self.version_keys)) or to_str(
+            first(resource, self.version_keys)
+        )
+        if version is not None:
+            out[am.AGENT_VERSION] = version
+        return out
+
+    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
+        """The agent event this log record is, ``None`` when it is context only."""
+        return None
+
+    def span_event(
+        self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch
+    ) -> Result | None:
+        return None
+
+    def provider_for(self, model: str | None) -> str:
+        return self.provider
+
+    def usage_record(self, totals: UsageTotals) -> dict[str, Scalar]:
+        """Uniform token classes from summed metric points (vendor classes -> agentwatch keys)."""
+        return {}
+
+    # helpers for subclasses
+    def finish(
+        self,
+        out: dict[str, Scalar],
+        event: EventType | str,
+        session: str | None,
+        *discriminators: object,
+    ) -> Result:
+        out[am.EVENT] = str(event)
+        out[am.EVENT_ID] = event_id(self.agent.value, session, str(event), *discriminators)
+        return Result(out)
+
+
+@dataclass(slots=True)
+class SpanBatch:
+    """Facts gathered from all spans of one request before normalising any of them.
+
+    Copilot puts ``gen_ai.conversation.id`` on ``chat`` and ``invoke_agent`` spans but not on
+    every ``execute_tool`` span; spans of one trace usually travel together, so a tool span
+    borrows the conversation of its trace.
+    """
+
+    conversation_by_trace: dict[bytes, str] = field(default_factory=dict)
+
+
+def ensure_token_classes(out: dict[str, Scalar]) -> None:
+    """Every api_call carries all four billed classes, so sums need no NULLs.
+
+    Reasoning is left out when the agent does not report it: unknown is not zero.
+    """
+    for key in am.TOKEN_KEYS:
+        out.setdefault(key, 0)
+
+
+def non_negative(value: int) -> int:
+    return value if value > 0 else 0
+
+
+_REGISTRY: list[Vendor] = []
+
+
+def register(vendor: Vendor) -> Vendor:
+    _REGISTRY.append(vendor)
+    return vendor
+
+
+def all_vendors() -> list[Vendor]:
+    _load_builtin()
+    return list(_REGISTRY)
+
+
+def vendor_for(service_name: str, overrides: Mapping[str, str] | None = None) -> Vendor | None:
+    """The normaliser of a ``service.name``: exact names first, then prefixes, then overrides."""
+    _load_builtin()
+    if overrides and service_name in overrides:
+        wanted = overrides[service_name]
+        return next((v for v in _REGISTRY if v.agent.value == wanted), None)
+    for vendor in _REGISTRY:
+        if service_name in vendor.service_names:
+            return vendor
+    for vendor in _REGISTRY:
+        if vendor.service_prefixes and service_name.startswith(vendor.service_prefixes):
+            return vendor
+    return None
+
+
+_LOADED = False
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from processors.vendors import claude_code, codex, copilot, gemini_cli  # noqa: F401

@@ -1,0 +1,276 @@
+"""Claude Code: ``service.name=claude-code`` (``claude-code-desktop`` from the desktop app).
+
+Log body is ``claude_code.<name>``, attribute ``event.name`` the bare name; identity is
+repeated on every record (not on the resource). ``input_tokens`` already excludes cache, the
+cache write is split 5m/1h, and the agent reports its own ``cost_usd``. The same tokens also
+arrive summed in the ``claude_code.token.usage`` metric: api_call events come from the
+``api_request`` log records only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from collector import agent_model as am
+from collector.agent_model import Agent, EventType
+from processors import genai_semconv
+from processors.vendors import (
+    TOOL_DECISION,
+    TOOL_PHASE,
+    TOOL_RESULT,
+    AttributeMap,
+    Attrs,
+    MetricUsageRule,
+    Result,
+    Scalar,
+    SpanBatch,
+    UsageTotals,
+    Vendor,
+    apply_map,
+    ensure_token_classes,
+    event_id,
+    json_object,
+    record_time_key,
+    register,
+    to_bool,
+    to_float,
+    to_int,
+    to_str,
+    tool_argument_facts,
+)
+
+REDACTED = "<REDACTED>"
+
+IDENTITY = {
+    am.SESSION_ID: ("session.id",),
+    am.USER_ID: ("user.id",),
+    am.USER_EMAIL: ("user.email",),
+    am.USER_ACCOUNT: ("user.account_uuid", "user.account_id"),
+    am.ORGANIZATION: ("organization.id",),
+    am.TERMINAL: ("terminal.type",),
+    am.HOST: ("host.name",),
+    am.TEAM: ("team",),
+    am.COST_CENTER: ("cost_center",),
+    am.PROMPT_ID: ("prompt.id",),
+}
+
+API_REQUEST: AttributeMap = {
+    "model": (am.MODEL, to_str),
+    "input_tokens": (am.INPUT_TOKENS, to_int),
+    "output_tokens": (am.OUTPUT_TOKENS, to_int),
+    "cache_read_tokens": (am.CACHE_READ_TOKENS, to_int),
+    "cache_creation_tokens": (am.CACHE_WRITE_TOKENS, to_int),
+    "cache_creation_5m_tokens": (am.CACHE_WRITE_5M_TOKENS, to_int),
+    "cache_creation_1h_tokens": (am.CACHE_WRITE_1H_TOKENS, to_int),
+    "cost_usd": (am.COST_USD_REPORTED, to_float),
+    "duration_ms": (am.DURATION_MS, to_float),
+    "ttft_ms": (am.TTFT_MS, to_float),
+    "request_id": (am.REQUEST_ID, to_str),
+    "attempt": (am.ATTEMPT, to_int),
+}
+
+API_ERROR: AttributeMap = {
+    "model": (am.MODEL, to_str),
+    "error": (am.ERROR_MESSAGE, to_str),
+    "status_code": (am.STATUS, to_str),
+    "duration_ms": (am.DURATION_MS, to_float),
+    "attempt": (am.ATTEMPT, to_int),
+    "request_id": (am.REQUEST_ID, to_str),
+}
+
+TOOL_DECISION_MAP: AttributeMap = {
+    "tool_name": (am.TOOL_NAME, to_str),
+    "tool_use_id": (am.TOOL_CALL_ID, to_str),
+    "decision": (am.DECISION, to_str),
+    "source": (am.DECISION_SOURCE, to_str),
+    "permission_mode": (am.PERMISSION_MODE, to_str),
+}
+
+TOOL_RESULT_MAP: AttributeMap = {
+    "tool_name": (am.TOOL_NAME, to_str),
+    "tool_use_id": (am.TOOL_CALL_ID, to_str),
+    "success": (am.SUCCESS, to_bool),
+    "duration_ms": (am.DURATION_MS, to_float),
+    "error": (am.ERROR_MESSAGE, to_str),
+    "decision_type": (am.DECISION, to_str),
+    "decision": (am.DECISION, to_str),
+    "decision_source": (am.DECISION_SOURCE, to_str),
+    "source": (am.DECISION_SOURCE, to_str),
+    "tool_result_size_bytes": (am.TOOL_OUTPUT_SIZE, to_int),
+    "tool_input_size_bytes": (am.TOOL_ARGUMENTS_SIZE, to_int),
+    "mcp_server_name": (am.MCP_SERVER, to_str),
+    "permission_mode": (am.PERMISSION_MODE, to_str),
+}
+
+USER_PROMPT: AttributeMap = {
+    "prompt_length": (am.PROMPT_LENGTH, to_int),
+    "permission_mode": (am.PERMISSION_MODE, to_str),
+}
+
+DECISION_SOURCES = {
+    "user_permanent": "user",
+    "user_temporary": "user",
+    "user_abort": "user",
+    "user_reject": "user",
+}
+"""Claude's sources say how long a user's answer lasts; agentwatch keeps who decided."""
+
+
+class ClaudeCode(Vendor):
+    agent = Agent.CLAUDE_CODE
+    service_names = frozenset({"claude-code", "claude-code-desktop"})
+    service_prefixes = ("claude-code",)
+    provider = "anthropic"
+    genai_operation = "chat"
+    derives_genai_metrics = True
+    identity_keys = IDENTITY
+    version_keys = ("service.version", "app.version")
+    metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {
+        "claude_code.token.usage": MetricUsageRule(
+            "usage",
+            by_type={
+                "input": "input",
+                "output": "output",
+                "cacheRead": "cache_read",
+                "cacheCreation": "cache_write",
+            },
+        ),
+        "claude_code.cost.usage": MetricUsageRule("usage", name="cost"),
+        "claude_code.lines_of_code.count": MetricUsageRule(
+            "code_change", by_type={"added": "lines_added", "removed": "lines_removed"}
+        ),
+        "claude_code.commit.count": MetricUsageRule("code_change", name="commits"),
+        "claude_code.pull_request.count": MetricUsageRule("code_change", name="pull_requests"),
+    }
+
+    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
+        name = to_str(attrs.get("event.name"))
+        if name is None:
+            body = record.body.string_value
+            name = body.removeprefix("claude_code.") if body.startswith("claude_code.") else None
+        if name is None:
+            return None
+        session = to_str(attrs.get("session.id")) or to_str(resource.get("session.id"))
+        sequence = to_str(attrs.get("event.sequence")) or record_time_key(record, attrs)
+        out: dict[str, Scalar] = {}
+        if name == "api_request":
+            apply_map(attrs, API_REQUEST, out)
+            out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
+            out[am.STATUS] = "ok"
+            ensure_token_classes(out)
+            return self.finish(out, EventType.API_CALL, session, out.get(am.REQUEST_ID) or sequence)
+        if name == "api_error":
+            apply_map(attrs, API_ERROR, out)
+            out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
+            out.setdefault(am.STATUS, "error")
+            return self.finish(out, EventType.API_ERROR, session, sequence)
+        if name == "tool_decision":
+            apply_map(attrs, TOOL_DECISION_MAP, out)
+            self._tool_facts(attrs, out)
+            out[TOOL_PHASE] = TOOL_DECISION
+            return self.finish(
+                out,
+                EventType.TOOL_CALL,
+                session,
+                TOOL_DECISION,
+                out.get(am.TOOL_CALL_ID) or sequence,
+            )
+        if name == "tool_result":
+            apply_map(attrs, TOOL_RESULT_MAP, out)
+            self._tool_facts(attrs, out)
+            out[TOOL_PHASE] = TOOL_RESULT
+            return self.finish(
+                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or sequence
+            )
+        if name == "user_prompt":
+            apply_map(attrs, USER_PROMPT, out)
+            text = to_str(attrs.get("prompt")) or to_str(attrs.get("prompt_text"))
+            if text and text != REDACTED:
+                out[am.PROMPT_TEXT] = text
+                out.setdefault(am.PROMPT_LENGTH, len(text))
+            return self.finish(out, EventType.USER_PROMPT, session, sequence)
+        return None
+
+    @staticmethod
+    def _tool_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
+        source = out.get(am.DECISION_SOURCE)
+        if isinstance(source, str):
+            out[am.DECISION_SOURCE] = DECISION_SOURCES.get(source, source)
+        parameters = json_object(attrs.get("tool_parameters"))
+        if parameters:
+            mcp = to_str(parameters.get("mcp_server_name"))
+            if mcp:
+                out.setdefault(am.MCP_SERVER, mcp)
+        # tool_input holds the model's arguments; tool_parameters the harness's view of them.
+        tool_argument_facts(attrs.get("tool_input"), out)
+        tool_argument_facts(attrs.get("tool_parameters"), out)
+
+    def span_event(
+        self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch
+    ) -> Result | None:
+        """Traces (beta) get semconv keys and the event id of their log twin, not an event type.
+
+        The same call is already an ``api_request`` log record; giving the span an event type
+        too would count the call twice in any table that reads both signals.
+        """
+        kind = to_str(attrs.get("span.type")) or span.name.removeprefix("claude_code.")
+        session = to_str(attrs.get("session.id"))
+        if kind == "llm_request":
+            event: dict[str, Scalar] = {}
+            apply_map(attrs, API_REQUEST, event)
+            ensure_token_classes(event)
+            event[am.EVENT] = EventType.API_CALL.value
+            event[am.SESSION_ID] = session or ""
+            event[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
+            out = genai_semconv.semconv_attributes(event, self.provider, "chat")
+            request = event.get(am.REQUEST_ID)
+            if request:
+                out[am.EVENT_ID] = event_id(
+                    self.agent.value, session, EventType.API_CALL.value, request
+                )
+            for key in (am.MODEL, am.PROVIDER, am.REQUEST_ID, am.ATTEMPT):
+                if key in event:
+                    out[key] = event[key]
+            return Result(out)
+        if kind == "tool":
+            event = {am.EVENT: EventType.TOOL_CALL.value}
+            apply_map(attrs, TOOL_RESULT_MAP, event)
+            out = genai_semconv.semconv_attributes(event, self.provider, "execute_tool")
+            out.pop("gen_ai.provider.name", None)
+            for key in (am.TOOL_NAME, am.TOOL_CALL_ID):
+                if key in event:
+                    out[key] = event[key]
+            return Result(out)
+        return None
+
+    def provider_for(self, model: str | None) -> str:
+        return provider_of(model)
+
+    def usage_record(self, totals: UsageTotals) -> dict[str, Scalar]:
+        values = totals.values
+        out: dict[str, Scalar] = {
+            am.INPUT_TOKENS: int(values.get("input", 0)),
+            am.CACHE_READ_TOKENS: int(values.get("cache_read", 0)),
+            am.CACHE_WRITE_TOKENS: int(values.get("cache_write", 0)),
+            am.OUTPUT_TOKENS: int(values.get("output", 0)),
+        }
+        if "cost" in values:
+            out[am.COST_USD_REPORTED] = values["cost"]
+        return out
+
+
+def provider_of(model: str | None) -> str:
+    """Claude Code on Bedrock or Vertex names models differently; price books need to know."""
+    if model:
+        if model.startswith(("us.anthropic.", "eu.anthropic.", "apac.anthropic.", "anthropic.")):
+            return "aws.bedrock"
+        if "@" in model:
+            return "gcp.vertex_ai"
+    return "anthropic"
+
+
+VENDOR = register(ClaudeCode())

@@ -1,0 +1,225 @@
+"""GitHub Copilot: Copilot Chat in VS Code (``copilot-chat``) and Copilot CLI
+(``github-copilot``). Both follow the GenAI span conventions, so one module serves both.
+
+The model calls are ``chat <model>`` spans, tool calls ``execute_tool <tool>`` spans, one user
+message an ``invoke_agent`` span (whose token totals repeat its chat spans and are therefore
+not an api_call). Per the conventions ``gen_ai.usage.input_tokens`` INCLUDES the cache-read
+and cache-write tokens, which agentwatch subtracts. The CLI also reports
+``github.copilot.cost`` per chat span; it writes cache writes as
+``gen_ai.usage.cache_creation.input_tokens`` (GitHub's docs) or
+``gen_ai.usage.cache_write.input_tokens`` (seen in the wild), both are read.
+
+No offline run of either is possible here: the shapes come from the vendors' documentation
+(see docs/agents/copilot.md), not from a captured session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from collector import agent_model as am
+from collector.agent_model import Agent, EventType
+from processors.vendors import (
+    TOOL_PHASE,
+    TOOL_RESULT,
+    AttributeMap,
+    Attrs,
+    DurationSample,
+    MetricUsageRule,
+    Result,
+    Scalar,
+    SpanBatch,
+    Vendor,
+    apply_map,
+    ensure_token_classes,
+    first,
+    non_negative,
+    record_time_key,
+    register,
+    to_float,
+    to_int,
+    to_str,
+    tool_argument_facts,
+)
+
+IDENTITY = {
+    am.SESSION_ID: ("gen_ai.conversation.id", "session.id"),
+    am.USER_ID: ("user.id", "enduser.id"),
+    am.USER_EMAIL: ("user.email",),
+    am.HOST: ("host.name",),
+    am.TEAM: ("team",),
+    am.COST_CENTER: ("cost_center",),
+}
+
+CHAT: AttributeMap = {
+    "gen_ai.response.id": (am.REQUEST_ID, to_str),
+    "github.copilot.cost": (am.COST_USD_REPORTED, to_float),
+    "gen_ai.usage.reasoning.output_tokens": (am.REASONING_TOKENS, to_int),
+}
+
+CACHE_READ_KEYS = ("gen_ai.usage.cache_read.input_tokens",)
+CACHE_WRITE_KEYS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",
+)
+
+TOOL: AttributeMap = {
+    "gen_ai.tool.name": (am.TOOL_NAME, to_str),
+    "gen_ai.tool.call.id": (am.TOOL_CALL_ID, to_str),
+}
+
+
+def operation_of(span: Span, attrs: Attrs) -> str:
+    """``gen_ai.operation.name``, or the first word of the span name when it is missing."""
+    return to_str(attrs.get("gen_ai.operation.name")) or span.name.split(" ", 1)[0]
+
+
+def failed(span: Span, attrs: Attrs) -> bool:
+    return attrs.get("error.type") is not None or span.status.code == Status.STATUS_CODE_ERROR
+
+
+def duration_ms(span: Span) -> float | None:
+    if span.start_time_unix_nano and span.end_time_unix_nano >= span.start_time_unix_nano:
+        return (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+    return None
+
+
+class Copilot(Vendor):
+    provider = "github_copilot"
+    genai_operation = "chat"
+    derives_genai_metrics = False  # both emit gen_ai.client.* histograms themselves
+    identity_keys = IDENTITY
+    version_keys = ("service.version",)
+
+    def span_event(
+        self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch
+    ) -> Result | None:
+        operation = operation_of(span, attrs)
+        session = (
+            to_str(attrs.get("gen_ai.conversation.id"))
+            or batch.conversation_by_trace.get(span.trace_id)
+            or to_str(resource.get("session.id"))
+            or to_str(attrs.get("gen_ai.agent.id"))
+        )
+        out: dict[str, Scalar] = {}
+        if session:
+            out[am.SESSION_ID] = session
+        if span.trace_id:
+            out[am.PROMPT_ID] = span.trace_id.hex()
+        span_key = span.span_id.hex()
+        elapsed = duration_ms(span)
+        if operation == "chat":
+            return self._chat(attrs, span, out, session, span_key, elapsed)
+        if operation == "execute_tool":
+            apply_map(attrs, TOOL, out)
+            out[am.SUCCESS] = not failed(span, attrs)
+            if elapsed is not None:
+                out[am.DURATION_MS] = elapsed
+            error = to_str(attrs.get("error.type")) or span.status.message or None
+            if error and not out[am.SUCCESS]:
+                out[am.ERROR_MESSAGE] = error
+            tool_argument_facts(attrs.get("gen_ai.tool.call.arguments"), out)
+            result = to_str(attrs.get("gen_ai.tool.call.result"))
+            if result is not None:
+                out[am.TOOL_OUTPUT] = result
+                out[am.TOOL_OUTPUT_SIZE] = len(result.encode())
+            out[TOOL_PHASE] = TOOL_RESULT
+            return self.finish(
+                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or span_key
+            )
+        if operation == "invoke_agent" and not span.parent_span_id:
+            # A root invoke_agent is one user message; subagents hang below a tool span.
+            return self.finish(out, EventType.USER_PROMPT, session, span_key)
+        return Result(out) if out else None
+
+    def _chat(
+        self,
+        attrs: Attrs,
+        span: Span,
+        out: dict[str, Scalar],
+        session: str | None,
+        span_key: str,
+        elapsed: float | None,
+    ) -> Result:
+        model = to_str(first(attrs, ("gen_ai.response.model", "gen_ai.request.model")))
+        if model:
+            out[am.MODEL] = model
+        out[am.PROVIDER] = self.provider
+        if elapsed is not None:
+            out[am.DURATION_MS] = elapsed
+        ttft_ms = to_float(attrs.get("copilot_chat.time_to_first_token"))
+        if ttft_ms is None:
+            seconds = to_float(attrs.get("github.copilot.time_to_first_chunk"))
+            ttft_ms = seconds * 1000.0 if seconds is not None else None
+        if ttft_ms is not None:
+            out[am.TTFT_MS] = ttft_ms
+        apply_map(attrs, CHAT, out)
+        if failed(span, attrs):
+            out[am.STATUS] = to_str(attrs.get("error.type")) or "error"
+            message = span.status.message
+            if message:
+                out[am.ERROR_MESSAGE] = message
+            result = self.finish(out, EventType.API_ERROR, session, "chat", span_key)
+        else:
+            reported_input = to_int(attrs.get("gen_ai.usage.input_tokens")) or 0
+            cache_read = to_int(first(attrs, CACHE_READ_KEYS)) or 0
+            cache_write = to_int(first(attrs, CACHE_WRITE_KEYS)) or 0
+            out[am.INPUT_TOKENS] = non_negative(reported_input - cache_read - cache_write)
+            out[am.CACHE_READ_TOKENS] = cache_read
+            out[am.CACHE_WRITE_TOKENS] = cache_write
+            out[am.OUTPUT_TOKENS] = to_int(attrs.get("gen_ai.usage.output_tokens")) or 0
+            out[am.STATUS] = "ok"
+            ensure_token_classes(out)
+            result = self.finish(out, EventType.API_CALL, session, "chat", span_key)
+        if elapsed is not None:
+            result.duration_sample = DurationSample(elapsed / 1000.0, model)
+        return result
+
+    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
+        """Copilot's log events repeat its spans (tool calls, turns, inference details), so
+        only the session start becomes an event; the spans are the record of calls."""
+        name = to_str(attrs.get("event.name")) or record.body.string_value or None
+        if name == "copilot_chat.session.start":
+            out: dict[str, Scalar] = {}
+            model = to_str(attrs.get("gen_ai.request.model"))
+            if model:
+                out[am.MODEL] = model
+            session = to_str(first(attrs, ("session.id", "gen_ai.conversation.id"))) or to_str(
+                resource.get("session.id")
+            )
+            return self.finish(
+                out, EventType.SESSION_START, session, record_time_key(record, attrs)
+            )
+        return None
+
+
+class CopilotChat(Copilot):
+    agent = Agent.COPILOT_CHAT
+    service_names = frozenset({"copilot-chat"})
+    metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {
+        "copilot_chat.lines_of_code.count": MetricUsageRule(
+            "code_change", by_type={"added": "lines_added", "removed": "lines_removed"}
+        ),
+        "copilot_chat.pull_request.count": MetricUsageRule("code_change", name="pull_requests"),
+    }
+
+
+class CopilotCli(Copilot):
+    agent = Agent.COPILOT_CLI
+    service_names = frozenset({"github-copilot"})
+
+
+CHAT_VENDOR = register(CopilotChat())
+CLI_VENDOR = register(CopilotCli())
+
+
+def collect_conversations(spans: list[tuple[Span, Attrs]], batch: SpanBatch) -> None:
+    """Fill ``batch`` with each trace's conversation id, taken from any span that has one."""
+    for span, attrs in spans:
+        conversation = to_str(attrs.get("gen_ai.conversation.id"))
+        if conversation and span.trace_id not in batch.conversation_by_trace:
+            batch.conversation_by_trace[span.trace_id] = conversation

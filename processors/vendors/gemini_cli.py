@@ -1,0 +1,214 @@
+"""Gemini CLI: ``service.name=gemini-cli``; ``session.id`` on the resource and on records,
+``installation.id`` groups users who are not signed in with Google.
+
+``input_token_count`` INCLUDES ``cached_content_token_count``; ``thoughts_token_count`` is
+OUTSIDE ``output_token_count`` (total = input + output + thoughts) yet billed as output, so
+agentwatch output = output + thoughts and reasoning = thoughts. ``tool_token_count`` (the
+API's tool-use prompt tokens) is outside the input count as well and billed as input. The same
+tokens also arrive in cumulative ``gemini_cli.token.usage`` metrics: api_call events come from
+``gemini_cli.api_response`` log records only. ``service.version`` is Node's version, not the
+CLI's. No cost is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from collector import agent_model as am
+from collector.agent_model import Agent, EventType
+from processors.vendors import (
+    TOOL_PHASE,
+    TOOL_RESULT,
+    AttributeMap,
+    Attrs,
+    MetricUsageRule,
+    Result,
+    Scalar,
+    UsageTotals,
+    Vendor,
+    apply_map,
+    ensure_token_classes,
+    first,
+    non_negative,
+    record_time_key,
+    register,
+    to_bool,
+    to_float,
+    to_int,
+    to_str,
+    tool_argument_facts,
+)
+
+IDENTITY = {
+    am.SESSION_ID: ("session.id",),
+    am.USER_ID: ("installation.id", "user.id"),
+    am.USER_EMAIL: ("user.email",),
+    am.HOST: ("host.name",),
+    am.TEAM: ("team",),
+    am.COST_CENTER: ("cost_center",),
+    am.PROMPT_ID: ("prompt_id", "prompt.id"),
+}
+
+CONFIG: AttributeMap = {
+    "approval_mode": (am.APPROVAL_POLICY, to_str),
+    "sandbox_enabled": (am.SANDBOX, to_str),
+    "model": (am.MODEL, to_str),
+}
+
+API_RESPONSE: AttributeMap = {
+    "model": (am.MODEL, to_str),
+    "duration_ms": (am.DURATION_MS, to_float),
+    "response_id": (am.REQUEST_ID, to_str),
+}
+
+API_ERROR: AttributeMap = {
+    "model": (am.MODEL, to_str),
+    "model_name": (am.MODEL, to_str),
+    "error": (am.ERROR_MESSAGE, to_str),
+    "error.message": (am.ERROR_MESSAGE, to_str),
+    "duration": (am.DURATION_MS, to_float),
+    "duration_ms": (am.DURATION_MS, to_float),
+    "attempt": (am.ATTEMPT, to_int),
+}
+
+TOOL_CALL: AttributeMap = {
+    "function_name": (am.TOOL_NAME, to_str),
+    "call_id": (am.TOOL_CALL_ID, to_str),
+    "success": (am.SUCCESS, to_bool),
+    "duration_ms": (am.DURATION_MS, to_float),
+    "error": (am.ERROR_MESSAGE, to_str),
+    "mcp_server_name": (am.MCP_SERVER, to_str),
+    "content_length": (am.TOOL_OUTPUT_SIZE, to_int),
+}
+
+DECISIONS = {
+    "accept": ("accept", "user"),
+    "auto_accept": ("accept", "config"),
+    "modify": ("accept", "user"),
+    "reject": ("reject", "user"),
+}
+"""Gemini decision -> (agentwatch decision, who decided). ``auto_accept`` is YOLO/allow-list."""
+
+
+def provider_of(auth_type: str | None) -> str:
+    return "gcp.vertex_ai" if auth_type == "vertex-ai" else "gcp.gen_ai"
+
+
+def gemini_tokens(
+    input_count: int, cached: int, output: int, thoughts: int, tool: int, total: int | None
+) -> dict[str, int]:
+    """Gemini's counts in the agentwatch convention (see the module docstring)."""
+    tool_inside_input = total is not None and input_count + output + thoughts == total
+    uncached = non_negative(input_count - cached) + (0 if tool_inside_input else tool)
+    return {
+        am.INPUT_TOKENS: uncached,
+        am.CACHE_READ_TOKENS: cached,
+        am.CACHE_WRITE_TOKENS: 0,
+        am.OUTPUT_TOKENS: output + thoughts,
+        am.REASONING_TOKENS: thoughts,
+    }
+
+
+class GeminiCli(Vendor):
+    agent = Agent.GEMINI_CLI
+    service_names = frozenset({"gemini-cli", "gemini_cli"})
+    service_prefixes = ("gemini-cli",)
+    provider = "gcp.gen_ai"
+    genai_operation = "generate_content"
+    derives_genai_metrics = False  # it emits gen_ai.client.token.usage / operation.duration
+    identity_keys = IDENTITY
+    version_keys = ("cli.version", "gemini_cli.version", "app.version")
+    metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {
+        "gemini_cli.token.usage": MetricUsageRule(
+            "usage",
+            by_type={
+                "input": "input",
+                "output": "output",
+                "cache": "cache",
+                "thought": "thought",
+                "tool": "tool",
+            },
+        ),
+        "gemini_cli.lines.changed": MetricUsageRule(
+            "code_change", by_type={"added": "lines_added", "removed": "lines_removed"}
+        ),
+    }
+
+    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
+        name = to_str(attrs.get("event.name")) or record.body.string_value or None
+        if name is None:
+            return None
+        session = to_str(attrs.get("session.id")) or to_str(resource.get("session.id"))
+        prompt = to_str(first(attrs, ("prompt_id", "prompt.id")))
+        when = record_time_key(record, attrs)
+        out: dict[str, Scalar] = {}
+        if name == "gemini_cli.api_response":
+            apply_map(attrs, API_RESPONSE, out)
+            out.update(
+                gemini_tokens(
+                    to_int(attrs.get("input_token_count")) or 0,
+                    to_int(attrs.get("cached_content_token_count")) or 0,
+                    to_int(attrs.get("output_token_count")) or 0,
+                    to_int(attrs.get("thoughts_token_count")) or 0,
+                    to_int(attrs.get("tool_token_count")) or 0,
+                    to_int(attrs.get("total_token_count")),
+                )
+            )
+            status = to_str(attrs.get("status_code"))
+            out[am.STATUS] = "ok" if status in (None, "200") else status
+            out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
+            ensure_token_classes(out)
+            return self.finish(out, EventType.API_CALL, session, prompt, when)
+        if name == "gemini_cli.api_error":
+            apply_map(attrs, API_ERROR, out)
+            out[am.STATUS] = (
+                to_str(attrs.get("status_code")) or to_str(attrs.get("error_type")) or "error"
+            )
+            out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
+            return self.finish(out, EventType.API_ERROR, session, prompt, when)
+        if name == "gemini_cli.tool_call":
+            apply_map(attrs, TOOL_CALL, out)
+            raw = to_str(attrs.get("decision"))
+            if raw is not None:
+                decision, source = DECISIONS.get(raw.lower(), (raw.lower(), "user"))
+                out[am.DECISION] = decision
+                out[am.DECISION_SOURCE] = source
+            tool_argument_facts(attrs.get("function_args"), out)
+            out[TOOL_PHASE] = TOOL_RESULT
+            return self.finish(
+                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or when
+            )
+        if name == "gemini_cli.user_prompt":
+            length = to_int(attrs.get("prompt_length"))
+            if length is not None:
+                out[am.PROMPT_LENGTH] = length
+            text = to_str(attrs.get("prompt"))
+            if text:
+                out[am.PROMPT_TEXT] = text
+            return self.finish(out, EventType.USER_PROMPT, session, prompt, when)
+        if name == "gemini_cli.config":
+            apply_map(attrs, CONFIG, out)
+            servers = to_str(attrs.get("mcp_servers"))
+            if servers is not None:
+                out[am.MCP_SERVERS] = ",".join(s.strip() for s in servers.split(",") if s.strip())
+            return self.finish(out, EventType.SESSION_START, session, when)
+        return None
+
+    def usage_record(self, totals: UsageTotals) -> dict[str, Scalar]:
+        values = totals.values
+        return dict(
+            gemini_tokens(
+                int(values.get("input", 0)),
+                int(values.get("cache", 0)),
+                int(values.get("output", 0)),
+                int(values.get("thought", 0)),
+                int(values.get("tool", 0)),
+                None,
+            )
+        )
+
+
+VENDOR = register(GeminiCli())

@@ -1,0 +1,153 @@
+"""pytest plugin: a real ClickHouse (embedded, from chdb-core) for the whole test session.
+
+``clickhouse_server`` starts one server on a random free port with a temporary data directory
+and tears it down by PID. ``clickhouse_db`` gives each test a fresh database (dropped after),
+so tests stay independent without paying a server start each; ``clickhouse_schema`` is that
+database with every migration applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from collector import agent_model as am
+from collector.component import Host, LogsData
+from exporters.clickhouse import schema
+from exporters.clickhouse.config import ClickHouseExporterConfig
+from exporters.clickhouse.embedded import EmbeddedClickHouse
+from exporters.clickhouse.exporter import ClickHouseExporter
+
+
+@dataclass
+class ClickHouseDatabase:
+    """One test's database on the session's server."""
+
+    name: str
+    client: Client
+    server: EmbeddedClickHouse
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def settings(self) -> schema.SchemaSettings:
+        return schema.SchemaSettings(database=self.name)
+
+    def scalar(self, sql: str) -> object:
+        return self.client.query(sql).result_rows[0][0]
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        return [tuple(r) for r in self.client.query(sql).result_rows]
+
+
+def new_client(server: EmbeddedClickHouse, database: str | None = None) -> Client:
+    kwargs: dict[str, object] = {}
+    if database:
+        kwargs["database"] = database
+    return clickhouse_connect.get_client(
+        host="127.0.0.1", port=server.port, autogenerate_session_id=False, **kwargs
+    )
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedClickHouse]:
+    root: Path = tmp_path_factory.mktemp("clickhouse")
+    server = EmbeddedClickHouse(root, stop_timeout=5.0)
+    server.start()
+    pid = server.pid
+    try:
+        yield server
+    finally:
+        server.stop()
+        if pid is not None:  # belt and braces: never leave a 300 MB server behind
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
+@pytest.fixture
+def clickhouse_db(clickhouse_server: EmbeddedClickHouse) -> Iterator[ClickHouseDatabase]:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    client = new_client(clickhouse_server)
+    client.command(f"CREATE DATABASE {name}")
+    try:
+        yield ClickHouseDatabase(name, client, clickhouse_server)
+    finally:
+        with contextlib.suppress(Exception):
+            client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+        client.close()
+
+
+@pytest.fixture
+def clickhouse_schema(clickhouse_db: ClickHouseDatabase) -> ClickHouseDatabase:
+    schema.migrate(clickhouse_db.client, clickhouse_db.settings)
+    return clickhouse_db
+
+
+# --- helpers shared by the ClickHouse tests -----------------------------------------------
+
+
+def make_exporter(
+    db: ClickHouseDatabase, data_dir: str, name: str = "clickhouse", **config: object
+) -> ClickHouseExporter:
+    """A started exporter writing to ``db`` on the session server (schema applied on start)."""
+    cfg = ClickHouseExporterConfig.model_validate(
+        {"endpoint": db.url, "database": db.name, **config}
+    )
+    exporter = ClickHouseExporter(name, cfg)
+    exporter.start(Host(data_dir))
+    return exporter
+
+
+def kv(key: str, value: str | int | float | bool) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def agent_record(
+    event: str, event_id: str, timestamp_ns: int, **attributes: str | int | float | bool
+) -> LogRecord:
+    """A log record as a normaliser leaves it: vendor keys plus ``agentwatch.*`` keys.
+
+    Keyword names are agentwatch keys without the prefix (``session_id=...``).
+    """
+    attrs = [kv("event.name", f"vendor.{event}"), kv(am.EVENT, event), kv(am.EVENT_ID, event_id)]
+    attrs += [kv(am.P + key, value) for key, value in attributes.items()]
+    return LogRecord(
+        time_unix_nano=timestamp_ns,
+        observed_time_unix_nano=timestamp_ns + 1,
+        body=AnyValue(string_value=f"vendor.{event}"),
+        attributes=attrs,
+    )
+
+
+def logs_request(records: list[LogRecord], service: str = "claude-code") -> LogsData:
+    return LogsData(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(attributes=[kv("service.name", service)]),
+                scope_logs=[ScopeLogs(scope=InstrumentationScope(name="agent"),
+                                      log_records=records)],
+            )
+        ]
+    )

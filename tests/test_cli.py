@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from collector import __version__
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "collector", *args], capture_output=True, text=True)
+
+
+def test_version_and_help() -> None:
+    assert run("version").stdout.strip() == f"agentwatch {__version__}"
+    help_text = run("--help").stdout
+    for command in ("serve", "validate", "version", "pricing"):
+        assert command in help_text
+
+
+def test_pricing_import_converts_litellm_json(tmp_path: Path) -> None:
+    src = tmp_path / "prices.json"
+    src.write_text(
+        json.dumps(
+            {
+                "claude-test-9": {
+                    "litellm_provider": "anthropic",
+                    "mode": "chat",
+                    "input_cost_per_token": 3e-06,
+                    "output_cost_per_token": 1.5e-05,
+                    "cache_read_input_token_cost": 3e-07,
+                }
+            }
+        )
+    )
+    out = tmp_path / "book.yaml"
+    proc = run("pricing", "import", str(src), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    book = yaml.safe_load(out.read_text())
+    price = book["providers"]["anthropic"]["models"]["claude-test-9"]["prices"][0]
+    assert (price["input"], price["output"], price["cache_read"]) == (3.0, 15.0, 0.3)
+
+
+def test_pricing_import_refuses_bad_json(tmp_path: Path) -> None:
+    src = tmp_path / "bad.json"
+    src.write_text("{not json")
+    proc = run("pricing", "import", str(src))
+    assert proc.returncode == 1
+    assert "not valid JSON" in proc.stderr
