@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: E402
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
 )
 
-from collector import agent_model as am  # noqa: E402
-from processors.redaction import RedactionConfig, RedactionProcessor  # noqa: E402
+from collector import agent_model as am
+from processors.redaction import RedactionConfig, RedactionProcessor
 
 RECORDS_PER_BATCH = 200
 ROUNDS = 15
@@ -56,8 +56,12 @@ def identity(record: object, i: int) -> None:
 def batch() -> ExportLogsServiceRequest:
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
-    for key, value in (("service.name", "claude-code"), ("service.version", "2.1.328"),
-                       ("os.type", "linux"), ("host.arch", "amd64")):
+    for key, value in (
+        ("service.name", "claude-code"),
+        ("service.version", "2.1.328"),
+        ("os.type", "linux"),
+        ("host.arch", "amd64"),
+    ):
         rl.resource.attributes.add(key=key).value.string_value = value
     sl = rl.scope_logs.add()
     sl.scope.name = "com.anthropic.claude_code.events"
@@ -67,12 +71,17 @@ def batch() -> ExportLogsServiceRequest:
         if i % 2 == 0:
             lr.body.string_value = "claude_code.api_request"
             _attr(lr, "event.name", "api_request")
-            for key, value in (("model", "claude-sonnet-4-5"), ("input_tokens", "1200"),
-                               ("output_tokens", "57"), ("cache_read_tokens", "15000"),
-                               ("cache_creation_tokens", "3000"),
-                               ("cache_creation_5m_tokens", "3000"),
-                               ("cache_creation_1h_tokens", "0"), ("request_id", f"req_{i:024d}"),
-                               ("query_source", "main")):
+            for key, value in (
+                ("model", "claude-sonnet-4-5"),
+                ("input_tokens", "1200"),
+                ("output_tokens", "57"),
+                ("cache_read_tokens", "15000"),
+                ("cache_creation_tokens", "3000"),
+                ("cache_creation_5m_tokens", "3000"),
+                ("cache_creation_1h_tokens", "0"),
+                ("request_id", f"req_{i:024d}"),
+                ("query_source", "main"),
+            ):
                 _attr(lr, key, value)
             _attr(lr, "cost_usd", 0.020205)
             _attr(lr, "duration_ms", 2311)
@@ -84,17 +93,34 @@ def batch() -> ExportLogsServiceRequest:
         else:
             lr.body.string_value = "claude_code.tool_result"
             _attr(lr, "event.name", "tool_result")
-            command = "cd /home/dev/project && npm test -- --runInBand src/components/Button.test.tsx"
+            command = (
+                "cd /home/dev/project && npm test -- --runInBand src/components/Button.test.tsx"
+            )
             if i % 10 == 1:
-                command = ('curl -sS -H "Authorization: Bearer sk-ant-api03-'
-                           + "x" * 90 + '" https://api.example.com/v1/things')
-            params = json.dumps({"full_command": command, "description": "Run the unit tests",
-                                 "bash_command": command.split()[0], "timeout": 120000})
-            for key, value in (("tool_name", "Bash"), ("tool_use_id", f"toolu_{i:020d}"),
-                               ("success", "true"), ("duration_ms", "1530"),
-                               ("tool_parameters", params), ("tool_input", params),
-                               ("tool_result_size_bytes", "48213"), ("decision_type", "accept"),
-                               ("decision_source", "config")):
+                command = (
+                    'curl -sS -H "Authorization: Bearer sk-ant-api03-'
+                    + "x" * 90
+                    + '" https://api.example.com/v1/things'
+                )
+            params = json.dumps(
+                {
+                    "full_command": command,
+                    "description": "Run the unit tests",
+                    "bash_command": command.split()[0],
+                    "timeout": 120000,
+                }
+            )
+            for key, value in (
+                ("tool_name", "Bash"),
+                ("tool_use_id", f"toolu_{i:020d}"),
+                ("success", "true"),
+                ("duration_ms", "1530"),
+                ("tool_parameters", params),
+                ("tool_input", params),
+                ("tool_result_size_bytes", "48213"),
+                ("decision_type", "accept"),
+                ("decision_source", "config"),
+            ):
                 _attr(lr, key, value)
             _attr(lr, am.EVENT, "tool_call")
             _attr(lr, am.TOOL_NAME, "Bash")
@@ -120,10 +146,11 @@ def main() -> None:
     configs = {
         "default (content removed, secrets scrubbed, e-mails kept)": RedactionConfig(),
         "all content allowed (scrubbed, truncated)": RedactionConfig(
-            allow={"prompts": True, "responses": True, "tool_output": True,
-                   "tool_arguments": True}),
+            allow={"prompts": True, "responses": True, "tool_output": True, "tool_arguments": True}
+        ),
         "default + e-mails hashed + high-entropy scan": RedactionConfig(
-            emails="hash", email_hash_key="bench-key-0123456789", high_entropy=True),
+            emails="hash", email_hash_key="bench-key-0123456789", high_entropy=True
+        ),
         "default, no secret scrubbing": RedactionConfig(scrub_secrets=False),
     }
     rows = [(name, measure(cfg)) for name, cfg in configs.items()]

@@ -211,6 +211,10 @@ class SignalRouter(Consumer):
 
     def consume(self, signal: Signal, data: Telemetry) -> ConsumeResult:
         items_in = count_items(data)
+        # Refuse before processors run when queues are already full, so stateful processors
+        # (cumulative-to-delta) do not advance on a request the client will send again.
+        with ADMISSION_LOCK:
+            self._admit([(r, items_in) for p in self.pipelines for r in p.runners], items_in)
         outputs: list[tuple[Pipeline, Telemetry, int]] = []
         for i, pipeline in enumerate(self.pipelines):
             copy = data
@@ -233,17 +237,7 @@ class SignalRouter(Consumer):
                 outputs.append((pipeline, out, count_items(out)))
         with ADMISSION_LOCK:
             targets = [(r, out, n) for p, out, n in outputs for r in p.runners]
-            full = [(r, n) for r, _, n in targets if n and not r.queue.has_room(n)]
-            if full and (
-                len(full) == len(targets)
-                or any(r.config.sending_queue.on_full == "refuse" for r, _ in full)
-            ):
-                telemetry.RECEIVER_REFUSED.labels(self.receiver, signal.value, "queue_full").inc(
-                    items_in
-                )
-                names = ", ".join(sorted({r.name for r, _ in full}))
-                raise Refused(f"exporter queue full: {names}", retry_after=1.0)
-            full_names = {r.name for r, _ in full}
+            full_names = self._admit([(r, n) for r, _, n in targets], items_in)
             for runner, out, n in targets:
                 if n == 0:
                     continue
@@ -255,3 +249,20 @@ class SignalRouter(Consumer):
                 runner.offer(signal, out, n)
         self._accepted.inc(items_in)
         return ConsumeResult()
+
+    def _admit(self, targets: list[tuple[ExporterRunner, int]], items_in: int) -> set[str]:
+        """Raise ``Refused`` unless the request may enter; return the full drop-policy queues.
+
+        Caller holds ``ADMISSION_LOCK``.
+        """
+        full = [(r, n) for r, n in targets if n and not r.queue.has_room(n)]
+        if full and (
+            len(full) == len(targets)
+            or any(r.config.sending_queue.on_full == "refuse" for r, _ in full)
+        ):
+            telemetry.RECEIVER_REFUSED.labels(self.receiver, self.signal.value, "queue_full").inc(
+                items_in
+            )
+            names = ", ".join(sorted({r.name for r, _ in full}))
+            raise Refused(f"exporter queue full: {names}", retry_after=1.0)
+        return {r.name for r, _ in full}

@@ -16,6 +16,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     "processor": {
         "cost": "processors.cost:FACTORY",
+        "cumulative_to_delta": "processors.cumulative_to_delta:FACTORY",
     },
     "exporter": {
         "debug": "exporters.debug:FACTORY",

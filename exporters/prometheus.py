@@ -924,7 +924,7 @@ class PrometheusExporter(Exporter):
         self._server = server
         self.port = server.server_port
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"prometheus:{self.name}", daemon=True
+            target=server.serve_forever, args=(0.1,), name=f"prometheus:{self.name}", daemon=True
         )
         self._thread.start()
         log.info(

@@ -138,17 +138,22 @@ class DerivedClientMetrics:
 
     def __init__(self) -> None:
         self._by_resource: dict[bytes, _ResourceSeries] = {}
+        self._by_object: dict[int, tuple[Resource, _ResourceSeries]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._by_resource)
 
     def _series(self, resource: Resource) -> _ResourceSeries:
+        known = self._by_object.get(id(resource))
+        if known is not None and known[0] is resource:
+            return known[1]
         key = resource.SerializeToString(deterministic=True)
         series = self._by_resource.get(key)
         if series is None:
             copy = Resource()
             copy.CopyFrom(resource)
             series = self._by_resource[key] = _ResourceSeries(copy)
+        self._by_object[id(resource)] = (resource, series)
         return series
 
     def _record(
@@ -270,11 +275,14 @@ def _key_values(attributes: tuple[tuple[str, Scalar], ...]) -> list[KeyValue]:
 
 
 def set_any_value(kv: KeyValue, value: Scalar) -> None:
-    if isinstance(value, bool):
-        kv.value.bool_value = value
-    elif isinstance(value, int):
-        kv.value.int_value = value
-    elif isinstance(value, float):
-        kv.value.double_value = value
+    kind = type(value)
+    if kind is str:
+        kv.value.string_value = value  # type: ignore[assignment]
+    elif kind is bool:
+        kv.value.bool_value = value  # type: ignore[assignment]
+    elif kind is int:
+        kv.value.int_value = value  # type: ignore[assignment]
+    elif kind is float:
+        kv.value.double_value = value  # type: ignore[assignment]
     else:
         kv.value.string_value = str(value)

@@ -133,11 +133,13 @@ CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
         _ck("prompt", _P, length_key="prompt_length"),
         _ck("prompt_text", _P, length_key="prompt_length"),
         _ck("user_prompt", _P, length_key="user_prompt_length"),  # interaction span (traces beta)
-        _ck("response", _R, _A),
+        _ck("response", _R, _A, length_key="response_length"),
         _ck("tool_parameters", _A),
         _ck("tool_input", _A),
+        _ck("full_command", _A),  # claude_code.tool span
+        _ck("bash_command", _A),  # tool.output span event
         _ck("tool_output", _O),
-        _ck("output", _O),  # tool content span events (OTEL_LOG_TOOL_CONTENT)
+        _ck("output", _O),  # tool.output span event (OTEL_LOG_TOOL_CONTENT)
         _ck(
             "body",
             *ALL_CONTENT,

@@ -294,7 +294,7 @@ def cut_point(text: str, limit: int) -> int:
     """Where to cut ``text`` to at most ``limit`` characters without splitting a marker."""
     if len(text) <= limit:
         return len(text)
-    marker = text.rfind(REDACTED_PREFIX, max(0, limit - 64), limit)
+    marker = text.rfind(REDACTED_PREFIX, max(0, limit - 64), limit + len(REDACTED_PREFIX) - 1)
     if marker != -1 and text.find("]", marker) >= limit:
         return marker
     return limit

@@ -3,3 +3,6 @@
 # so a fresh machine (and CI) gets it: nothing here may be assumed to be pre-installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The real agent CLIs from npm, pinned, cached under ${AGENTWATCH_CACHE:-~/.cache/agentwatch}.
+bash scripts/install-agent-clis.sh

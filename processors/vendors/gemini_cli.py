@@ -84,13 +84,14 @@ TOOL_CALL: AttributeMap = {
     "content_length": (am.TOOL_OUTPUT_SIZE, to_int),
 }
 
-DECISIONS = {
-    "accept": ("accept", "user"),
+DECISIONS: dict[str, tuple[str, str | None]] = {
+    "accept": ("accept", None),
     "auto_accept": ("accept", "config"),
     "modify": ("accept", "user"),
-    "reject": ("reject", "user"),
+    "reject": ("reject", None),
 }
-"""Gemini decision -> (agentwatch decision, who decided). ``auto_accept`` is YOLO/allow-list."""
+"""Gemini decision -> (agentwatch decision, who decided). Only ``auto_accept`` (allow-list)
+and ``modify`` say who; ``--yolo`` logs a plain ``accept``, so the source stays unknown."""
 
 
 def provider_of(auth_type: str | None) -> str:
@@ -173,14 +174,17 @@ class GeminiCli(Vendor):
             apply_map(attrs, TOOL_CALL, out)
             raw = to_str(attrs.get("decision"))
             if raw is not None:
-                decision, source = DECISIONS.get(raw.lower(), (raw.lower(), "user"))
+                decision, source = DECISIONS.get(raw.lower(), (raw.lower(), None))
                 out[am.DECISION] = decision
-                out[am.DECISION_SOURCE] = source
+                if source is not None:
+                    out[am.DECISION_SOURCE] = source
             tool_argument_facts(attrs.get("function_args"), out)
             out[TOOL_PHASE] = TOOL_RESULT
-            return self.finish(
-                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or when
+            # Gemini 0.61 logs no call id: name and arguments keep two calls in one ms apart.
+            call = out.get(am.TOOL_CALL_ID) or (
+                f"{when}|{attrs.get('function_name')}|{attrs.get('function_args')}"
             )
+            return self.finish(out, EventType.TOOL_CALL, session, TOOL_RESULT, prompt, call)
         if name == "gemini_cli.user_prompt":
             length = to_int(attrs.get("prompt_length"))
             if length is not None:
@@ -191,8 +195,8 @@ class GeminiCli(Vendor):
             return self.finish(out, EventType.USER_PROMPT, session, prompt, when)
         if name == "gemini_cli.config":
             apply_map(attrs, CONFIG, out)
-            servers = to_str(attrs.get("mcp_servers"))
-            if servers is not None:
+            servers = attrs.get("mcp_servers")
+            if isinstance(servers, str):  # "" is a fact too: no MCP servers configured
                 out[am.MCP_SERVERS] = ",".join(s.strip() for s in servers.split(",") if s.strip())
             return self.finish(out, EventType.SESSION_START, session, when)
         return None

@@ -490,6 +490,19 @@ def _capture_note(
     return "\n".join(lines) + "\n"
 
 
+WIRE_NOTES: dict[AgentName, str] = {
+    "claude": "Anthropic wire: `input_tokens` excludes cache; `cache_creation_input_tokens` is "
+    "the write, split in `cache_creation.ephemeral_5m/1h_input_tokens`; `output_tokens` in "
+    "`message_delta`.",
+    "codex": "OpenAI wire: `input_tokens` = input + cache read + cache write; "
+    "`input_tokens_details.cached_tokens` (read) and `.cache_write_tokens` (write, the field "
+    "Codex reads); `output_tokens` includes `output_tokens_details.reasoning_tokens`.",
+    "gemini": "Gemini wire: `promptTokenCount` = input + `cachedContentTokenCount`; "
+    "`candidatesTokenCount` excludes `thoughtsTokenCount`; `totalTokenCount` = prompt + "
+    "candidates + thoughts; no cache write.",
+}
+
+
 def _display_argv(run: CliRun) -> str:
     spec = SPECS[run.agent]
     executable = f"$AGENTWATCH_CACHE/agent-clis/{spec.package}@{spec.version}/node_modules/.bin/"
@@ -526,7 +539,8 @@ Scenario (each step answers one agent-loop model request):
 {steps}
 
 Usage the mock answered per successful call, in agentwatch's convention (input excludes
-cache, output includes reasoning); the wire form per vendor is in each run's table below:
+cache, output includes reasoning); the wire form of each call is in each run's table below.
+{WIRE_NOTES[agent]}
 
 | call | input | cache read | cache write | output | reasoning |
 |---|---|---|---|---|---|
