@@ -26,6 +26,9 @@ import enum
 class EventType(enum.StrEnum):
     API_CALL = "api_call"
     """One model API call that completed (tokens, latency, cost)."""
+    API_USAGE = "api_usage"
+    """Tokens and cost of one session, model and export interval, derived from an agent's DELTA
+    metrics when that session sent no per-call log events (metrics-only set-ups)."""
     API_ERROR = "api_error"
     """A model API call that failed (status, message, attempt)."""
     TOOL_CALL = "tool_call"
@@ -60,6 +63,7 @@ PROMPT_ID = P + "prompt_id"  # one user turn
 USER_ID = P + "user_id"  # vendor user id / installation id: groups users without e-mail
 USER_EMAIL = P + "user_email"
 USER_ACCOUNT = P + "user_account"
+USER_DISPLAY_NAME = P + "user_display_name"  # from the directory
 ORGANIZATION = P + "organization"
 TEAM = P + "team"  # from the directory or OTEL_RESOURCE_ATTRIBUTES team=
 COST_CENTER = P + "cost_center"
@@ -85,10 +89,13 @@ ERROR_MESSAGE = P + "error_message"
 COST_USD_REPORTED = P + "cost_usd_reported"  # double, the agent's own figure
 COST_USD_COMPUTED = P + "cost_usd_computed"  # double, from the price book (cost processor)
 COST_USD = P + "cost_usd"  # double, the one to bill (config chooses reported or computed)
+COST_SOURCE = P + "cost_source"  # computed | reported: which figure cost_usd is
+DERIVED_FROM = P + "derived_from"  # "metrics" on records the normaliser made from metrics
 
 # --- tool_call ------------------------------------------------------------------------------
 TOOL_NAME = P + "tool_name"
-TOOL_CALL_ID = P + "tool_call_id"
+TOOL_CALL_ID = P + "tool_call_id"  # one tool call; decision and result records share it
+TOOL_PHASE = P + "tool_phase"  # decision | result
 MCP_SERVER = P + "mcp_server"
 DECISION = P + "decision"  # accept | reject | ...
 DECISION_SOURCE = P + "decision_source"  # config | user | hook | ...
@@ -120,6 +127,7 @@ PULL_REQUESTS = P + "pull_requests"
 RULE_ID = P + "rule_id"
 SEVERITY = P + "severity"
 EVIDENCE = P + "evidence"
+SOURCE_EVENT_ID = P + "source_event_id"  # event_id of the record that matched
 
 TOKEN_KEYS = (INPUT_TOKENS, CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, OUTPUT_TOKENS)
 """The four disjoint billed token classes; their sum is every token billed."""

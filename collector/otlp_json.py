@@ -33,7 +33,7 @@ from collector.component import REQUEST_TYPES, Signal, Telemetry
 try:  # orjson parses twice and writes ~15x faster than the stdlib; json is the fallback
     import orjson
 
-    def _loads(body: bytes | str) -> Any:
+    def _loads(body: bytes | bytearray | str) -> Any:
         return orjson.loads(body)
 
     def _dumps(obj: Any) -> bytes:
@@ -41,7 +41,7 @@ try:  # orjson parses twice and writes ~15x faster than the stdlib; json is the 
 
 except ImportError:  # pragma: no cover - exercised only where orjson is not installed
 
-    def _loads(body: bytes | str) -> Any:
+    def _loads(body: bytes | bytearray | str) -> Any:
         return json.loads(body)
 
     def _dumps(obj: Any) -> bytes:
@@ -364,21 +364,27 @@ def _value_list(obj: Any, depth: int, key_values: bool) -> dict[str, Any]:
 
 
 def _key_values(values: Any) -> list[dict[str, Any]]:
-    """A list of attributes, with the common ``{"key": k, "value": {"stringValue": s}}`` inline."""
+    """A list of attributes: ``{"key": k, "value": {...}}`` inline, anything else the long way."""
     if values.__class__ is not list:
         raise OtlpJsonError(f"expected an array, got {_type_name(values)}")
     out: list[dict[str, Any]] = []
     append = out.append
     for index, obj in enumerate(values):
-        if obj.__class__ is dict and len(obj) == 2:
-            key = obj.get("key")
-            value = obj.get("value")
-            if key.__class__ is str and value.__class__ is dict and len(value) == 1:
-                text = value.get("stringValue")
-                if text.__class__ is str:
-                    append({"key": key, "value": {"string_value": text}})
-                    continue
         try:
+            if obj.__class__ is dict and len(obj) == 2:
+                key = obj.get("key")
+                value = obj.get("value")
+                if key.__class__ is str and value.__class__ is dict:
+                    text = value.get("stringValue") if len(value) == 1 else None
+                    if text.__class__ is str:
+                        append({"key": key, "value": {"string_value": text}})
+                        continue
+                    try:
+                        append({"key": key, "value": _any_value(value, 0)})
+                    except OtlpJsonError as exc:
+                        exc.path.insert(0, "value")
+                        raise
+                    continue
             if obj is None:
                 raise OtlpJsonError("null is not allowed in an array")
             append(_key_value(obj, 0))
@@ -419,7 +425,7 @@ def _key_value(obj: Any, depth: int) -> dict[str, Any]:
     return out
 
 
-def decode_message(message_class: type[Message], body: bytes | str) -> Message:
+def decode_message(message_class: type[Message], body: bytes | bytearray | str) -> Message:
     """Decode any OTLP request or response message from OTLP JSON."""
     try:
         obj = _loads(body)
@@ -438,7 +444,7 @@ def decode_message(message_class: type[Message], body: bytes | str) -> Message:
         raise OtlpJsonError(f"invalid {message_class.DESCRIPTOR.name}: {exc}") from None
 
 
-def decode(signal: Signal, body: bytes | str) -> Telemetry:
+def decode(signal: Signal, body: bytes | bytearray | str) -> Telemetry:
     """Decode an ``Export{Logs,Metrics,Trace}ServiceRequest`` sent as OTLP JSON."""
     return decode_message(REQUEST_TYPES[signal], body)  # type: ignore[return-value]
 

@@ -17,6 +17,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "processor": {
         "cost": "processors.cost:FACTORY",
         "cumulative_to_delta": "processors.cumulative_to_delta:FACTORY",
+        "detections": "processors.detections:FACTORY",
+        "normalize": "processors.normalize:FACTORY",
+        "redaction": "processors.redaction:FACTORY",
     },
     "exporter": {
         "debug": "exporters.debug:FACTORY",

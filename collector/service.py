@@ -74,6 +74,7 @@ class Service:
                     if feeds:
                         rec.attach(sig, SignalRouter(name, sig, feeds))
                 self.receivers[name] = rec
+            self._wire_derived_outputs()
             for name, rec in self.receivers.items():
                 rec.start(self.host)
                 log.info("receiver started", extra={"component": name})
@@ -82,6 +83,19 @@ class Service:
             self.shutdown()
             raise
         self._started = True
+
+    def _wire_derived_outputs(self) -> None:
+        """Give processors that derive telemetry of another signal (``emit_logs`` /
+        ``emit_metrics``) a way in: the pipelines of that signal that run the same processor."""
+        for name, proc in self.processors.items():
+            for sig in (Signal.LOGS, Signal.METRICS, Signal.TRACES):
+                hook = f"emit_{sig.value}"
+                if not hasattr(proc, hook):
+                    continue
+                feeds = [pl for pl in self.pipelines if pl.signal is sig and proc in pl.processors]
+                if feeds:
+                    router = SignalRouter(f"derived:{name}", sig, feeds)
+                    setattr(proc, hook, lambda data, r=router, s=sig: r.consume(s, data))
 
     def ready(self) -> bool:
         return (

@@ -629,23 +629,27 @@ class DerivedMetrics:
                             continue
                         for point in metric.sum.data_points:
                             attrs = {**resource, **_attributes(point.attributes, prefix=None)}
-                            key = _point_key(metric.name, point, attrs)
-                            if not self._events.add(key):
-                                skipped["duplicate"] = skipped.get("duplicate", 0) + 1
-                                continue
-                            value = (
-                                float(point.as_int)
-                                if point.WhichOneof("value") == "as_int"
-                                else point.as_double
-                            )
-                            who = self._who(attrs, fallback=attrs)
-                            who.agent = who.agent or am.Agent.CLAUDE_CODE.value
-                            self._seen(who, now)
-                            point_type = _text(attrs.get("type"))
-                            if not self._claude_point(metric.name, point_type, who, value):
-                                skipped["unused_metric"] = skipped.get("unused_metric", 0) + 1
+                            reason = self._point(metric.name, point, attrs, now)
+                            if reason:
+                                skipped[reason] = skipped.get(reason, 0) + 1
         for reason, n in skipped.items():
             SKIPPED.labels(self._name, Signal.METRICS.value, reason).inc(n)
+
+    def _point(self, name: str, point: Any, attrs: dict[str, Value], now: float) -> str:
+        """Count one Claude Code delta point; the reason it was not counted, or ""."""
+        if am.AGENT in attrs and name != ClaudeCodeMetrics.ACTIVE_TIME:
+            # The normalize processor marked this point and derives a code_change event from it,
+            # which this exporter counts when it is on the logs pipeline too.
+            return "normalised_as_events"
+        if not self._events.add(_point_key(name, point, attrs)):
+            return "duplicate"
+        value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+        who = self._who(attrs, fallback=attrs)
+        who.agent = who.agent or am.Agent.CLAUDE_CODE.value
+        self._seen(who, now)
+        if not self._claude_point(name, _text(attrs.get("type")), who, value):
+            return "unused_metric"
+        return ""
 
     def _claude_point(self, name: str, point_type: str, who: _Who, value: float) -> bool:
         if name == ClaudeCodeMetrics.LINES:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ScopeLogs, SeverityNumber
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import Field
 
 from collector import agent_model as am
@@ -33,6 +35,7 @@ from collector.component import (
     Factory,
     LogsData,
     Processor,
+    TracesData,
 )
 from processors.secrets import PatternFileError, SecretScrubber, truncate
 
@@ -43,8 +46,9 @@ SOURCE_EVENT_ID = am.P + "source_event_id"
 """The ``agentwatch.event_id`` of the record a detection was raised on (proposed model key)."""
 
 DETECTIONS = telemetry.counter(
-    "agentwatch_detections",
-    "Detections raised by a detections processor, by rule, severity and agent.",
+    "agentwatch_detections_raised",
+    "Detections a detections processor raised, by rule, severity and agent (the Prometheus "
+    "exporter derives its own agentwatch_detections_total from the stored records).",
     ("processor", "rule_id", "severity", "agent"),
 )
 
@@ -184,12 +188,10 @@ class Node:
             return None if hits is None else ([(self.condition.field, hits)] if hits else [])
         if self.kind == "not":
             return [] if self.children[0].evaluate(fields, lists) is None else None
-        if self.kind == "any":
-            for child in self.children:
-                found = child.evaluate(fields, lists)
-                if found is not None:
-                    return found
-            return None
+        if self.kind == "any":  # every branch that holds adds its evidence
+            results = [child.evaluate(fields, lists) for child in self.children]
+            held = [r for r in results if r is not None]
+            return [e for r in held for e in r] if held else None
         evidence: list[tuple[str, Values]] = []
         for child in self.children:
             found = child.evaluate(fields, lists)
@@ -538,6 +540,26 @@ def _resolve(path: str, base_dir: str) -> str:
     return str(p if p.is_absolute() or not base_dir else Path(base_dir) / p)
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """When and in which trace the evaluated record happened."""
+
+    time_unix_nano: int
+    observed_time_unix_nano: int
+    trace_id: bytes
+    span_id: bytes
+
+    @staticmethod
+    def of_log(lr: LogRecord) -> _Origin:
+        when = lr.time_unix_nano or lr.observed_time_unix_nano
+        return _Origin(when, lr.observed_time_unix_nano, lr.trace_id, lr.span_id)
+
+    @staticmethod
+    def of_span(span: Span) -> _Origin:
+        when = span.end_time_unix_nano or span.start_time_unix_nano
+        return _Origin(when, when, span.trace_id, span.span_id)
+
+
 class DetectionsProcessor(Processor):
     def __init__(self, name: str, config: DetectionsConfig) -> None:
         super().__init__(name, config)
@@ -546,25 +568,59 @@ class DetectionsProcessor(Processor):
         extra = [config.extra_patterns_file] if config.extra_patterns_file else []
         self.scrubber = SecretScrubber.from_files(extra)
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.emit_logs: Callable[[LogsData], object] | None = None
+        """Set by the service: where detections raised on spans go (the logs pipelines)."""
+        self._seen_lock = threading.Lock()  # receivers call from several threads
 
     def consume_logs(self, data: LogsData) -> LogsData | None:
         if not self.rules.rules:
             return data
         for rl in data.resource_logs:
             found: list[LogRecord] = []
+            present: set[str] = set()
             for sl in rl.scope_logs:
-                if sl.scope.name == SCOPE_NAME:
-                    continue  # our own output coming round again
+                if sl.scope.name == SCOPE_NAME:  # detections already made upstream
+                    present.update(_event_ids(sl.log_records))
+                    continue
                 for lr in sl.log_records:
-                    found.extend(self._detect(lr))
+                    found.extend(self._detect(lr.attributes, _Origin.of_log(lr)))
+            if present:
+                found = [r for r in found if _event_ids([r])[0] not in present]
             if found:
+                self._count(found)
                 scope: ScopeLogs = rl.scope_logs.add()
                 scope.scope.name = SCOPE_NAME
                 scope.log_records.extend(found)
         return data
 
-    def _detect(self, lr: LogRecord) -> list[LogRecord]:
-        fields, context = record_fields(lr.attributes)
+    def consume_traces(self, data: TracesData) -> TracesData | None:
+        """Spans that carry agent events (Copilot) raise detections as log records, which can
+        only leave through ``emit_logs``; unwired, spans are not evaluated."""
+        if not self.rules.rules or self.emit_logs is None:
+            return data
+        out = LogsData()
+        for rs in data.resource_spans:
+            found: list[LogRecord] = []
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    found.extend(self._detect(span.attributes, _Origin.of_span(span)))
+            if found:
+                self._count(found)
+                rl = out.resource_logs.add()
+                rl.resource.CopyFrom(rs.resource)
+                scope = rl.scope_logs.add()
+                scope.scope.name = SCOPE_NAME
+                scope.log_records.extend(found)
+        if out.resource_logs:
+            self.emit_logs(out)
+        return data
+
+    def _count(self, records: list[LogRecord]) -> None:
+        for record in records:
+            DETECTIONS.labels(self.name, *_labels(record)).inc()
+
+    def _detect(self, attributes: Iterable[Any], origin: _Origin) -> list[LogRecord]:
+        fields, context = record_fields(attributes)
         if fields.get("event", ("",))[0] not in self.rules.event_types:
             return []
         out = []
@@ -572,34 +628,32 @@ class DetectionsProcessor(Processor):
             event_id = detection_event_id(match, context)
             if self._already_raised(event_id):
                 continue
-            out.append(self._record(match, lr, context, event_id))
-            DETECTIONS.labels(
-                self.name, match.rule.id, match.rule.severity, context.get(am.AGENT, "unknown")
-            ).inc()
+            out.append(self._record(match, origin, context, event_id))
         return out
 
     def _already_raised(self, event_id: str) -> bool:
         if self.cfg.dedupe_cache_size == 0:
             return False
-        if event_id in self._seen:
-            self._seen.move_to_end(event_id)
-            return True
-        self._seen[event_id] = None
-        if len(self._seen) > self.cfg.dedupe_cache_size:
-            self._seen.popitem(last=False)
-        return False
+        with self._seen_lock:
+            if event_id in self._seen:
+                self._seen.move_to_end(event_id)
+                return True
+            self._seen[event_id] = None
+            if len(self._seen) > self.cfg.dedupe_cache_size:
+                self._seen.popitem(last=False)
+            return False
 
     def _record(
-        self, match: Match, source: LogRecord, context: Mapping[str, str], event_id: str
+        self, match: Match, origin: _Origin, context: Mapping[str, str], event_id: str
     ) -> LogRecord:
         rule = match.rule
         record = LogRecord(
-            time_unix_nano=source.time_unix_nano or source.observed_time_unix_nano,
-            observed_time_unix_nano=source.observed_time_unix_nano,
+            time_unix_nano=origin.time_unix_nano,
+            observed_time_unix_nano=origin.observed_time_unix_nano,
             severity_number=SEVERITY_NUMBERS[rule.severity],  # type: ignore[arg-type]
             severity_text=rule.severity.upper(),
-            trace_id=source.trace_id,
-            span_id=source.span_id,
+            trace_id=origin.trace_id,
+            span_id=origin.span_id,
             event_name=EVENT_NAME,
         )
         record.body.string_value = rule.description
@@ -619,6 +673,16 @@ class DetectionsProcessor(Processor):
         for key, value in attrs.items():
             record.attributes.add(key=key).value.string_value = value
         return record
+
+
+def _labels(record: LogRecord) -> tuple[str, str, str]:
+    """rule id, severity, agent of a detection record, for the counter."""
+    attrs = {kv.key: kv.value.string_value for kv in record.attributes}
+    return attrs[am.RULE_ID], attrs[am.SEVERITY], attrs.get(am.AGENT, "unknown")
+
+
+def _event_ids(records: Iterable[LogRecord]) -> list[str]:
+    return [kv.value.string_value for r in records for kv in r.attributes if kv.key == am.EVENT_ID]
 
 
 def render_evidence(match: Match, scrubber: SecretScrubber, limit: int) -> str:

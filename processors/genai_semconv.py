@@ -28,6 +28,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from collector import agent_model as am
 from collector.agent_model import EventType
 from collector.component import MetricsData
+from processors.vendors import DERIVED_SCOPE
 
 Scalar = str | bool | int | float
 
@@ -214,7 +215,7 @@ class DerivedClientMetrics:
             rm = data.resource_metrics.add()
             rm.resource.CopyFrom(series.resource)
             sm = rm.scope_metrics.add()
-            sm.scope.CopyFrom(InstrumentationScope(name=_SCOPE, version=scope_version))
+            sm.scope.CopyFrom(InstrumentationScope(name=DERIVED_SCOPE, version=scope_version))
             metrics: dict[str, metrics_pb2.Metric] = {}
             for (name, attributes), hist in series.histograms.items():
                 metric = metrics.get(name)
@@ -239,7 +240,6 @@ class DerivedClientMetrics:
         return data
 
 
-_SCOPE = "agentwatch.normalize"
 _DESCRIPTIONS = {
     TOKEN_USAGE_METRIC: "Number of input and output tokens used (derived by agentwatch).",
     OPERATION_DURATION_METRIC: "GenAI operation duration (derived by agentwatch).",

@@ -504,15 +504,11 @@ def write_attributes(
     same record; never overwriting other keys keeps the agent's values authoritative.
     """
     to_write = {k: v for k, v in keys.items() if k.startswith(am.P) or k not in existing}
-    if any(k in existing for k in to_write):
-        kept = []
+    if any(k in existing for k in to_write):  # rare: already normalised once; update in place
         for kv in key_values:
-            if kv.key not in to_write:
-                copy = KeyValue()
-                copy.CopyFrom(kv)
-                kept.append(copy)
-        del key_values[:]
-        key_values.extend(kept)
+            if kv.key in to_write:
+                kv.value.Clear()
+                genai_semconv.set_any_value(kv, to_write.pop(kv.key))
     for key, value in to_write.items():
         kv = key_values.add()
         kv.key = key

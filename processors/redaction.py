@@ -126,6 +126,9 @@ _COMMON = (
     _ck(BODY, _P, events=("gen_ai.user.message", "gen_ai.system.message")),
     _ck(BODY, _R, _A, events=("gen_ai.assistant.message", "gen_ai.choice")),
     _ck(BODY, _O, events=("gen_ai.tool.message",)),
+    # process resource attributes: a CLI's command line holds its prompt (gemini -p "...")
+    _ck("process.command_args", _P),
+    _ck("process.command_line", _P),
 )
 
 CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
@@ -133,7 +136,7 @@ CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
         _ck("prompt", _P, length_key="prompt_length"),
         _ck("prompt_text", _P, length_key="prompt_length"),
         _ck("user_prompt", _P, length_key="user_prompt_length"),  # interaction span (traces beta)
-        _ck("response", _R, _A, length_key="response_length"),
+        _ck("response", _R, length_key="response_length"),
         _ck("tool_parameters", _A),
         _ck("tool_input", _A),
         _ck("full_command", _A),  # claude_code.tool span
@@ -157,7 +160,6 @@ CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
         _ck("request_text", *ALL_CONTENT),
         _ck("response_text", _R, _A),
         _ck("function_args", _A),
-        _ck("process.command_args", _P),  # resource: the whole command line, prompt included
     ),
     am.Agent.COPILOT_CHAT: (),
     am.Agent.COPILOT_CLI: (),
@@ -276,11 +278,16 @@ _MEMO_LIMIT = 16_384
 _ACTION_LIMIT = 50_000
 
 
+_Counts = dict[tuple[str, str], int]
+"""(kind, agent) -> redactions, per batch (each call has its own: receivers are threads)."""
+
+
 @dataclass
 class _Record:
     """What one record (log, span, data point, resource, scope) accumulates while processed."""
 
     agent: str
+    counts: _Counts
     event: str = ""
     strings: list[tuple[AnyValue, str, int]] = field(default_factory=list)
     """(value, kept text without marker, characters already removed)"""
@@ -315,7 +322,6 @@ class RedactionProcessor(Processor):
         self._event_actions: dict[tuple[str, str, str], _Action] = {}
         self._memo: dict[str, tuple[str, tuple[str, ...], int]] = {}
         self._email_cache: dict[str, str] = {}
-        self._counts: dict[tuple[str, str], int] = {}
 
     # --- configuration tables ------------------------------------------------------------------
 
@@ -388,28 +394,30 @@ class RedactionProcessor(Processor):
     # --- signals ---------------------------------------------------------------------------------
 
     def consume_logs(self, data: LogsData) -> LogsData | None:
+        counts: _Counts = {}
         for rl in data.resource_logs:
-            agent = self._process_resource(rl.resource.attributes)
+            agent = self._process_resource(rl.resource.attributes, counts)
             for sl in rl.scope_logs:
-                self._process_scope(sl.scope.attributes, agent)
+                self._process_scope(sl.scope.attributes, agent, counts)
                 for lr in sl.log_records:
-                    rec = _Record(self._record_agent(agent, lr.attributes), lr.event_name)
+                    rec = _Record(self._record_agent(agent, lr.attributes), counts, lr.event_name)
                     if not rec.event:
                         rec.event = _string_attr(lr.attributes, "event.name")
                     self._process_kvs(lr.attributes, rec)
                     if lr.HasField("body"):
                         self._process_body(lr, rec)
                     self._finish(rec, lr.attributes)
-        self._flush_counts()
+        self._flush_counts(counts)
         return data
 
     def consume_traces(self, data: TracesData) -> TracesData | None:
+        counts: _Counts = {}
         for rs in data.resource_spans:
-            agent = self._process_resource(rs.resource.attributes)
+            agent = self._process_resource(rs.resource.attributes, counts)
             for ss in rs.scope_spans:
-                self._process_scope(ss.scope.attributes, agent)
+                self._process_scope(ss.scope.attributes, agent, counts)
                 for span in ss.spans:
-                    rec = _Record(self._record_agent(agent, span.attributes))
+                    rec = _Record(self._record_agent(agent, span.attributes), counts)
                     self._process_kvs(span.attributes, rec)
                     for ev in span.events:
                         rec.event = ev.name
@@ -420,40 +428,41 @@ class RedactionProcessor(Processor):
                     if span.status.message:
                         span.status.message = self._scrub_plain(span.status.message, rec)
                     self._finish(rec, span.attributes)
-        self._flush_counts()
+        self._flush_counts(counts)
         return data
 
     def consume_metrics(self, data: MetricsData) -> MetricsData | None:
+        counts: _Counts = {}
         for rm in data.resource_metrics:
-            agent = self._process_resource(rm.resource.attributes)
+            agent = self._process_resource(rm.resource.attributes, counts)
             for sm in rm.scope_metrics:
-                self._process_scope(sm.scope.attributes, agent)
+                self._process_scope(sm.scope.attributes, agent, counts)
                 for metric in sm.metrics:
                     kind = metric.WhichOneof("data")
                     if kind is None:
                         continue
                     for point in getattr(metric, kind).data_points:
-                        rec = _Record(self._record_agent(agent, point.attributes))
+                        rec = _Record(self._record_agent(agent, point.attributes), counts)
                         self._process_kvs(point.attributes, rec)
                         for exemplar in point.exemplars:
                             self._process_kvs(exemplar.filtered_attributes, rec)
                         self._finish(rec, point.attributes)
-        self._flush_counts()
+        self._flush_counts(counts)
         return data
 
     # --- records ---------------------------------------------------------------------------------
 
-    def _process_resource(self, attrs: _KVs) -> str | None:
+    def _process_resource(self, attrs: _KVs, counts: _Counts) -> str | None:
         service = _string_attr(attrs, "service.name")
         agent = agent_of_service(service) if service else None
-        rec = _Record(agent or UNKNOWN_AGENT)
+        rec = _Record(agent or UNKNOWN_AGENT, counts)
         self._process_kvs(attrs, rec)
         self._finish(rec, attrs)
         return agent
 
-    def _process_scope(self, attrs: _KVs, agent: str | None) -> None:
+    def _process_scope(self, attrs: _KVs, agent: str | None, counts: _Counts) -> None:
         if attrs:
-            rec = _Record(agent or UNKNOWN_AGENT)
+            rec = _Record(agent or UNKNOWN_AGENT, counts)
             self._process_kvs(attrs, rec)
             self._finish(rec, attrs)
 
@@ -482,16 +491,16 @@ class RedactionProcessor(Processor):
             elif act == CONTENT:
                 assert ck is not None
                 removed.append(i)
-                self._count(self._first_not_allowed(ck), rec.agent)
+                _count(rec, self._first_not_allowed(ck))
                 size = _size(kv.value, ck.size_in_bytes)
                 if size is not None:
                     lengths.append((ck.length_key or f"{kv.key}.length", size))
             elif act == BLOCK:
                 removed.append(i)
-                self._count("blocked_key", rec.agent)
+                _count(rec, "blocked_key")
             elif act == NOT_ALLOWED:
                 removed.append(i)
-                self._count("not_allowed_key", rec.agent)
+                _count(rec, "not_allowed_key")
             elif not self._identity(kv, act == EMAIL, rec):
                 removed.append(i)
         for i in reversed(removed):
@@ -499,7 +508,8 @@ class RedactionProcessor(Processor):
         if lengths:
             present = {kv.key for kv in kvs}
             for key, size in lengths:
-                if key not in present and self._resolve(rec.agent, key)[0] == KEEP:
+                act = (actions.get(key) or self._resolve(rec.agent, key))[0]
+                if key not in present and act == KEEP:
                     kvs.add(key=key).value.int_value = size
                     present.add(key)
 
@@ -517,10 +527,10 @@ class RedactionProcessor(Processor):
             self._process_value(value, rec)
             return True
         if self.cfg.emails == "drop":
-            self._count("email_dropped", rec.agent)
+            _count(rec, "email_dropped")
             return False
         value.string_value = self.hash_email(text)
-        self._count("email_hashed", rec.agent)
+        _count(rec, "email_hashed")
         return True
 
     def hash_email(self, email: str) -> str:
@@ -560,13 +570,13 @@ class RedactionProcessor(Processor):
         kept, kinds, removed = done
         if kinds:
             for kind in kinds:
-                self._count(kind, rec.agent)
+                _count(rec, kind)
             if not removed:
                 value.string_value = kept
         if removed:
             value.string_value = with_marker(kept, removed)
             rec.truncated = True
-            self._count("truncated", rec.agent)
+            _count(rec, "truncated")
         rec.total_chars += len(kept)
         if len(kept) > SHORT_VALUE:
             rec.strings.append((value, kept, removed))
@@ -589,13 +599,13 @@ class RedactionProcessor(Processor):
         if kinds:
             value.bytes_value = scrubbed.encode("utf-8")
             for kind in kinds:
-                self._count(kind, rec.agent)
+                _count(rec, kind)
 
     def _scrub_plain(self, text: str, rec: _Record) -> str:
         """A string outside any attribute (span status): scrubbed and cut, not budgeted."""
         kept, kinds, removed = self._scrub_cut(text)
         for kind in kinds:
-            self._count(kind, rec.agent)
+            _count(rec, kind)
         return with_marker(kept, removed) if removed else kept
 
     def _process_body(self, lr: LogRecord, rec: _Record) -> None:
@@ -603,7 +613,7 @@ class RedactionProcessor(Processor):
         act, ck = self._resolve_for_event(rec.agent, rec.event, BODY)
         if act == CONTENT:
             assert ck is not None
-            self._count(self._first_not_allowed(ck), rec.agent)
+            _count(rec, self._first_not_allowed(ck))
             size = _size(body, ck.size_in_bytes)
             lr.ClearField("body")
             if size is not None and all(kv.key != "body.length" for kv in lr.attributes):
@@ -623,20 +633,21 @@ class RedactionProcessor(Processor):
                     cut = cut_point(kept, cap)
                     value.string_value = with_marker(kept[:cut], removed + len(kept) - cut)
             rec.truncated = True
-            self._count("truncated_record", rec.agent)
+            _count(rec, "truncated_record")
         if rec.truncated and all(kv.key != TRUNCATED for kv in attrs):
             attrs.add(key=TRUNCATED).value.bool_value = True
 
     # --- counters --------------------------------------------------------------------------------
 
-    def _count(self, kind: str, agent: str) -> None:
-        key = (kind, agent)
-        self._counts[key] = self._counts.get(key, 0) + 1
-
-    def _flush_counts(self) -> None:
-        counts, self._counts = self._counts, {}
+    def _flush_counts(self, counts: _Counts) -> None:
+        """One counter update per kind and agent per batch, not per value."""
         for (kind, agent), n in counts.items():
             REDACTIONS.labels(self.name, kind, agent).inc(n)
+
+
+def _count(rec: _Record, kind: str) -> None:
+    key = (kind, rec.agent)
+    rec.counts[key] = rec.counts.get(key, 0) + 1
 
 
 def _string_attr(attrs: Iterable[KeyValue], key: str) -> str:

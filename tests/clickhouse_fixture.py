@@ -11,15 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
-
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -48,19 +50,23 @@ class ClickHouseDatabase:
     def settings(self) -> schema.SchemaSettings:
         return schema.SchemaSettings(database=self.name)
 
-    def scalar(self, sql: str) -> object:
+    def scalar(self, sql: str) -> Any:
         return self.client.query(sql).result_rows[0][0]
 
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.client.query(sql).result_rows]
 
 
 def new_client(server: EmbeddedClickHouse, database: str | None = None) -> Client:
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if database:
         kwargs["database"] = database
     return clickhouse_connect.get_client(
-        host="127.0.0.1", port=server.port, autogenerate_session_id=False, **kwargs
+        host="127.0.0.1",
+        port=server.port,
+        autogenerate_session_id=False,
+        dedicated_pool=True,
+        **kwargs,
     )
 
 
@@ -103,7 +109,7 @@ def clickhouse_schema(clickhouse_db: ClickHouseDatabase) -> ClickHouseDatabase:
 
 
 def make_exporter(
-    db: ClickHouseDatabase, data_dir: str, name: str = "clickhouse", **config: object
+    db: ClickHouseDatabase, data_dir: str, name: str = "clickhouse", **config: Any
 ) -> ClickHouseExporter:
     """A started exporter writing to ``db`` on the session server (schema applied on start)."""
     cfg = ClickHouseExporterConfig.model_validate(
@@ -146,8 +152,92 @@ def logs_request(records: list[LogRecord], service: str = "claude-code") -> Logs
         resource_logs=[
             ResourceLogs(
                 resource=Resource(attributes=[kv("service.name", service)]),
-                scope_logs=[ScopeLogs(scope=InstrumentationScope(name="agent"),
-                                      log_records=records)],
+                scope_logs=[
+                    ScopeLogs(scope=InstrumentationScope(name="agent"), log_records=records)
+                ],
             )
         ]
     )
+
+
+class ResponseDroppingProxy:
+    """A loopback TCP proxy in front of ClickHouse that, while armed, lets an INSERT whose
+    request mentions ``table`` reach the server and run to completion, then closes the
+    client's connection instead of forwarding the answer: the server committed, the client
+    saw a failure."""
+
+    def __init__(self, upstream_port: int, database: str, listen_port: int = 0) -> None:
+        self.upstream_port = upstream_port
+        self.database = database
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
+        self.port = self.listener.getsockname()[1]
+        self.cut_table: str | None = None
+        self.remaining = 0
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def arm(self, table: str, times: int) -> None:
+        """Drop the answers of the next ``times`` inserts into ``table``."""
+        with self._lock:
+            self.cut_table, self.remaining = table, times
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            state = {"cut": False}
+            for target in (self._requests, self._responses):
+                thread = threading.Thread(
+                    target=target, args=(client, upstream, state), daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    def _requests(
+        self, client: socket.socket, upstream: socket.socket, state: dict[str, bool]
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := client.recv(65536):
+                # Uncompressed inserts carry "INSERT INTO `db`.`table`" at the body's start.
+                head = chunk[:4096].decode("latin-1")
+                with self._lock:
+                    if (
+                        self.cut_table
+                        and f"INSERT INTO `{self.database}`.`{self.cut_table}`" in head
+                    ):
+                        state["cut"] = True
+                        self.remaining -= 1
+                        if self.remaining == 0:
+                            self.cut_table = None
+                upstream.sendall(chunk)
+        with contextlib.suppress(OSError):
+            upstream.shutdown(socket.SHUT_WR)
+
+    def _responses(
+        self, client: socket.socket, upstream: socket.socket, state: dict[str, bool]
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := upstream.recv(65536):
+                if state["cut"]:
+                    # wait_end_of_query=1: the first response byte means the insert is done.
+                    self.cuts += 1
+                    break
+                client.sendall(chunk)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.listener.close()

@@ -4,30 +4,44 @@ insert and only its answer was lost."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import ExportError, PermanentExportError
-from exporters.clickhouse import rows, schema
-from tests.clickhouse_fixture import ClickHouseDatabase, agent_record, logs_request, make_exporter
+from exporters.clickhouse import rows
+from tests.clickhouse_fixture import (
+    ClickHouseDatabase,
+    ResponseDroppingProxy,
+    agent_record,
+    logs_request,
+    make_exporter,
+)
 
 HOUR_NS = 3600 * 10**9
 T0 = (time.time_ns() // HOUR_NS - 1) * HOUR_NS
 
 
-def _calls(n: int, start: int = 0, session: str = "s1") -> list[object]:
+def _calls(n: int, start: int = 0, session: str = "s1") -> list[LogRecord]:
     return [
-        agent_record(am.EventType.API_CALL, f"ev-{i}", T0 + i, agent="codex", session_id=session,
-                     user_id="u-1", model="gpt-5", input_tokens=10, output_tokens=i,
-                     cost_usd=0.5)
+        agent_record(
+            am.EventType.API_CALL,
+            f"ev-{i}",
+            T0 + i,
+            agent="codex",
+            session_id=session,
+            user_id="u-1",
+            model="gpt-5",
+            input_tokens=10,
+            output_tokens=i,
+            cost_usd=0.5,
+        )
         for i in range(start, start + n)
     ]
 
@@ -42,23 +56,30 @@ def _counts(db: ClickHouseDatabase) -> dict[str, object]:
         "session_output": db.scalar(f"SELECT sum(output_tokens) FROM {n}.agent_sessions"),
         "hourly_calls": db.scalar(f"SELECT sum(api_calls) FROM {n}.agent_usage_hourly"),
         "hourly_cost": db.scalar(f"SELECT sum(cost_usd) FROM {n}.agent_usage_hourly"),
-        "checksum": db.scalar(f"SELECT groupBitXor(cityHash64(event_id)) FROM "
-                              f"{n}.agent_api_calls"),
+        "checksum": db.scalar(f"SELECT groupBitXor(cityHash64(event_id)) FROM {n}.agent_api_calls"),
     }
 
 
 def _expected(n: int) -> dict[str, object]:
-    return {"otel_logs": n, "agent_api_calls": n, "agent_event_ids": n, "session_calls": n,
-            "session_output": sum(range(n)), "hourly_calls": n, "hourly_cost": 0.5 * n}
+    return {
+        "otel_logs": n,
+        "agent_api_calls": n,
+        "agent_event_ids": n,
+        "session_calls": n,
+        "session_output": sum(range(n)),
+        "hourly_calls": n,
+        "hourly_cost": 0.5 * n,
+    }
 
 
 def _subset(counts: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in counts.items() if k != "checksum"}
 
 
-def test_same_batch_id_twice_is_stored_once(clickhouse_schema: ClickHouseDatabase,
-                                            tmp_path: Path) -> None:
-    batch = logs_request(_calls(20))  # type: ignore[arg-type]
+def test_same_batch_id_twice_is_stored_once(
+    clickhouse_schema: ClickHouseDatabase, tmp_path: Path
+) -> None:
+    batch = logs_request(_calls(20))
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         exporter.consume_logs(batch, "batch-1")
@@ -76,7 +97,7 @@ def test_insert_token_alone_deduplicates_tables_and_their_views(
 ) -> None:
     """ClickHouse's own layer, without the exporter's event-id check: the same token twice
     leaves raw, agent, event-id, session and rollup tables unchanged."""
-    batch = rows.convert_logs(logs_request(_calls(5)))  # type: ignore[arg-type]
+    batch = rows.convert_logs(logs_request(_calls(5)))
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         client = exporter._ensure_ready()
@@ -95,103 +116,33 @@ def test_event_resent_in_another_batch_is_not_counted_twice(
     clickhouse_schema: ClickHouseDatabase, tmp_path: Path
 ) -> None:
     exporter = make_exporter(clickhouse_schema, str(tmp_path), name="clickhouse/resend")
-    before = telemetry.value("agentwatch_clickhouse_duplicate_agent_events_total",
-                             exporter="clickhouse/resend", table="agent_api_calls")
+    before = telemetry.value(
+        "agentwatch_clickhouse_duplicate_agent_events_total",
+        exporter="clickhouse/resend",
+        table="agent_api_calls",
+    )
     try:
-        exporter.consume_logs(logs_request(_calls(10)), "batch-a")  # type: ignore[arg-type]
+        exporter.consume_logs(logs_request(_calls(10)), "batch-a")
         # A client re-sends events 5..9 together with new events 10..14 in a new request;
         # the same event also appears twice within that request.
         resend = _calls(10, start=5) + _calls(1, start=12)
-        exporter.consume_logs(logs_request(resend), "batch-b")  # type: ignore[arg-type]
+        exporter.consume_logs(logs_request(resend), "batch-b")
     finally:
         exporter.shutdown()
     counts = _counts(clickhouse_schema)
     expected = _expected(15)
     expected["otel_logs"] = 10 + 11  # raw tables keep every record received, like upstream
     assert _subset(counts) == expected
-    skipped = telemetry.value("agentwatch_clickhouse_duplicate_agent_events_total",
-                              exporter="clickhouse/resend", table="agent_api_calls") - before
+    skipped = (
+        telemetry.value(
+            "agentwatch_clickhouse_duplicate_agent_events_total",
+            exporter="clickhouse/resend",
+            table="agent_api_calls",
+        )
+        - before
+    )
     assert skipped == 5
-    assert clickhouse_schema.scalar(
-        f"SELECT count() FROM {clickhouse_schema.name}.api_calls") == 15
-
-
-class ResponseDroppingProxy:
-    """A loopback TCP proxy in front of ClickHouse that, while armed, lets an INSERT whose
-    request mentions ``table`` reach the server and run to completion, then closes the
-    client's connection instead of forwarding the answer: the server committed, the client
-    saw a failure."""
-
-    def __init__(self, upstream_port: int, database: str) -> None:
-        self.upstream_port = upstream_port
-        self.database = database
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cut_table: str | None = None
-        self.remaining = 0
-        self.cuts = 0
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._threads: list[threading.Thread] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def arm(self, table: str, times: int) -> None:
-        """Drop the answers of the next ``times`` inserts into ``table``."""
-        with self._lock:
-            self.cut_table, self.remaining = table, times
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            state = {"cut": False}
-            for target in (self._requests, self._responses):
-                thread = threading.Thread(target=target, args=(client, upstream, state),
-                                          daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _requests(self, client: socket.socket, upstream: socket.socket,
-                  state: dict[str, bool]) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := client.recv(65536):
-                # Uncompressed inserts carry "INSERT INTO `db`.`table`" at the body's start.
-                head = chunk[:4096].decode("latin-1")
-                with self._lock:
-                    if self.cut_table and f"INSERT INTO `{self.database}`.`{self.cut_table}`" \
-                            in head:
-                        state["cut"] = True
-                        self.remaining -= 1
-                        if self.remaining == 0:
-                            self.cut_table = None
-                upstream.sendall(chunk)
-        with contextlib.suppress(OSError):
-            upstream.shutdown(socket.SHUT_WR)
-
-    def _responses(self, client: socket.socket, upstream: socket.socket,
-                   state: dict[str, bool]) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := upstream.recv(65536):
-                if state["cut"]:
-                    # wait_end_of_query=1: the first response byte means the insert is done.
-                    self.cuts += 1
-                    break
-                client.sendall(chunk)
-        for sock in (client, upstream):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self.listener.close()
+    assert clickhouse_schema.scalar(f"SELECT count() FROM {clickhouse_schema.name}.api_calls") == 15
 
 
 @pytest.fixture
@@ -207,14 +158,17 @@ def proxy(clickhouse_schema: ClickHouseDatabase) -> Iterator[ResponseDroppingPro
     ("cut_table", "times"), [("otel_logs", 2), ("agent_api_calls", 2), ("otel_logs", 1)]
 )
 def test_retry_after_lost_response_does_not_duplicate(
-    clickhouse_schema: ClickHouseDatabase, proxy: ResponseDroppingProxy, tmp_path: Path,
-    cut_table: str, times: int
+    clickhouse_schema: ClickHouseDatabase,
+    proxy: ResponseDroppingProxy,
+    tmp_path: Path,
+    cut_table: str,
+    times: int,
 ) -> None:
     """clickhouse-connect itself replays an insert once when the connection drops; losing
     that answer too makes the exporter fail and the queue retry the batch. Either replay
     carries the same insert_deduplication_token, so the server stores the rows once."""
-    batch = logs_request(_calls(8))  # type: ignore[arg-type]
-    cfg = {"endpoint": proxy.url, "create_schema": False, "compression": "none"}
+    batch = logs_request(_calls(8))
+    cfg: dict[str, Any] = {"endpoint": proxy.url, "create_schema": False, "compression": "none"}
     exporter = make_exporter(clickhouse_schema, str(tmp_path), **cfg)
     try:
         proxy.arm(cut_table, times)
@@ -226,7 +180,8 @@ def test_retry_after_lost_response_does_not_duplicate(
             assert failure.value.retryable and not isinstance(failure.value, PermanentExportError)
             # The server did commit what the client saw fail.
             committed = clickhouse_schema.scalar(
-                f"SELECT count() FROM {clickhouse_schema.name}.{cut_table}")
+                f"SELECT count() FROM {clickhouse_schema.name}.{cut_table}"
+            )
             assert committed == 8
             exporter.consume_logs(batch, "batch-lost")  # the queue's retry: same batch id
         assert proxy.cuts == times

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
@@ -40,7 +41,7 @@ T0 = (time.time_ns() // HOUR_NS - 1) * HOUR_NS
 RESOURCE = Resource.create({"service.name": "claude-code", "team": "platform"})
 
 
-def _q(db: ClickHouseDatabase, sql: str) -> list[tuple[object, ...]]:
+def _q(db: ClickHouseDatabase, sql: str) -> list[tuple[Any, ...]]:
     return db.rows(sql.replace("DB.", f"{db.name}."))
 
 
@@ -58,8 +59,14 @@ def test_logs_round_trip(clickhouse_schema: ClickHouseDatabase, tmp_path: Path) 
         severity_number=SeverityNumber.WARN,
         severity_text="WARN",
         body="api request done",
-        attributes={"model": "claude-sonnet-4", "tokens": 1234, "cost": 0.25, "ok": True,
-                    "tags": ["a", "b"], "whole": 3.0},
+        attributes={
+            "model": "claude-sonnet-4",
+            "tokens": 1234,
+            "cost": 0.25,
+            "ok": True,
+            "tags": ["a", "b"],
+            "whole": 3.0,
+        },
         event_name="claude_code.api_request",
     )
     logger.emit(timestamp=None, observed_timestamp=T0 + 5, body={"nested": {"k": 1}})
@@ -78,19 +85,41 @@ def test_logs_round_trip(clickhouse_schema: ClickHouseDatabase, tmp_path: Path) 
         "LogAttributes, EventName FROM DB.otel_logs ORDER BY Timestamp DESC",
     )
     assert len(rows) == 2
-    (ts, ts_time, trace_id, span_id, sev_text, sev_num, service, body, res, scope, version,
-     attrs, event_name) = rows[0]
+    (
+        ts,
+        ts_time,
+        trace_id,
+        span_id,
+        sev_text,
+        sev_num,
+        service,
+        body,
+        res,
+        scope,
+        version,
+        attrs,
+        event_name,
+    ) = rows[0]
     ctx = span.get_span_context()
     assert ts == T0 + 123_456_789
-    assert int(ts_time.timestamp()) == T0 // 10**9  # type: ignore[attr-defined]
+    assert int(ts_time.timestamp()) == T0 // 10**9
     assert trace_id == format(ctx.trace_id, "032x")
     assert span_id == format(ctx.span_id, "016x")
     assert (sev_text, sev_num, service, body) == ("WARN", 13, "claude-code", "api request done")
-    assert res["team"] == "platform"  # type: ignore[index]
-    assert (scope, version, event_name) == ("com.anthropic.claude_code", "2.0.1",
-                                            "claude_code.api_request")
-    assert attrs == {"model": "claude-sonnet-4", "tokens": "1234", "cost": "0.25", "ok": "true",
-                     "tags": '["a","b"]', "whole": "3"}
+    assert res["team"] == "platform"
+    assert (scope, version, event_name) == (
+        "com.anthropic.claude_code",
+        "2.0.1",
+        "claude_code.api_request",
+    )
+    assert attrs == {
+        "model": "claude-sonnet-4",
+        "tokens": "1234",
+        "cost": "0.25",
+        "ok": "true",
+        "tags": '["a","b"]',
+        "whole": "3",
+    }
     # A record without a timestamp is stored at its observed time; a map body as JSON.
     assert rows[1][0] == T0 + 5
     assert rows[1][7] == '{"nested":{"k":1}}'
@@ -136,7 +165,9 @@ def test_traces_round_trip(clickhouse_schema: ClickHouseDatabase, tmp_path: Path
     assert len(rows) == 1
     row = rows[0]
     child_ctx, parent_ctx, linked_ctx = (
-        child.get_span_context(), parent.get_span_context(), linked.get_span_context()
+        child.get_span_context(),
+        parent.get_span_context(),
+        linked.get_span_context(),
     )
     assert row[0] == T0 + 1_000
     assert row[1] == format(child_ctx.trace_id, "032x")
@@ -152,10 +183,14 @@ def test_traces_round_trip(clickhouse_schema: ClickHouseDatabase, tmp_path: Path
     assert row[16] == [format(linked_ctx.trace_id, "032x")]
     assert row[17] == [format(linked_ctx.span_id, "016x")]
     assert row[18] == [{"why": "retry-of"}]
-    assert clickhouse_schema.scalar(f"SELECT count() FROM {clickhouse_schema.name}.otel_traces") == 3
+    assert (
+        clickhouse_schema.scalar(f"SELECT count() FROM {clickhouse_schema.name}.otel_traces") == 3
+    )
     # The trace-id lookup table upstream keeps for Grafana is filled by its view.
-    lookup = _q(clickhouse_schema, "SELECT TraceId, Start, End FROM DB.otel_traces_trace_id_ts "
-                                   f"WHERE TraceId = '{row[1]}'")
+    lookup = _q(
+        clickhouse_schema,
+        f"SELECT TraceId, Start, End FROM DB.otel_traces_trace_id_ts WHERE TraceId = '{row[1]}'",
+    )
     assert len(lookup) == 1
 
 
@@ -164,8 +199,12 @@ def _sdk_metrics() -> MetricsData:
     provider = MeterProvider(
         resource=RESOURCE,
         metric_readers=[reader],
-        views=[View(instrument_name="tool.duration.exp",
-                    aggregation=ExponentialBucketHistogramAggregation(max_size=20))],
+        views=[
+            View(
+                instrument_name="tool.duration.exp",
+                aggregation=ExponentialBucketHistogramAggregation(max_size=20),
+            )
+        ],
     )
     meter = provider.get_meter("agent.meter", "1.0")
     tokens = meter.create_counter("claude_code.token.usage", unit="tokens", description="Tokens")
@@ -190,21 +229,34 @@ def _summary_request() -> MetricsData:
         time_unix_nano=T0 + 60_000_000_000,
         count=10,
         sum=42.5,
-        quantile_values=[SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=3.0),
-                         SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=9.5)],
+        quantile_values=[
+            SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=3.0),
+            SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=9.5),
+        ],
         attributes=[kv("route", "/v1/messages")],
     )
-    return MetricsData(resource_metrics=[ResourceMetrics(
-        resource=PbResource(attributes=[kv("service.name", "proxy")]),
-        scope_metrics=[ScopeMetrics(
-            scope=InstrumentationScope(name="legacy"),
-            metrics=[Metric(name="rpc.latency", unit="s", summary=Summary(data_points=[point]))],
-        )],
-    )])
+    return MetricsData(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=PbResource(attributes=[kv("service.name", "proxy")]),
+                scope_metrics=[
+                    ScopeMetrics(
+                        scope=InstrumentationScope(name="legacy"),
+                        metrics=[
+                            Metric(
+                                name="rpc.latency", unit="s", summary=Summary(data_points=[point])
+                            )
+                        ],
+                    )
+                ],
+            )
+        ]
+    )
 
 
-def test_metrics_round_trip_every_type(clickhouse_schema: ClickHouseDatabase,
-                                       tmp_path: Path) -> None:
+def test_metrics_round_trip_every_type(
+    clickhouse_schema: ClickHouseDatabase, tmp_path: Path
+) -> None:
     request = _sdk_metrics()
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
@@ -214,44 +266,85 @@ def test_metrics_round_trip_every_type(clickhouse_schema: ClickHouseDatabase,
         exporter.shutdown()
 
     sums = dict(
-        _q(clickhouse_schema, "SELECT Attributes['type'], Value FROM DB.otel_metrics_sum "
-                              "WHERE MetricName = 'claude_code.token.usage'")
+        _q(
+            clickhouse_schema,
+            "SELECT Attributes['type'], Value FROM DB.otel_metrics_sum "
+            "WHERE MetricName = 'claude_code.token.usage'",
+        )
     )
     assert sums == {"input": 150.0, "output": 7.0}
-    meta = _q(clickhouse_schema, "SELECT DISTINCT MetricUnit, MetricDescription, ServiceName, "
-                                 "ScopeName, ScopeVersion, AggregationTemporality, IsMonotonic, "
-                                 "ResourceAttributes['team'] FROM DB.otel_metrics_sum")
+    meta = _q(
+        clickhouse_schema,
+        "SELECT DISTINCT MetricUnit, MetricDescription, ServiceName, "
+        "ScopeName, ScopeVersion, AggregationTemporality, IsMonotonic, "
+        "ResourceAttributes['team'] FROM DB.otel_metrics_sum",
+    )
     assert meta == [("tokens", "Tokens", "claude-code", "agent.meter", "1.0", 2, True, "platform")]
 
     # Timestamps are stored to the nanosecond as the SDK set them.
     point = request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0]
-    stamps = _q(clickhouse_schema, "SELECT toUnixTimestamp64Nano(StartTimeUnix), "
-                                   "toUnixTimestamp64Nano(TimeUnix) FROM DB.otel_metrics_sum")
+    stamps = _q(
+        clickhouse_schema,
+        "SELECT toUnixTimestamp64Nano(StartTimeUnix), "
+        "toUnixTimestamp64Nano(TimeUnix) FROM DB.otel_metrics_sum",
+    )
     assert (point.start_time_unix_nano, point.time_unix_nano) in stamps
 
     gauge = _q(clickhouse_schema, "SELECT MetricName, Value, Attributes FROM DB.otel_metrics_gauge")
     assert gauge == [("queue.depth", 3.5, {"queue": "wal"})]
 
-    hist = _q(clickhouse_schema, "SELECT Count, Sum, Min, Max, BucketCounts, ExplicitBounds, "
-                                 "Attributes FROM DB.otel_metrics_histogram")
+    hist = _q(
+        clickhouse_schema,
+        "SELECT Count, Sum, Min, Max, BucketCounts, ExplicitBounds, "
+        "Attributes FROM DB.otel_metrics_histogram",
+    )
     assert len(hist) == 1
     count, total, low, high, buckets, bounds, attrs = hist[0]
     assert (count, total, low, high, attrs) == (3, 325.0, 5.0, 300.0, {"model": "m1"})
-    assert sum(buckets) == 3 and len(buckets) == len(bounds) + 1  # type: ignore[arg-type]
-    assert bounds[:4] == [0.0, 5.0, 10.0, 25.0]  # type: ignore[index]
+    assert sum(buckets) == 3 and len(buckets) == len(bounds) + 1
+    assert bounds[:4] == [0.0, 5.0, 10.0, 25.0]
 
-    exp_point = next(m for m in request.resource_metrics[0].scope_metrics[0].metrics
-                     if m.name == "tool.duration.exp").exponential_histogram.data_points[0]
-    exp = _q(clickhouse_schema, "SELECT Count, Sum, Scale, ZeroCount, PositiveOffset, "
-                                "PositiveBucketCounts, Min, Max "
-                                "FROM DB.otel_metrics_exponential_histogram")
-    assert exp == [(4, 1007.0, exp_point.scale, 0, exp_point.positive.offset,
-                    list(exp_point.positive.bucket_counts), 1.0, 1000.0)]
-    assert sum(exp[0][5]) == 4  # type: ignore[arg-type]
+    exp_point = next(
+        m
+        for m in request.resource_metrics[0].scope_metrics[0].metrics
+        if m.name == "tool.duration.exp"
+    ).exponential_histogram.data_points[0]
+    exp = _q(
+        clickhouse_schema,
+        "SELECT Count, Sum, Scale, ZeroCount, PositiveOffset, "
+        "PositiveBucketCounts, Min, Max "
+        "FROM DB.otel_metrics_exponential_histogram",
+    )
+    assert exp == [
+        (
+            4,
+            1007.0,
+            exp_point.scale,
+            0,
+            exp_point.positive.offset,
+            list(exp_point.positive.bucket_counts),
+            1.0,
+            1000.0,
+        )
+    ]
+    assert sum(exp[0][5]) == 4
 
-    summary = _q(clickhouse_schema, "SELECT ServiceName, MetricName, Count, Sum, "
-                                    "ValueAtQuantiles.Quantile, ValueAtQuantiles.Value, "
-                                    "toUnixTimestamp64Nano(TimeUnix), Attributes "
-                                    "FROM DB.otel_metrics_summary")
-    assert summary == [("proxy", "rpc.latency", 10, 42.5, [0.5, 0.99], [3.0, 9.5],
-                        T0 + 60_000_000_000, {"route": "/v1/messages"})]
+    summary = _q(
+        clickhouse_schema,
+        "SELECT ServiceName, MetricName, Count, Sum, "
+        "ValueAtQuantiles.Quantile, ValueAtQuantiles.Value, "
+        "toUnixTimestamp64Nano(TimeUnix), Attributes "
+        "FROM DB.otel_metrics_summary",
+    )
+    assert summary == [
+        (
+            "proxy",
+            "rpc.latency",
+            10,
+            42.5,
+            [0.5, 0.99],
+            [3.0, 9.5],
+            T0 + 60_000_000_000,
+            {"route": "/v1/messages"},
+        )
+    ]

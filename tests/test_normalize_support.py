@@ -6,6 +6,7 @@ Captured and sample files are OTLP/JSON; they are decoded with the collector's o
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector import otlp_json
-from collector.component import LogsData, MetricsData, Signal, Telemetry
+from collector.component import REQUEST_TYPES, LogsData, MetricsData, Signal, Telemetry
 from processors.normalize import NormalizeConfig, NormalizeProcessor
 from processors.vendors import attrs_dict
 
@@ -84,11 +85,22 @@ class Hooks:
         proc.emit_logs = self.logs.append
 
 
-def load_capture(path: Path) -> list[tuple[Signal, Telemetry]]:
+@functools.cache
+def _capture_bytes(path: Path) -> list[tuple[Signal, bytes]]:
     entries = json.loads(path.read_text())
     return [
-        (Signal(e["signal"]), otlp_json.decode(Signal(e["signal"]), json.dumps(e["request"])))
+        (
+            Signal(e["signal"]),
+            otlp_json.decode(Signal(e["signal"]), json.dumps(e["request"])).SerializeToString(),
+        )
         for e in entries
+    ]
+
+
+def load_capture(path: Path) -> list[tuple[Signal, Telemetry]]:
+    """A captured run: each export request the CLI sent, freshly decoded (tests mutate them)."""
+    return [
+        (signal, REQUEST_TYPES[signal].FromString(blob)) for signal, blob in _capture_bytes(path)
     ]
 
 
@@ -104,8 +116,10 @@ def load_sample(path: Path) -> Telemetry:
     return otlp_json.decode(signal, json.dumps(payload))
 
 
-def records(data: Telemetry) -> Iterator[dict[str, Any]]:
-    """Attributes of every log record or span, as dicts."""
+def records(data: Telemetry | None) -> Iterator[dict[str, Any]]:
+    """Attributes of every log record, metric point or span, as dicts."""
+    if data is None:
+        return
     if isinstance(data, LogsData):
         for rl in data.resource_logs:
             for sl in rl.scope_logs:
@@ -129,9 +143,7 @@ def records(data: Telemetry) -> Iterator[dict[str, Any]]:
 def events(data: Telemetry | None, kind: str | None = None) -> list[dict[str, Any]]:
     if data is None:
         return []
-    return [
-        r for r in records(data) if am.EVENT in r and (kind is None or r[am.EVENT] == kind)
-    ]
+    return [r for r in records(data) if am.EVENT in r and (kind is None or r[am.EVENT] == kind)]
 
 
 def token_row(event: dict[str, Any]) -> tuple[int, int, int, int, int]:

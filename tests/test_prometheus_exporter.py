@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import random
 import stat
 import time
@@ -38,7 +39,7 @@ from collector.component import ConfigContext, Host, LogsData, MetricsData
 from collector.config import ConfigError, parse
 from collector.service import Service
 from exporters.prometheus import OVERFLOW, PrometheusConfig, PrometheusExporter
-from tests.components import InjectReceiver
+from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import attr
 from tests.prometheus_server import PrometheusServer, promtool_check_metrics
 
@@ -231,23 +232,29 @@ def test_real_prometheus_sees_exact_cost_and_token_totals(
         for i in range(0, len(events), 25):
             receiver.push(logs(events[i : i + 25], extra_records=2))
         receiver.push(logs(events[:10]))  # redelivered events must not count twice
-        prometheus_server.set_targets({"agentwatch": f"127.0.0.1:{exporter.port}"})
+        prometheus_server.set_targets({"synthetic": f"127.0.0.1:{exporter.port}"})
 
-        prometheus_server.wait_for("sum(agentwatch_cost_usd_total)", expected_cost)
+        prometheus_server.wait_for('sum(agentwatch_cost_usd_total{job="synthetic"})', expected_cost)
         for token_type, total in expected_tokens.items():
             prometheus_server.wait_for(
-                f'sum(agentwatch_tokens_total{{type="{token_type}"}})', total
+                f'sum(agentwatch_tokens_total{{job="synthetic",type="{token_type}"}})', total
             )
-        prometheus_server.wait_for("sum(agentwatch_api_calls_unpriced_total)", unpriced)
-        prometheus_server.wait_for("sum(agentwatch_api_calls_total)", len(events))
-        prometheus_server.wait_for("sum(agentwatch_api_call_duration_seconds_count)", len(events))
         prometheus_server.wait_for(
-            "sum(agentwatch_sessions_total)",
+            'sum(agentwatch_api_calls_unpriced_total{job="synthetic"})', unpriced
+        )
+        prometheus_server.wait_for('sum(agentwatch_api_calls_total{job="synthetic"})', len(events))
+        prometheus_server.wait_for(
+            'sum(agentwatch_api_call_duration_seconds_count{job="synthetic"})', len(events)
+        )
+        prometheus_server.wait_for(
+            'sum(agentwatch_sessions_total{job="synthetic"})',
             len({(ev[am.AGENT], ev[am.SESSION_ID]) for ev in events}),
         )
         per_team = {
             r["metric"]["team"]: float(r["value"][1])
-            for r in prometheus_server.query("sum by (team) (agentwatch_cost_usd_total)")
+            for r in prometheus_server.query(
+                'sum by (team) (agentwatch_cost_usd_total{job="synthetic"})'
+            )
         }
         assert per_team.keys() == expected_team_cost.keys()
         for team, cost in expected_team_cost.items():
@@ -261,10 +268,116 @@ def test_real_prometheus_sees_exact_cost_and_token_totals(
             'agentwatch_prometheus_skipped_items_total{exporter="prometheus/e2e",reason="duplicate"}',
             10,
         )
-        assert prometheus_server.target_health("agentwatch") == "up"
+        assert prometheus_server.target_health("synthetic") == "up"
 
         check = promtool_check_metrics(scrape(exporter))
         assert check.returncode == 0 and not check.stdout.strip(), (check.stdout, check.stderr)
+    finally:
+        assert svc.shutdown()
+
+
+CAPTURE = Path(__file__).parent / "data" / "captured" / "claude" / "retry-tools-http-protobuf.json"
+CAPTURED_TOKENS = {  # hand count of the usage table in tests/data/captured/claude/README.md
+    "input": 1203 + 1319 + 1427 + 1531,
+    "cache_read": 15011 + 18023 + 18241 + 18457,
+    "cache_write": 3007 + 211 + 97 + 89,
+    "output": 57 + 61 + 83 + 79,
+}
+
+
+def captured_requests(path: Path, signal: str) -> list[Any]:
+    from collector import otlp_json
+    from collector.component import Signal
+
+    return [
+        otlp_json.decode(Signal(signal), json.dumps(line["request"]))
+        for line in json.loads(path.read_text())
+        if line["signal"] == signal
+    ]
+
+
+def test_real_prometheus_shows_team_cost_and_tokens_of_a_real_claude_session(
+    tmp_path: Path, prometheus_server: PrometheusServer
+) -> None:
+    """The real Claude Code CLI's telemetry (recorded), normalised, priced and redacted by the
+    project's processors, scraped by Prometheus: totals equal the mock API's usage and the
+    cost the pipeline put on the records."""
+    for kind, target in (
+        ("normalize", "processors.normalize:FACTORY"),
+        ("redaction", "processors.redaction:FACTORY"),
+        ("cost", "processors.cost:FACTORY"),
+    ):
+        registry.register("processor", kind, target)
+    raw = {
+        "receivers": {"inject": {}},
+        "processors": {"normalize": {}, "cost": {}, "redaction": {}},
+        "exporters": {
+            "prometheus/claude": {
+                "endpoint": "127.0.0.1:0",
+                "user_hash_key": "k",
+                "claude_code_compat": True,
+                "sending_queue": {"batch_timeout": 0},
+            },
+            "recording/claude": {"sending_queue": {"batch_timeout": 0}},
+        },
+        "service": {
+            "data_dir": str(tmp_path / "data"),
+            "pipelines": {
+                "logs": {
+                    "receivers": ["inject"],
+                    "processors": ["normalize", "cost", "redaction"],
+                    "exporters": ["prometheus/claude", "recording/claude"],
+                }
+            },
+        },
+    }
+    svc = Service(parse(raw, source="test", env={}, base_dir=str(tmp_path)))
+    svc.start()
+    try:
+        receiver = svc.receivers["inject"]
+        assert isinstance(receiver, InjectReceiver)
+        requests = captured_requests(CAPTURE, "logs")
+        assert requests
+        for request in requests:
+            receiver.push(request)
+        exporter = svc.exporters["prometheus/claude"]
+        assert isinstance(exporter, PrometheusExporter)
+        prometheus_server.set_targets({"claude": f"127.0.0.1:{exporter.port}"})
+        for token_type, total in CAPTURED_TOKENS.items():
+            prometheus_server.wait_for(
+                f'sum(agentwatch_tokens_total{{job="claude",agent="claude_code",type="{token_type}"}})',
+                total,
+            )
+        prometheus_server.wait_for(
+            'sum(claude_code_token_usage_tokens_total{job="claude"})', sum(CAPTURED_TOKENS.values())
+        )
+        recorder = RecordingExporter.instances["recording/claude"]
+        costs = [
+            value.double_value
+            for _, data, _ in recorder.delivered
+            for rl in data.resource_logs  # type: ignore[union-attr]
+            for sl in rl.scope_logs
+            for rec in sl.log_records
+            for kv in rec.attributes
+            if kv.key == am.COST_USD
+            for value in [kv.value]
+        ]
+        assert len(costs) == 4 and all(c > 0 for c in costs)
+        per_team = {}
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            per_team = {
+                r["metric"]["team"]: float(r["value"][1])
+                for r in prometheus_server.query(
+                    'sum by (team) (agentwatch_cost_usd_total{job="claude"})'
+                )
+            }
+            if per_team:
+                break
+            time.sleep(0.2)
+        assert per_team == {"platform": pytest.approx(sum(costs), rel=1e-9)}
+        prometheus_server.wait_for('sum(agentwatch_sessions_total{job="claude"})', 1)
+        prometheus_server.wait_for('sum(claude_code_session_count_total{job="claude"})', 1)
     finally:
         assert svc.shutdown()
 
@@ -684,6 +797,31 @@ def test_claude_code_delta_metrics_feed_code_change_counters(make_exporter: Any)
     assert skipped("duplicate") - before["duplicate"] == 7
     assert skipped("not_delta") - before["not_delta"] == 7
     assert skipped("unsupported_metric") - before["unsupported_metric"] == 3 * 2
+
+
+def test_normalised_code_change_points_are_left_to_the_derived_events(make_exporter: Any) -> None:
+    exp = make_exporter(name="prometheus/normalised", user_label="email")
+    data = claude_metrics()
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                for p in m.sum.data_points:
+                    p.attributes.append(attr(am.AGENT, "claude_code"))  # as normalize marks them
+    before = telemetry.value(
+        "agentwatch_prometheus_skipped_items_total",
+        exporter="prometheus/normalised",
+        signal="metrics",
+        reason="normalised_as_events",
+    )
+    exp.consume_metrics(data, "b")
+    assert not samples(exp, "agentwatch_lines_of_code_total")
+    after = telemetry.value(
+        "agentwatch_prometheus_skipped_items_total",
+        exporter="prometheus/normalised",
+        signal="metrics",
+        reason="normalised_as_events",
+    )
+    assert after - before == 5  # lines (3), commit, pull request; active time is still read
 
 
 def test_claude_code_compat_names_and_labels_match_dashboard_25255(make_exporter: Any) -> None:

@@ -29,8 +29,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from collector import otlp_json, telemetry
 from collector.component import (
-    ConsumeResult,
     Consumer,
+    ConsumeResult,
     Host,
     Refused,
     Signal,
@@ -90,7 +90,8 @@ class RecordingConsumer(Consumer):
             raise RuntimeError("a processor bug")
         with self.lock:
             self.received.append((signal, data))
-        return ConsumeResult(self.reject, f"{self.reject} items were invalid" if self.reject else "")
+        message = f"{self.reject} items were invalid" if self.reject else ""
+        return ConsumeResult(self.reject, message)
 
     def of(self, signal: Signal) -> list[Telemetry]:
         with self.lock:
@@ -166,7 +167,8 @@ def make_pki(directory: Path) -> dict[str, Path]:
         return builder.sign(issuer_key, hashes.SHA256())
 
     def write(stem: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        (directory / f"{stem}.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        pem = certificate.public_bytes(serialization.Encoding.PEM)
+        (directory / f"{stem}.pem").write_bytes(pem)
         (directory / f"{stem}.key").write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -296,13 +298,10 @@ def refused_requests(reason: str) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def send_with_sdk(endpoint: str, compression: str, **tls: str) -> dict[str, Any]:
-    """Logs, spans and metrics through the SDK's OTLP/HTTP exporters; returns what was sent."""
+def send_with_sdk(make_exporter: Callable[[str], Any]) -> dict[str, Any]:
+    """Logs, spans and metrics through the SDK's OTLP exporters that ``make_exporter("logs")``
+    (or "traces", "metrics") builds; returns the span contexts and the metric export result."""
     from opentelemetry._logs import SeverityNumber
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
@@ -312,13 +311,9 @@ def send_with_sdk(endpoint: str, compression: str, **tls: str) -> dict[str, Any]
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
-    comp = Compression(compression)
     resource = Resource.create({"service.name": "claude-code", "team": "platform"})
     tracer_provider = TracerProvider(resource=resource)
-    span_exporter = OTLPSpanExporter(
-        endpoint=f"{endpoint}/v1/traces", compression=comp, timeout=10, **tls
-    )
-    tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(make_exporter("traces")))
     tracer = tracer_provider.get_tracer("com.anthropic.claude_code.tracing", "1.0.0")
     with tracer.start_as_current_span("claude_code.interaction") as root:
         root_ctx = root.get_span_context()
@@ -333,10 +328,7 @@ def send_with_sdk(endpoint: str, compression: str, **tls: str) -> dict[str, Any]
             child_ctx = child.get_span_context()
 
         logger_provider = LoggerProvider(resource=resource)
-        log_exporter = OTLPLogExporter(
-            endpoint=f"{endpoint}/v1/logs", compression=comp, timeout=10, **tls
-        )
-        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
+        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(make_exporter("logs")))
         logger = logger_provider.get_logger("com.anthropic.claude_code.events", "2.1.328")
         logger.emit(
             body="claude_code.api_request",
@@ -364,13 +356,27 @@ def send_with_sdk(endpoint: str, compression: str, **tls: str) -> dict[str, Any]
         duration.record(ms, {"model": "claude-sonnet-4-5"})
     metrics_data = reader.get_metrics_data()
     assert metrics_data is not None
-    metric_exporter = OTLPMetricExporter(
-        endpoint=f"{endpoint}/v1/metrics", compression=comp, timeout=10, **tls
-    )
-    results = [metric_exporter.export(metrics_data).name]
+    results = [make_exporter("metrics").export(metrics_data).name]
     for provider in (tracer_provider, logger_provider, meter_provider):
         provider.shutdown()
     return {"root": root_ctx, "child": child_ctx, "metric_result": results}
+
+
+def http_exporters(endpoint: str, compression: str = "none", **tls: str) -> Callable[[str], Any]:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    classes = {"logs": OTLPLogExporter, "traces": OTLPSpanExporter, "metrics": OTLPMetricExporter}
+
+    def make(kind: str) -> Any:
+        return classes[kind](  # type: ignore[operator]
+            endpoint=f"{endpoint}/v1/{kind}", compression=Compression(compression), timeout=10,
+            **tls,
+        )
+
+    return make
 
 
 def assert_sdk_data_arrived(consumer: RecordingConsumer, sent: dict[str, Any]) -> None:
@@ -443,7 +449,7 @@ def assert_sdk_data_arrived(consumer: RecordingConsumer, sent: dict[str, Any]) -
 def test_sdk_http_exporters_deliver_every_signal(
     port: int, consumer: RecordingConsumer, compression: str
 ) -> None:
-    sent = send_with_sdk(f"http://127.0.0.1:{port}", compression)
+    sent = send_with_sdk(http_exporters(f"http://127.0.0.1:{port}", compression))
     assert_sdk_data_arrived(consumer, sent)
 
 
@@ -483,7 +489,9 @@ def test_json_request_gets_json_response_and_data_arrives(
             "resourceLogs": [
                 {
                     "resource": {
-                        "attributes": [{"key": "service.name", "value": {"stringValue": "codex_exec"}}]
+                        "attributes": [
+                            {"key": "service.name", "value": {"stringValue": "codex_exec"}}
+                        ]
                     },
                     "scopeLogs": [
                         {
@@ -494,7 +502,10 @@ def test_json_request_gets_json_response_and_data_arrives(
                                     "traceId": TRACE_ID,
                                     "spanId": SPAN_ID,
                                     "attributes": [
-                                        {"key": "input_token_count", "value": {"stringValue": "100"}},
+                                        {
+                                            "key": "input_token_count",
+                                            "value": {"stringValue": "100"},
+                                        },
                                         {"key": "attempt", "value": {"intValue": "2"}},
                                         {"key": "user.email"},
                                     ],
@@ -516,7 +527,9 @@ def test_json_request_gets_json_response_and_data_arrives(
     assert attrs(data.resource_logs[0].resource.attributes) == {"service.name": "codex_exec"}
     assert record.time_unix_nano == 1790501729814000000
     assert record.trace_id.hex() == TRACE_ID and record.span_id.hex() == SPAN_ID
-    assert attrs(record.attributes) == {"input_token_count": "100", "attempt": 2, "user.email": None}
+    assert attrs(record.attributes) == {
+        "input_token_count": "100", "attempt": 2, "user.email": None
+    }
     assert not record.attributes[2].HasField("value")
     assert not record.HasField("body")
 
@@ -742,7 +755,8 @@ BAD_PAYLOADS: list[tuple[str, str, str, bytes, dict[str, str], str]] = [
     ),
     ("truncated protobuf", "/v1/logs", PROTOBUF, logs(3).SerializeToString()[:-7], {}, "decode"),
     ("random bytes as protobuf", "/v1/logs", PROTOBUF, b"\xff\xff\xff\xff\x0f", {}, "decode"),
-    ("corrupt gzip", "/v1/logs", PROTOBUF, b"\x1f\x8b\x08\x00garbage-garbage", {"Content-Encoding": "gzip"}, "gzip"),
+    ("corrupt gzip", "/v1/logs", PROTOBUF, b"\x1f\x8b\x08\x00garbage-garbage",
+     {"Content-Encoding": "gzip"}, "gzip"),
     (
         "truncated gzip",
         "/v1/logs",
@@ -751,7 +765,8 @@ BAD_PAYLOADS: list[tuple[str, str, str, bytes, dict[str, str], str]] = [
         {"Content-Encoding": "gzip"},
         "truncated",
     ),
-    ("corrupt zstd", "/v1/logs", PROTOBUF, b"\x28\xb5\x2f\xfd garbage", {"Content-Encoding": "zstd"}, "zstd"),
+    ("corrupt zstd", "/v1/logs", PROTOBUF, b"\x28\xb5\x2f\xfd garbage",
+     {"Content-Encoding": "zstd"}, "zstd"),
     (
         "corrupt deflate",
         "/v1/logs",
@@ -1047,7 +1062,10 @@ def test_bearer_token() -> None:
         rx.shutdown()
 
 
-def test_tls_with_client_certificates(tmp_path: Path) -> None:
+def test_tls_with_client_certificates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests lets these override the exporter's certificate_file (a session-level verify)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     pki = make_pki(tmp_path)
     tls_consumer = RecordingConsumer()
     rx = start_receiver(
@@ -1069,11 +1087,13 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
         port = rx.http_port
         # the SDK exporter, verifying the server and presenting its client certificate
         sent = send_with_sdk(
-            f"https://127.0.0.1:{port}",
-            "gzip",
-            certificate_file=str(pki["ca"]),
-            client_certificate_file=str(pki["client_cert"]),
-            client_key_file=str(pki["client_key"]),
+            http_exporters(
+                f"https://127.0.0.1:{port}",
+                "gzip",
+                certificate_file=str(pki["ca"]),
+                client_certificate_file=str(pki["client_cert"]),
+                client_key_file=str(pki["client_key"]),
+            )
         )
         assert_sdk_data_arrived(tls_consumer, sent)
         # no client certificate: the handshake fails

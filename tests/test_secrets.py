@@ -49,60 +49,97 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
     "private_key": (
         [
             (f"key:\n{PEM}\nend", PEM),
-            ("-----BEGIN RSA PRIVATE KEY-----\\nMIIEow\\n-----END RSA PRIVATE KEY-----",
-             "-----BEGIN RSA PRIVATE KEY-----\\nMIIEow\\n-----END RSA PRIVATE KEY-----"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\\nMIIEow\\n-----END RSA PRIVATE KEY-----",
+                "-----BEGIN RSA PRIVATE KEY-----\\nMIIEow\\n-----END RSA PRIVATE KEY-----",
+            ),
             # cut off before its END line: redacted to the end of the value
-            ("cat id_rsa: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB"),
+            (
+                "cat id_rsa: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB",
+                "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB",
+            ),
         ],
-        ["-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----",
-         "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----",
-         "the private key is stored in the vault"],
+        [
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----",
+            "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----",
+            "the private key is stored in the vault",
+        ],
     ),
     "anthropic_api_key": (
-        [(f"ANTHROPIC_API_KEY={ANTHROPIC}", ANTHROPIC),
-         (f'"x-api-key: {ANTHROPIC}"', ANTHROPIC),
-         ("sk-ant-admin01-" + "a" * 30, "sk-ant-admin01-" + "a" * 30)],
+        [
+            (f"ANTHROPIC_API_KEY={ANTHROPIC}", ANTHROPIC),
+            (f'"x-api-key: {ANTHROPIC}"', ANTHROPIC),
+            ("sk-ant-admin01-" + "a" * 30, "sk-ant-admin01-" + "a" * 30),
+        ],
         ["sk-ant-api03-short", "task-ant-api03-" + "a" * 30, "desk-ant-api03-" + "b" * 30],
     ),
     "openai_api_key": (
-        [(f"OPENAI_API_KEY={OPENAI_PROJECT}", OPENAI_PROJECT),
-         (f"key {OPENAI_LEGACY} here", OPENAI_LEGACY),
-         ("sk-svcacct-" + "Ab1_" * 8, "sk-svcacct-" + "Ab1_" * 8)],
-        ["sk-12345", "risk-" + "a1" * 15, "sk-learn-pipeline-configuration-guide",
-         "sk-abcdefghijklmnopqrstuvwxyz"],
+        [
+            (f"OPENAI_API_KEY={OPENAI_PROJECT}", OPENAI_PROJECT),
+            (f"key {OPENAI_LEGACY} here", OPENAI_LEGACY),
+            ("sk-svcacct-" + "Ab1_" * 8, "sk-svcacct-" + "Ab1_" * 8),
+        ],
+        [
+            "sk-12345",
+            "risk-" + "a1" * 15,
+            "sk-learn-pipeline-configuration-guide",
+            "sk-abcdefghijklmnopqrstuvwxyz",
+        ],
     ),
     "google_api_key": (
         [(f"GEMINI_API_KEY={GOOGLE}", GOOGLE), (f"?key={GOOGLE}&q=1", GOOGLE)],
         ["AIza" + "a" * 34, "aiza" + "a" * 35, "AIzb" + "a" * 35],
     ),
     "github_token": (
-        [(f"GH_TOKEN={GITHUB_PAT}", GITHUB_PAT), (f"git clone https://{GITHUB_FINE}@github.com/o/r", GITHUB_FINE),
-         ("ghs_" + "Z9" * 18, "ghs_" + "Z9" * 18)],
+        [
+            (f"GH_TOKEN={GITHUB_PAT}", GITHUB_PAT),
+            (f"git clone https://{GITHUB_FINE}@github.com/o/r", GITHUB_FINE),
+            ("ghs_" + "Z9" * 18, "ghs_" + "Z9" * 18),
+        ],
         ["ghp_" + "a" * 35, "ghx_" + "a" * 36, "github_pat_short"],
     ),
     "aws_access_key_id": (
-        [(f"aws_access_key_id = {AWS_ID}", AWS_ID), ("ASIAY34FZKBOKMUTVV7A", "ASIAY34FZKBOKMUTVV7A")],
-        ["AKIA" + "A" * 15, "akiaiosfodnn7example", "AKIAIOSFODNN7EXAMPLEX", "XAKIAIOSFODNN7EXAMPLE"],
+        [
+            (f"aws_access_key_id = {AWS_ID}", AWS_ID),
+            ("ASIAY34FZKBOKMUTVV7A", "ASIAY34FZKBOKMUTVV7A"),
+        ],
+        [
+            "AKIA" + "A" * 15,
+            "akiaiosfodnn7example",
+            "AKIAIOSFODNN7EXAMPLEX",
+            "XAKIAIOSFODNN7EXAMPLE",
+        ],
     ),
     "aws_secret_access_key": (
-        [(f"aws_secret_access_key = {AWS_SECRET}", AWS_SECRET),
-         (f'"SecretAccessKey": "{AWS_SECRET}"', AWS_SECRET),
-         (f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}", AWS_SECRET)],
+        [
+            (f"aws_secret_access_key = {AWS_SECRET}", AWS_SECRET),
+            (f'"SecretAccessKey": "{AWS_SECRET}"', AWS_SECRET),
+            (f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}", AWS_SECRET),
+        ],
         [f"aws_secret_access_key = {AWS_SECRET[:39]}", f"random 40 chars {AWS_SECRET} alone"],
     ),
     "slack_token": (
-        [("xoxb-2401234567-5558888999-" + rand(24), "xoxb-2401234567-5558888999-"),
-         ("SLACK=xoxp-1234567890-abcdefghij", "xoxp-1234567890-abcdefghij")],
+        [
+            ("xoxb-2401234567-5558888999-" + rand(24), "xoxb-2401234567-5558888999-"),
+            ("SLACK=xoxp-1234567890-abcdefghij", "xoxp-1234567890-abcdefghij"),
+        ],
         ["xoxq-1234567890-abcdefghij", "xoxb-123", "xoxbx-1234567890abc"],
     ),
     "slack_webhook": (
-        [("https://hooks.slack.com/services/T00000000/B00000000/" + rand(24),
-          "https://hooks.slack.com/services/T00000000/B00000000/")],
+        [
+            (
+                "https://hooks.slack.com/services/T00000000/B00000000/" + rand(24),
+                "https://hooks.slack.com/services/T00000000/B00000000/",
+            )
+        ],
         ["https://hooks.slack.com/", "https://api.slack.com/services/T000/B000/XXXXXXXXXXXX"],
     ),
     "stripe_key": (
-        [("sk_live_" + rand(24), "sk_live_"), ("rk_live_" + rand(24), "rk_live_"),
-         ("sk_test_" + rand(24), "sk_test_")],
+        [
+            ("sk_live_" + rand(24), "sk_live_"),
+            ("rk_live_" + rand(24), "rk_live_"),
+            ("sk_test_" + rand(24), "sk_test_"),
+        ],
         ["pk_live_" + rand(24), "sk_live_short", "ask_live_" + rand(24)],
     ),
     "jwt": (
@@ -110,39 +147,60 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
         ["eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9.notjson.sig", "eyJ.eyJ."],
     ),
     "authorization_header": (
-        [("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-         ('{"authorization": "token abcdef123456"}', "abcdef123456"),
-         ("proxy-authorization=Digest qwerty123", "qwerty123")],
+        [
+            ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+            ('{"authorization": "token abcdef123456"}', "abcdef123456"),
+            ("proxy-authorization=Digest qwerty123", "qwerty123"),
+        ],
         ["authorization required", "the Authorization header", "authorization_code flow"],
     ),
     "bearer_token": (
-        [("curl -H 'Bearer abc.def-123456'", "abc.def-123456"),
-         ("token_type bearer   Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4")],
+        [
+            ("curl -H 'Bearer abc.def-123456'", "abc.def-123456"),
+            ("token_type bearer   Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
+        ],
         ["bearer of bad news", "a Bearer token", "Bearer ${TOKEN}"],
     ),
     "url_password": (
-        [("postgres://admin:s3cr3t-P4ss@db.example.com:5432/app", "s3cr3t-P4ss"),
-         ("redis://:hunter22@cache:6379", "hunter22"),
-         ("git clone https://user:tok3n@git.example.com/r.git", "tok3n")],
-        ["https://example.com:8080/path@v2", "ssh://git@github.com/org/repo", "https://user@host/x",
-         "mailto:someone@example.com"],
+        [
+            ("postgres://admin:s3cr3t-P4ss@db.example.com:5432/app", "s3cr3t-P4ss"),
+            ("redis://:hunter22@cache:6379", "hunter22"),
+            ("git clone https://user:tok3n@git.example.com/r.git", "tok3n"),
+        ],
+        [
+            "https://example.com:8080/path@v2",
+            "ssh://git@github.com/org/repo",
+            "https://user@host/x",
+            "mailto:someone@example.com",
+        ],
     ),
     "secret_flag": (
-        [("mysql --password=hunter22 -u root", "hunter22"),
-         ("gh auth login --token abcdef123", "abcdef123"),
-         ("tool --api-key 'k3y-value'", "k3y-value")],
+        [
+            ("mysql --password=hunter22 -u root", "hunter22"),
+            ("gh auth login --token abcdef123", "abcdef123"),
+            ("tool --api-key 'k3y-value'", "k3y-value"),
+        ],
         ["mysql --password -u root", "cli --token-file ./tok", "--passenger-count 3"],
     ),
     "secret_assignment": (
-        [("DB_PASSWORD=hunter22", "hunter22"),
-         ('{"password": "correct horse"}', "correct"),
-         ('{\\"client_secret\\": \\"abc123def\\"}', "abc123def"),
-         ("export GITHUB_TOKEN=xyz789abc", "xyz789abc"),
-         ("api_key: 0123456789abcdef", "0123456789abcdef"),
-         ("SECRET_KEY = 'django-insecure-x1'", "django-insecure-x1"),
-         ("credentials=c0ffee99", "c0ffee99")],
-        ["max_tokens=1000", "input_token_count: 42", "PWD=/home/dev", "PASSWORD_FILE=/run/pw",
-         "token_type: bearer", "the password is never logged", "keyboard=us"],
+        [
+            ("DB_PASSWORD=hunter22", "hunter22"),
+            ('{"password": "correct horse"}', "correct"),
+            ('{\\"client_secret\\": \\"abc123def\\"}', "abc123def"),
+            ("export GITHUB_TOKEN=xyz789abc", "xyz789abc"),
+            ("api_key: 0123456789abcdef", "0123456789abcdef"),
+            ("SECRET_KEY = 'django-insecure-x1'", "django-insecure-x1"),
+            ("credentials=c0ffee99", "c0ffee99"),
+        ],
+        [
+            "max_tokens=1000",
+            "input_token_count: 42",
+            "PWD=/home/dev",
+            "PASSWORD_FILE=/run/pw",
+            "token_type: bearer",
+            "the password is never logged",
+            "keyboard=us",
+        ],
     ),
 }
 
@@ -241,8 +299,10 @@ def test_extra_patterns_file_extends_the_defaults(tmp_path: Path) -> None:
     [
         ("patterns: [{kind: x, regex: '('}]", "pattern 1 (kind 'x'): invalid regex"),
         ("patterns: [{kind: Bad Kind, regex: 'a'}]", "pattern 1 (kind 'Bad Kind'): 'kind'"),
-        ("patterns: [{kind: ok, regex: 'a'}, {kind: y, regex: 'a', colour: red}]",
-         "pattern 2 (kind 'y'): unknown field 'colour'"),
+        (
+            "patterns: [{kind: ok, regex: 'a'}, {kind: y, regex: 'a', colour: red}]",
+            "pattern 2 (kind 'y'): unknown field 'colour'",
+        ),
         ("patterns: [{kind: z, regex: 'a*'}]", "matches the empty string"),
         ("patterns: [{kind: z, regex: '(a)\\1'}]", "numbered back-references"),
         ("nope: []", "expected a mapping with a 'patterns' list"),
@@ -285,7 +345,11 @@ def test_secret_straddling_the_cut_is_scrubbed_before_cutting(scrubber: SecretSc
 
 
 def test_large_pem_block_cut_by_the_window_is_still_redacted(scrubber: SecretScrubber) -> None:
-    big_pem = "-----BEGIN RSA PRIVATE KEY-----\n" + rand(6000, ALNUM + "+/\n") + "\n-----END RSA PRIVATE KEY-----"
+    big_pem = (
+        "-----BEGIN RSA PRIVATE KEY-----\n"
+        + rand(6000, ALNUM + "+/\n")
+        + "\n-----END RSA PRIVATE KEY-----"
+    )
     out, kinds, _ = scrub_and_truncate(scrubber, "cat key\n" + big_pem, 512)
     assert kinds == ("private_key",)
     assert out.startswith("cat key\n[REDACTED:private_key]")

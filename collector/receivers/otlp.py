@@ -229,7 +229,7 @@ def _wrong_wire_type(message: Message) -> int | None:
     return None
 
 
-def parse_protobuf(signal: Signal, body: bytes) -> Telemetry:
+def parse_protobuf(signal: Signal, body: bytes | bytearray) -> Telemetry:
     """Decode a binary export request and refuse bytes that are not one.
 
     Checked beyond what protobuf parsing checks: the request, every resource and scope entry and
@@ -385,8 +385,9 @@ class OtlpReceiver(Receiver):
         stopped = grpc_server.begin_shutdown(grace) if grpc_server is not None else None
         if http_server is not None:
             http_server.shutdown(grace)
-        if stopped is not None:
+        if grpc_server is not None and stopped is not None:
             stopped.wait(grace + 1.0)
+            grpc_server.release_threads()
 
 
 FACTORY = Factory(

@@ -80,13 +80,14 @@ class OtlpGrpcServer:
         self.tokens = bearer_tokens(config.auth)
         self.port = 0
         self._server: grpc.Server | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=WORKER_THREADS, thread_name_prefix=f"otlp-grpc:{receiver.name}"
+        )
 
     def start(self) -> int:
         max_bytes = int(self.config.max_recv_msg_size_mib * 1024 * 1024)
         server = grpc.server(
-            ThreadPoolExecutor(
-                max_workers=WORKER_THREADS, thread_name_prefix=f"otlp-grpc:{self.receiver.name}"
-            ),
+            self._executor,
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.so_reuseport", 0),  # a second collector on the port must fail, not share
@@ -147,6 +148,10 @@ class OtlpGrpcServer:
             done.set()
             return done
         return server.stop(grace)
+
+    def release_threads(self) -> None:
+        """After the server stopped: let the idle worker threads go."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _handler(self, signal: Signal) -> Callable[[bytes, grpc.ServicerContext], Message]:
         def export(body: bytes, context: grpc.ServicerContext) -> Message:

@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import math
+import re
 import socket
 import ssl
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any, cast
+from urllib.parse import urlsplit
 
 import zstandard
 from google.protobuf.message import Message
@@ -54,6 +56,7 @@ JSON = "application/json"
 _CONTENT_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 
 READ_CHUNK = 64 * 1024
+INFLATE_STEP = 1024 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0
 """A keep-alive connection with no request for this long is closed; also bounds each read."""
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
@@ -62,6 +65,7 @@ MAX_CONNECTIONS = 256
 ZSTD_MAX_WINDOW = 1 << 24
 """zstd frames needing a larger window (more memory) than 16 MiB are refused; level 19 uses 8."""
 MAX_CHUNK_LINE = 1024
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
 
 
 class BodyError(Exception):
@@ -124,12 +128,9 @@ class WireBody:
     def _next_chunk(self) -> None:
         line = self._line()
         size_text = line.split(b";", 1)[0].strip()
-        try:
-            if not size_text or size_text.startswith((b"-", b"+", b"0x", b"0X")):
-                raise ValueError
-            size = int(size_text, 16)
-        except ValueError:
-            raise BodyError(400, "bad_chunking", f"invalid chunk size {size_text[:20]!r}") from None
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            raise BodyError(400, "bad_chunking", f"invalid chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             for _ in range(100):  # trailer fields, ignored, up to the blank line
                 if not self._line().strip():
@@ -142,11 +143,14 @@ class WireBody:
             )
         self._remaining = size
 
-    def read_all(self) -> bytes:
-        parts = []
+    def read_all(self) -> bytes | bytearray:
+        first = self.read()
+        if self.finished:
+            return first  # the whole body in one read: no copy
+        body = bytearray(first)
         while chunk := self.read():
-            parts.append(chunk)
-        return b"".join(parts)
+            body += chunk
+        return body
 
 
 def _too_large(limit: int) -> BodyError:
@@ -159,62 +163,47 @@ def _corrupt(encoding: str, detail: object) -> BodyError:
     return BodyError(400, "bad_compression", f"invalid {encoding} body: {detail}")
 
 
-def _inflate(wire: WireBody, encoding: str, limit: int) -> bytes:
+def _inflate(wire: WireBody, encoding: str, limit: int) -> bytearray:
     """gzip (also several concatenated members) or deflate (zlib, or raw as some clients send),
-    decompressed at most ``limit + 1`` bytes at a time so a bomb never inflates past the limit."""
-    parts: list[bytes] = []
-    total = 0
+    inflated at most ``INFLATE_STEP`` bytes per call and never past ``limit + 1`` bytes in all,
+    so a bomb costs the limit in memory, not what it would inflate to."""
+    body = bytearray()
     data = wire.read()
     while 0 < len(data) < 2 and (more := wire.read()):  # the zlib header check needs 2 bytes
         data += more
+    if not data:
+        raise _corrupt(encoding, "the body is empty")
     if encoding == "gzip":
         wbits = 16 + zlib.MAX_WBITS
-    elif len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0:
+    elif data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0:
         wbits = zlib.MAX_WBITS  # zlib wrapper, as RFC 9110 defines "deflate"
     else:
         wbits = -zlib.MAX_WBITS  # raw deflate
     inflater = zlib.decompressobj(wbits)
-    started = False
-    while True:
-        while data:
-            started = True
-            try:
-                out = inflater.decompress(data, limit - total + 1)
-            except zlib.error as exc:
-                raise _corrupt(encoding, exc) from None
-            total += len(out)
-            if total > limit:
-                raise _too_large(limit)
-            parts.append(out)
+    try:
+        while True:
+            if not data:
+                data = wire.read()
+                if not data:
+                    break
             if inflater.eof:
-                data = inflater.unused_data
-                if data and encoding == "gzip":
-                    inflater = zlib.decompressobj(wbits)  # the next member
-                elif data:
+                if encoding != "gzip":
                     raise _corrupt(encoding, "data after the end of the stream")
-            else:
-                data = inflater.unconsumed_tail
-        data = wire.read()
-        if not data:
-            break
-        if inflater.eof and encoding == "gzip":
-            inflater = zlib.decompressobj(wbits)
-        elif inflater.eof:
-            raise _corrupt(encoding, "data after the end of the stream")
-    if not started:
-        return b""
-    while not inflater.eof:  # output held back by the max_length of the last call
-        try:
-            out = inflater.decompress(b"", limit - total + 1)
-        except zlib.error as exc:
-            raise _corrupt(encoding, exc) from None
-        if not out:
-            raise _corrupt(encoding, "the compressed stream is truncated")
-        total += len(out)
-        if total > limit:
-            raise _too_large(limit)
-        parts.append(out)
-    return b"".join(parts)
+                inflater = zlib.decompressobj(wbits)  # the next gzip member
+            body += inflater.decompress(data, min(INFLATE_STEP, limit - len(body) + 1))
+            if len(body) > limit:
+                raise _too_large(limit)
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+        while not inflater.eof:  # output held back by the last call's max_length
+            out = inflater.decompress(b"", min(INFLATE_STEP, limit - len(body) + 1))
+            if not out:
+                raise _corrupt(encoding, "the compressed stream is truncated")
+            body += out
+            if len(body) > limit:
+                raise _too_large(limit)
+    except zlib.error as exc:
+        raise _corrupt(encoding, exc) from None
+    return body
 
 
 class _WireReader(io.RawIOBase):
@@ -232,27 +221,25 @@ class _WireReader(io.RawIOBase):
         return len(data)
 
 
-def _unzstd(wire: WireBody, limit: int) -> bytes:
+def _unzstd(wire: WireBody, limit: int) -> bytearray:
     """zstd, read ``READ_CHUNK`` decompressed bytes at a time up to the limit. A truncated
     frame is not reported by zstandard's streaming reader; the payload decoder catches it."""
     decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
     reader = decompressor.stream_reader(
         cast(IO[bytes], _WireReader(wire)), read_size=READ_CHUNK, read_across_frames=True
     )
-    parts = []
-    total = 0
+    body = bytearray()
     try:
         while chunk := reader.read(READ_CHUNK):
-            total += len(chunk)
-            if total > limit:
+            body += chunk
+            if len(body) > limit:
                 raise _too_large(limit)
-            parts.append(chunk)
     except zstandard.ZstdError as exc:
         raise _corrupt("zstd", exc) from None
-    return b"".join(parts)
+    return body
 
 
-DECODERS: dict[str, Callable[[WireBody, int], bytes]] = {
+DECODERS: dict[str, Callable[[WireBody, int], bytes | bytearray]] = {
     "identity": lambda wire, limit: wire.read_all(),
     "gzip": lambda wire, limit: _inflate(wire, "gzip", limit),
     "x-gzip": lambda wire, limit: _inflate(wire, "gzip", limit),
@@ -328,6 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format % args)
+
+    def version_string(self) -> str:
+        return self.server_version
 
     # ---- routing
 
@@ -464,7 +454,10 @@ class OtlpHttpServer:
                 self._idle.notify_all()
 
     def _route(self, handler: _Handler, method: str) -> None:
-        path = handler.path.split("?", 1)[0]
+        path = handler.path
+        if not path.startswith("/"):  # absolute form, as sent through a proxy
+            path = urlsplit(path).path
+        path = path.split("?", 1)[0]
         signal = PATHS.get(path)
         if signal is None:
             if method in ("GET", "HEAD") and path == "/health":

@@ -4,7 +4,7 @@ chdb is clickhouse-local in a Python extension. It can listen on the real ClickH
 protocol while one long query runs, so agentwatch talks to it with exactly the same
 clickhouse-connect code it uses against a production server. Only one such server fits in a
 Python process and it blocks the calling thread, hence a child process that this module both
-implements (``python embedded.py --root DIR --port PORT``) and supervises (``EmbeddedClickHouse``).
+implements (``python embedded.py --root DIR --tag TAG``) and supervises (``EmbeddedClickHouse``).
 
 This file imports only the standard library at module level so the child starts fast and can
 be run as a plain script without importing the agentwatch packages.
@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,17 +29,24 @@ import urllib.request
 from pathlib import Path
 
 LISTEN_HOST = "127.0.0.1"
-# The long query that keeps the HTTP listener alive; the marker lets stop() find and kill it.
+# The long query that keeps the HTTP listener alive. Its alias carries a per-start tag so the
+# supervisor recognises its own child (and not some other server on the port) and can kill it.
 SERVE_MARKER = "agentwatch_embedded_serve"
-SERVE_SQL = (
-    "SYSTEM START LISTEN HTTP; "
-    f"SELECT sleepEachRow(1) AS {SERVE_MARKER} FROM system.numbers "
-    "SETTINGS max_block_size = 1 FORMAT Null"
-)
+
+
+def serve_sql(tag: str) -> str:
+    return (
+        "SYSTEM START LISTEN HTTP; "
+        f"SELECT sleepEachRow(0.25) AS {SERVE_MARKER}_{tag} FROM system.numbers "
+        "SETTINGS max_block_size = 1 FORMAT Null"
+    )
+
+
 CONFIG_XML = """<clickhouse>
     <listen_host>{host}</listen_host>
     <http_port>{port}</http_port>
     <timezone>UTC</timezone>
+    <shutdown_wait_unfinished>0</shutdown_wait_unfinished>
 </clickhouse>
 """
 PID_FILE = "server.pid"
@@ -64,9 +72,16 @@ def http_query(port: int, sql: str, timeout: float = 2.0) -> str:
         return str(response.read().decode())
 
 
-def ping(port: int, timeout: float = 1.0) -> bool:
+def ping(port: int, timeout: float = 1.0, tag: str = "") -> bool:
+    """The port answers queries; with ``tag``, and it is the child started with that tag."""
+    sql = "SELECT 1"
+    if tag:
+        sql = (
+            "SELECT count() > 0 FROM system.processes WHERE query_id != queryID() "
+            f"AND position(query, '{SERVE_MARKER}_{tag} ') > 0"
+        )
     try:
-        return http_query(port, "SELECT 1", timeout).strip() == "1"
+        return http_query(port, sql, timeout).strip() == "1"
     except (OSError, urllib.error.URLError, ValueError):
         return False
 
@@ -79,6 +94,14 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _parent_pid(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the command name may contain spaces
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -112,7 +135,10 @@ class EmbeddedClickHouse:
         self.python = python
         self.restarts = 0
         self.startup_seconds = 0.0
+        self.last_exit_code: int | None = None
+        """Exit status of the last stopped child: 0 after a clean stop."""
         self._process: subprocess.Popen[bytes] | None = None
+        self._tag = ""
         self._lock = threading.RLock()
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -160,11 +186,19 @@ class EmbeddedClickHouse:
 
     def _spawn_and_wait(self) -> None:
         self.port = self.configured_port or free_port()
+        self._tag = secrets.token_hex(6)
         (self.root / "config.xml").write_text(CONFIG_XML.format(host=LISTEN_HOST, port=self.port))
         began = time.monotonic()
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(
-                [self.python, str(Path(__file__).resolve()), "--root", str(self.root)],
+                [
+                    self.python,
+                    str(Path(__file__).resolve()),
+                    "--root",
+                    str(self.root),
+                    "--tag",
+                    self._tag,
+                ],
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -176,7 +210,7 @@ class EmbeddedClickHouse:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 break
-            if ping(self.port):
+            if ping(self.port, tag=self._tag):
                 self.startup_seconds = time.monotonic() - began
                 return
             time.sleep(0.05)
@@ -193,26 +227,33 @@ class EmbeddedClickHouse:
             return "(no log)"
 
     def _reap_orphan(self) -> None:
-        """Kill a server left running by a previous supervisor that died (it holds the data dir)."""
+        """Kill a server whose supervisor died (it would hold the data directory), but refuse
+        to start when a live supervisor still owns it: two servers must not share the data."""
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return
         cmdline = _cmdline(pid)
-        if _pid_alive(pid) and str(self.root) in cmdline and any(
-            part.endswith("embedded.py") for part in cmdline
-        ):
+        ours = str(self.root) in cmdline and any(part.endswith("embedded.py") for part in cmdline)
+        if _pid_alive(pid) and ours:
+            owner = _parent_pid(pid)
+            if owner not in (0, 1, os.getpid()) and _pid_alive(owner):
+                raise EmbeddedStartError(
+                    f"{self.root} is already served by pid {pid}, supervised by pid {owner}"
+                )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + self.stop_timeout
-            while _pid_alive(pid) and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
 
     def healthy(self) -> bool:
         """The child is alive and answers a query."""
         process = self._process
-        return process is not None and process.poll() is None and ping(self.port)
+        return process is not None and process.poll() is None and ping(self.port, tag=self._tag)
 
     def ensure_running(self) -> bool:
         """Restart the child if it died or stopped answering; True if a restart happened."""
@@ -256,7 +297,7 @@ class EmbeddedClickHouse:
                 with contextlib.suppress(OSError, urllib.error.URLError):
                     http_query(
                         self.port,
-                        f"KILL QUERY WHERE query LIKE '%{SERVE_MARKER} FROM system.numbers%' "
+                        f"KILL QUERY WHERE position(query, '{SERVE_MARKER}_{self._tag} ') > 0 "
                         "AND query NOT LIKE '%KILL QUERY%' SYNC",
                         timeout=self.stop_timeout,
                     )
@@ -269,6 +310,7 @@ class EmbeddedClickHouse:
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait()
+            self.last_exit_code = process.returncode
             self._process = None
             self.pid_file.unlink(missing_ok=True)
 
@@ -300,7 +342,7 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def serve(root: Path) -> int:
+def serve(root: Path, tag: str) -> int:
     """Child side: serve HTTP from ``root/config.xml`` until the serving query is killed."""
     os.chdir(root)  # clickhouse-local reads ./config.xml
     _die_with_parent()
@@ -309,8 +351,10 @@ def serve(root: Path) -> int:
     import chdb._chdb as chdb_native  # heavy: imported only in the child
 
     try:
-        chdb_native.query(SERVE_SQL, "TabSeparated", path=str(root / "data"))
-    except Exception as exc:  # noqa: BLE001 - the kill that stops us surfaces as an exception
+        chdb_native.query(  # type: ignore[attr-defined]
+            serve_sql(tag), "TabSeparated", path=str(root / "data")
+        )
+    except Exception as exc:
         if "QUERY_WAS_CANCELLED" not in str(exc) and "cancelled" not in str(exc).lower():
             print(f"embedded ClickHouse stopped: {exc}", file=sys.stderr)
             return 1
@@ -320,8 +364,9 @@ def serve(root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one embedded ClickHouse HTTP server.")
     parser.add_argument("--root", required=True, help="directory holding config.xml and data/")
+    parser.add_argument("--tag", required=True, help="identifies this server's serving query")
     args = parser.parse_args(argv)
-    return serve(Path(args.root))
+    return serve(Path(args.root), args.tag)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from collector import telemetry
 from collector.component import (
-    ExportError,
     Exporter,
+    ExportError,
     Host,
     LogsData,
     MetricsData,
@@ -122,6 +122,7 @@ def connect(cfg: ClickHouseExporterConfig, url: str, database: str | None = None
         "send_receive_timeout": cfg.send_timeout,
         "compress": False if cfg.compression == "none" else cfg.compression,
         "autogenerate_session_id": False,  # one client serves several threads
+        "dedicated_pool": True,  # close() really closes: the embedded server stops at once
         "query_retries": 0,
     }
     if parts.path and parts.path != "/":
@@ -170,8 +171,9 @@ def open_store(
         root = embedded_root(cfg, data_dir)
         url = running_embedded_url(root) or ""
         if not url:
-            server = EmbeddedClickHouse(root, port=cfg.embedded.port,
-                                        startup_timeout=cfg.embedded.startup_timeout)
+            server = EmbeddedClickHouse(
+                root, port=cfg.embedded.port, startup_timeout=cfg.embedded.startup_timeout
+            )
             server.start()
             url = server.url
     try:
@@ -211,8 +213,13 @@ class ClickHouseExporter(Exporter):
             self.embedded.start()
             self.embedded.watch(self.cfg.embedded.health_interval)
             self.url = self.embedded.url
-            log.info("%s: embedded ClickHouse pid %s on %s (started in %.2fs)", self.name,
-                     self.embedded.pid, self.url, self.embedded.startup_seconds)
+            log.info(
+                "%s: embedded ClickHouse pid %s on %s (started in %.2fs)",
+                self.name,
+                self.embedded.pid,
+                self.url,
+                self.embedded.startup_seconds,
+            )
         try:
             self._ensure_ready()
         except ExportError as exc:
@@ -234,7 +241,7 @@ class ClickHouseExporter(Exporter):
         try:
             client = self._get_client()
             return bool(client.ping())
-        except Exception:  # noqa: BLE001 - readiness is a yes/no question
+        except Exception:
             return False
 
     def _get_client(self) -> Client:
@@ -290,23 +297,24 @@ class ClickHouseExporter(Exporter):
     def _store_agent(self, client: Client, agent: dict[str, rows.AgentRows], batch_id: str) -> None:
         all_ids = [event_id for table_rows in agent.values() for event_id in table_rows.event_ids]
         stored = self._stored_event_ids(client, all_ids)
-        for table_rows in agent.values():
-            token = f"{batch_id}:{table_rows.table}"
+        for agent_rows in agent.values():
+            token = f"{batch_id}:{agent_rows.table}"
+            to_insert: rows.TableRows = agent_rows
             if stored:
-                keep = [i for i, eid in enumerate(table_rows.event_ids) if eid not in stored]
-                skipped = len(table_rows) - len(keep)
+                keep = [i for i, eid in enumerate(agent_rows.event_ids) if eid not in stored]
+                skipped = len(agent_rows) - len(keep)
                 if skipped:
-                    DUPLICATE_EVENTS.labels(self.name, table_rows.table).inc(skipped)
+                    DUPLICATE_EVENTS.labels(self.name, agent_rows.table).inc(skipped)
                     if not keep:
                         continue
                     # Different rows than any earlier attempt: a token of its own, so a part
                     # of this batch committed earlier cannot hide the rest.
                     digest = hashlib.blake2b(
-                        "\n".join(table_rows.event_ids[i] for i in keep).encode(), digest_size=8
+                        "\n".join(agent_rows.event_ids[i] for i in keep).encode(), digest_size=8
                     ).hexdigest()
                     token = f"{token}:{digest}"
-                    table_rows = table_rows.select(keep)
-            self._insert(client, table_rows, token)
+                    to_insert = agent_rows.select(keep)
+            self._insert(client, to_insert, token)
 
     def _stored_event_ids(self, client: Client, event_ids: list[str]) -> set[str]:
         if not event_ids:

@@ -279,8 +279,24 @@ def _digest_id(message: Any) -> Callable[[], str]:
 
 def convert_logs(data: LogsData) -> Batch:
     raw = TableRows.for_table(schema.OTEL_LOGS)
-    (ts, trace, span, flags, sev_text, sev_num, service_col, body, res_url, res_attrs, scope_url,
-     scope_name, scope_version, scope_attrs, log_attrs, event_name) = raw.columns
+    (
+        ts,
+        trace,
+        span,
+        flags,
+        sev_text,
+        sev_num,
+        service_col,
+        body,
+        res_url,
+        res_attrs,
+        scope_url,
+        scope_name,
+        scope_version,
+        scope_attrs,
+        log_attrs,
+        event_name,
+    ) = raw.columns
     agents = AgentRowBuilder()
     event_key = am.EVENT
     for resource_logs in data.resource_logs:
@@ -313,8 +329,16 @@ def convert_logs(data: LogsData) -> Batch:
                 log_attrs.append(attrs)
                 event_name.append(record.event_name)
                 if event_key in attrs:
-                    agents.add(attrs, resource, timestamp, _digest_id(record), service,
-                               trace_hex, span_hex, "log")
+                    agents.add(
+                        attrs,
+                        resource,
+                        timestamp,
+                        _digest_id(record),
+                        service,
+                        trace_hex,
+                        span_hex,
+                        "log",
+                    )
     return Batch([raw] if len(raw) else [], agents.rows, agents.invalid)
 
 
@@ -323,9 +347,30 @@ def convert_logs(data: LogsData) -> Batch:
 
 def convert_traces(data: TracesData) -> Batch:
     raw = TableRows.for_table(schema.OTEL_TRACES)
-    (ts, trace, span_col, parent, state, name, kind, service_col, res_attrs, scope_name,
-     scope_version, span_attrs, duration, status_code, status_message, ev_ts, ev_name, ev_attrs,
-     ln_trace, ln_span, ln_state, ln_attrs) = raw.columns
+    (
+        ts,
+        trace,
+        span_col,
+        parent,
+        state,
+        name,
+        kind,
+        service_col,
+        res_attrs,
+        scope_name,
+        scope_version,
+        span_attrs,
+        duration,
+        status_code,
+        status_message,
+        ev_ts,
+        ev_name,
+        ev_attrs,
+        ln_trace,
+        ln_span,
+        ln_state,
+        ln_attrs,
+    ) = raw.columns
     agents = AgentRowBuilder()
     event_key = am.EVENT
     for resource_spans in data.resource_spans:
@@ -361,8 +406,17 @@ def convert_traces(data: TracesData) -> Batch:
                 ln_attrs.append([attributes_text(link.attributes) for link in span.links])
                 if event_key in attrs:
                     defaults = {am.DURATION_MS: float_text(max(end - start, 0) / 1e6)}
-                    agents.add(attrs, resource, start, _digest_id(span), service, trace_hex,
-                               span_hex, "span", defaults)
+                    agents.add(
+                        attrs,
+                        resource,
+                        start,
+                        _digest_id(span),
+                        service,
+                        trace_hex,
+                        span_hex,
+                        "span",
+                        defaults,
+                    )
     return Batch([raw] if len(raw) else [], agents.rows, agents.invalid)
 
 
@@ -374,7 +428,10 @@ def _exemplars(point: Any, columns: list[list[Any]], first: int) -> None:
     columns[first].append([attributes_text(e.filtered_attributes) for e in exemplars])
     columns[first + 1].append([e.time_unix_nano for e in exemplars])
     columns[first + 2].append(
-        [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars]
+        [
+            e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int)
+            for e in exemplars
+        ]
     )
     columns[first + 3].append([e.span_id.hex() for e in exemplars])
     columns[first + 4].append([e.trace_id.hex() for e in exemplars])
@@ -490,21 +547,52 @@ def _check_layout() -> None:
     """Fail at import if a table's column order drifts from the writers' indexes above."""
     expected = {
         "gauge": ["Value", "Flags", "Exemplars.FilteredAttributes"],
-        "sum": ["Value", "Flags", "Exemplars.FilteredAttributes", "Exemplars.TimeUnix",
-                "Exemplars.Value", "Exemplars.SpanId", "Exemplars.TraceId",
-                "AggregationTemporality", "IsMonotonic"],
-        "histogram": ["Count", "Sum", "BucketCounts", "ExplicitBounds",
-                      "Exemplars.FilteredAttributes", "Exemplars.TimeUnix", "Exemplars.Value",
-                      "Exemplars.SpanId", "Exemplars.TraceId", "Flags", "Min", "Max",
-                      "AggregationTemporality"],
-        "exponential_histogram": ["Count", "Sum", "Scale", "ZeroCount", "PositiveOffset",
-                                  "PositiveBucketCounts", "NegativeOffset",
-                                  "NegativeBucketCounts", "Exemplars.FilteredAttributes",
-                                  "Exemplars.TimeUnix", "Exemplars.Value", "Exemplars.SpanId",
-                                  "Exemplars.TraceId", "Flags", "Min", "Max",
-                                  "AggregationTemporality"],
-        "summary": ["Count", "Sum", "ValueAtQuantiles.Quantile", "ValueAtQuantiles.Value",
-                    "Flags"],
+        "sum": [
+            "Value",
+            "Flags",
+            "Exemplars.FilteredAttributes",
+            "Exemplars.TimeUnix",
+            "Exemplars.Value",
+            "Exemplars.SpanId",
+            "Exemplars.TraceId",
+            "AggregationTemporality",
+            "IsMonotonic",
+        ],
+        "histogram": [
+            "Count",
+            "Sum",
+            "BucketCounts",
+            "ExplicitBounds",
+            "Exemplars.FilteredAttributes",
+            "Exemplars.TimeUnix",
+            "Exemplars.Value",
+            "Exemplars.SpanId",
+            "Exemplars.TraceId",
+            "Flags",
+            "Min",
+            "Max",
+            "AggregationTemporality",
+        ],
+        "exponential_histogram": [
+            "Count",
+            "Sum",
+            "Scale",
+            "ZeroCount",
+            "PositiveOffset",
+            "PositiveBucketCounts",
+            "NegativeOffset",
+            "NegativeBucketCounts",
+            "Exemplars.FilteredAttributes",
+            "Exemplars.TimeUnix",
+            "Exemplars.Value",
+            "Exemplars.SpanId",
+            "Exemplars.TraceId",
+            "Flags",
+            "Min",
+            "Max",
+            "AggregationTemporality",
+        ],
+        "summary": ["Count", "Sum", "ValueAtQuantiles.Quantile", "ValueAtQuantiles.Value", "Flags"],
     }
     for kind, names in expected.items():
         flat = [n for n, _ in flat_columns(METRIC_TABLES[kind])]

@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
 
 from collector import agent_model as am
 
@@ -28,16 +30,6 @@ MIGRATIONS_TABLE = "agentwatch_schema_migrations"
 DEDUP_WINDOW = 10_000
 """Block hashes kept per table for insert_deduplication_token: a retry this many inserts late
 into the same table is still recognised (one batch per second keeps hours of history)."""
-
-
-class ClickHouseClient(Protocol):
-    """The subset of clickhouse_connect's Client used here (a Protocol keeps tests honest)."""
-
-    database: str | None
-
-    def command(self, cmd: str, parameters: Any = None, settings: Any = None) -> Any: ...
-
-    def query(self, query: str, parameters: Any = None, settings: Any = None) -> Any: ...
 
 
 def quote(identifier: str) -> str:
@@ -127,15 +119,18 @@ def _metric_common() -> tuple[Column, ...]:
 def _map_indexes(*maps: tuple[str, str]) -> tuple[str, ...]:
     out = []
     for prefix, column in maps:
-        out.append(f"INDEX idx_{prefix}_key mapKeys({column}) TYPE bloom_filter(0.01) GRANULARITY 1")
+        out.append(
+            f"INDEX idx_{prefix}_key mapKeys({column}) TYPE bloom_filter(0.01) GRANULARITY 1"
+        )
         out.append(
             f"INDEX idx_{prefix}_value mapValues({column}) TYPE bloom_filter(0.01) GRANULARITY 1"
         )
     return tuple(out)
 
 
-_METRIC_INDEXES = _map_indexes(("res_attr", "ResourceAttributes"), ("scope_attr", "ScopeAttributes"),
-                               ("attr", "Attributes"))
+_METRIC_INDEXES = _map_indexes(
+    ("res_attr", "ResourceAttributes"), ("scope_attr", "ScopeAttributes"), ("attr", "Attributes")
+)
 
 
 def _metric_table(name: str, columns: tuple[Column, ...]) -> Table:
@@ -178,8 +173,11 @@ OTEL_LOGS = Table(
     order_by="(ServiceName, TimestampTime, Timestamp)",
     indexes=(
         "INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
-        *_map_indexes(("res_attr", "ResourceAttributes"), ("scope_attr", "ScopeAttributes"),
-                      ("log_attr", "LogAttributes")),
+        *_map_indexes(
+            ("res_attr", "ResourceAttributes"),
+            ("scope_attr", "ScopeAttributes"),
+            ("log_attr", "LogAttributes"),
+        ),
         "INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8",
     ),
     ttl="TimestampTime + toIntervalDay({days})",
@@ -204,10 +202,13 @@ OTEL_TRACES = Table(
         Column("Duration", "UInt64"),
         Column("StatusCode", "LowCardinality(String)"),
         Column("StatusMessage", "String"),
-        Column("Events", f"Nested (Timestamp DateTime64(9), Name LowCardinality(String), "
-                         f"Attributes {MAP})"),
-        Column("Links", f"Nested (TraceId String, SpanId String, TraceState String, "
-                        f"Attributes {MAP})"),
+        Column(
+            "Events",
+            f"Nested (Timestamp DateTime64(9), Name LowCardinality(String), Attributes {MAP})",
+        ),
+        Column(
+            "Links", f"Nested (TraceId String, SpanId String, TraceState String, Attributes {MAP})"
+        ),
     ),
     engine="MergeTree",
     partition_by="toDate(Timestamp)",
@@ -758,8 +759,11 @@ ClickHouse aliases are query-wide: ``sum(x) AS x`` next to ``countIf(x ...)`` wo
 
 def _session_select(source_table: str, source: str) -> str:
     exprs = _SESSION_COUNTER_EXPRS[source_table]
-    columns = ["src.agent AS agent", "src.session_id AS session_id",
-               "toStartOfMonth(src.timestamp) AS month"]
+    columns = [
+        "src.agent AS agent",
+        "src.session_id AS session_id",
+        "toStartOfMonth(src.timestamp) AS month",
+    ]
     columns += [f"max(toString(src.{name})) AS {name}" for name in SESSION_LABELS]
     columns += ["min(src.timestamp) AS first_seen", "max(src.timestamp) AS last_seen"]
     columns += [f"toUInt64({exprs.get(name, '0')}) AS {name}" for name in SESSION_COUNTERS]
@@ -788,8 +792,10 @@ def _usage_select(source: str) -> str:
 
 # --- public contract views ------------------------------------------------------------------
 
-_ENVELOPE = "timestamp, event_id, agent, agent_version, session_id, prompt_id, user_id, " \
-            "user_email, team, organization"
+_ENVELOPE = (
+    "timestamp, event_id, agent, agent_version, session_id, prompt_id, user_id, "
+    "user_email, team, organization"
+)
 
 PUBLIC_VIEWS: dict[str, str] = {
     "api_calls": (
@@ -884,8 +890,13 @@ class Migration:
 
 def _m1_raw(s: SchemaSettings) -> list[Statement]:
     out = [Statement(sql) for table in RAW_TABLES for sql in render_table(table, s)]
-    out.append(Statement(render_mv("otel_traces_trace_id_ts_mv", "otel_traces_trace_id_ts",
-                                   _trace_id_ts_select(s), s)))
+    out.append(
+        Statement(
+            render_mv(
+                "otel_traces_trace_id_ts_mv", "otel_traces_trace_id_ts", _trace_id_ts_select(s), s
+            )
+        )
+    )
     return out
 
 
@@ -893,8 +904,16 @@ def _m2_agent_events(s: SchemaSettings) -> list[Statement]:
     out = [Statement(sql) for sql in render_table(AGENT_EVENT_IDS, s)]
     for table in AGENT_TABLES.values():
         out += [Statement(sql) for sql in render_table(table.spec(), s)]
-        out.append(Statement(render_mv(f"{table.table}_event_ids_mv", "agent_event_ids",
-                                       _event_ids_select(table, s.local(table.table)), s)))
+        out.append(
+            Statement(
+                render_mv(
+                    f"{table.table}_event_ids_mv",
+                    "agent_event_ids",
+                    _event_ids_select(table, s.local(table.table)),
+                    s,
+                )
+            )
+        )
     return out
 
 
@@ -908,17 +927,35 @@ def _backfill(target: str, select: str, s: SchemaSettings, token: str) -> Statem
 
 
 def _m3_sessions_rollups(s: SchemaSettings) -> list[Statement]:
-    out = [Statement(sql) for t in (AGENT_SESSIONS, AGENT_USAGE_HOURLY) for sql in render_table(t, s)]
+    out = [
+        Statement(sql) for t in (AGENT_SESSIONS, AGENT_USAGE_HOURLY) for sql in render_table(t, s)
+    ]
     for table in AGENT_TABLES.values():
         select = _session_select(table.table, s.qualified(table.table))
         out.append(_backfill("agent_sessions", select, s, f"migration-3:sessions:{table.table}"))
     usage = _usage_select(s.qualified("agent_api_calls"))
     out.append(_backfill("agent_usage_hourly", usage, s, "migration-3:usage_hourly"))
     for table in AGENT_TABLES.values():
-        out.append(Statement(render_mv(f"{table.table}_sessions_mv", "agent_sessions",
-                                       _session_select(table.table, s.local(table.table)), s)))
-    out.append(Statement(render_mv("agent_api_calls_usage_hourly_mv", "agent_usage_hourly",
-                                   _usage_select(s.local("agent_api_calls")), s)))
+        out.append(
+            Statement(
+                render_mv(
+                    f"{table.table}_sessions_mv",
+                    "agent_sessions",
+                    _session_select(table.table, s.local(table.table)),
+                    s,
+                )
+            )
+        )
+    out.append(
+        Statement(
+            render_mv(
+                "agent_api_calls_usage_hourly_mv",
+                "agent_usage_hourly",
+                _usage_select(s.local("agent_api_calls")),
+                s,
+            )
+        )
+    )
     return out
 
 
@@ -973,7 +1010,7 @@ def render_migrations(settings: SchemaSettings, upto: int | None = None) -> list
     return out
 
 
-def applied_versions(client: ClickHouseClient, settings: SchemaSettings) -> dict[int, Any]:
+def applied_versions(client: Client, settings: SchemaSettings) -> dict[int, Any]:
     exists = client.query(
         "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
         parameters={"db": settings.database, "t": MIGRATIONS_TABLE},
@@ -988,7 +1025,7 @@ def applied_versions(client: ClickHouseClient, settings: SchemaSettings) -> dict
 
 
 def migrate(
-    client: ClickHouseClient, settings: SchemaSettings, target: int | None = None
+    client: Client, settings: SchemaSettings, target: int | None = None
 ) -> list[tuple[int, str]]:
     """Apply pending migrations in order (up to ``target``); returns those applied.
 
@@ -1017,7 +1054,7 @@ def migrate(
     return applied
 
 
-def status(client: ClickHouseClient, settings: SchemaSettings) -> list[tuple[int, str, Any]]:
+def status(client: Client, settings: SchemaSettings) -> list[tuple[int, str, Any]]:
     """Every known migration with its applied_at time, or None when pending."""
     done = applied_versions(client, settings)
     return [(m.version, m.name, done.get(m.version)) for m in MIGRATIONS]
@@ -1027,15 +1064,17 @@ _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 
 
 def _tables_upto(upto: int | None) -> list[Table]:
-    created = {1: RAW_TABLES, 2: (AGENT_EVENT_IDS, *(t.spec() for t in AGENT_TABLES.values())),
-               3: (AGENT_SESSIONS, AGENT_USAGE_HOURLY)}
-    return [t for version, tables in created.items() if upto is None or version <= upto
-            for t in tables]
+    created = {
+        1: RAW_TABLES,
+        2: (AGENT_EVENT_IDS, *(t.spec() for t in AGENT_TABLES.values())),
+        3: (AGENT_SESSIONS, AGENT_USAGE_HOURLY),
+    }
+    return [
+        t for version, tables in created.items() if upto is None or version <= upto for t in tables
+    ]
 
 
-def sync_ttls(
-    client: ClickHouseClient, settings: SchemaSettings, upto: int | None = None
-) -> list[str]:
+def sync_ttls(client: Client, settings: SchemaSettings, upto: int | None = None) -> list[str]:
     """ALTER the TTL of tables whose configured retention changed since they were created."""
     rows = client.query(
         "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
@@ -1079,7 +1118,7 @@ def first_keyword(sql: str) -> str:
 
 
 def run_readonly_query(
-    client: ClickHouseClient, sql: str, parameters: Mapping[str, Any] | None = None
+    client: Client, sql: str, parameters: Mapping[str, Any] | None = None
 ) -> tuple[list[str], list[Sequence[Any]]]:
     """Run one query and return (column names, rows); anything that could write is refused.
 

@@ -95,6 +95,7 @@ TOOL_RESULT_MAP: AttributeMap = {
     "tool_use_id": (am.TOOL_CALL_ID, to_str),
     "success": (am.SUCCESS, to_bool),
     "duration_ms": (am.DURATION_MS, to_float),
+    "error_type": (am.ERROR_MESSAGE, to_str),  # all there is without OTEL_LOG_TOOL_DETAILS
     "error": (am.ERROR_MESSAGE, to_str),
     "decision_type": (am.DECISION, to_str),
     "decision": (am.DECISION, to_str),

@@ -58,6 +58,7 @@ CONVERSATION_STARTS: AttributeMap = {
     "model": (am.MODEL, to_str),
 }
 
+
 def attempt_of(value: object) -> int | None:
     """Codex counts attempts from 0; agentwatch from 1."""
     attempt = to_int(value)

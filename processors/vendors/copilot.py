@@ -215,11 +215,3 @@ class CopilotCli(Copilot):
 
 CHAT_VENDOR = register(CopilotChat())
 CLI_VENDOR = register(CopilotCli())
-
-
-def collect_conversations(spans: list[tuple[Span, Attrs]], batch: SpanBatch) -> None:
-    """Fill ``batch`` with each trace's conversation id, taken from any span that has one."""
-    for span, attrs in spans:
-        conversation = to_str(attrs.get("gen_ai.conversation.id"))
-        if conversation and span.trace_id not in batch.conversation_by_trace:
-            batch.conversation_by_trace[span.trace_id] = conversation

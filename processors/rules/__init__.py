@@ -1,0 +1,1 @@
+"""Detection rule sets shipped as data (default.yaml); a package so that they are installed."""

@@ -1,0 +1,173 @@
+"""The embedded ClickHouse supervisor: start, health, restart after kill -9 with the data
+intact, clean stop, no server outliving a crashed agentwatch, and the exporter using it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.component import ExportError, Host
+from exporters.clickhouse.config import ClickHouseExporterConfig
+from exporters.clickhouse.embedded import EmbeddedClickHouse, EmbeddedStartError, http_query
+from exporters.clickhouse.exporter import ClickHouseExporter, open_store
+from tests.clickhouse_fixture import agent_record, logs_request
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll for an outcome (not a timing assertion: the deadline only bounds a hang)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedClickHouse]:
+    ch = EmbeddedClickHouse(tmp_path / "ch", stop_timeout=5.0)
+    ch.start()
+    try:
+        yield ch
+    finally:
+        ch.stop()
+
+
+def test_start_records_pid_and_stops_cleanly(server: EmbeddedClickHouse) -> None:
+    pid = server.pid
+    assert pid is not None
+    assert server.pid_file.read_text().strip() == str(pid)
+    assert server.healthy()
+    assert http_query(server.port, "SELECT version()").startswith("26.9")
+    assert server.rss_bytes() > 0
+    server.stop()
+    # KILL QUERY ended the serving query, so the child exited by itself with status 0.
+    assert server.last_exit_code == 0
+    assert pid_gone(pid)
+    assert not server.pid_file.exists()
+    assert not server.healthy()
+
+
+def test_restart_after_kill_9_keeps_data(server: EmbeddedClickHouse) -> None:
+    http_query(server.port, "CREATE TABLE default.kept (n UInt32) ENGINE = MergeTree ORDER BY n")
+    http_query(server.port, "INSERT INTO default.kept SELECT number FROM numbers(1000)")
+    old_pid, port = server.pid, server.port
+    assert old_pid is not None
+    server.watch(interval=0.2)
+    os.kill(old_pid, signal.SIGKILL)
+    wait_until(lambda: server.restarts == 1 and server.healthy(), "the supervisor's restart")
+    assert server.pid != old_pid
+    assert server.port == port  # clients keep their URL
+    assert server.pid_file.read_text().strip() == str(server.pid)
+    assert http_query(server.port, "SELECT count(), sum(n) FROM default.kept").split() == [
+        "1000",
+        str(sum(range(1000))),
+    ]
+
+
+def test_server_dies_with_a_crashed_supervisor_and_data_survives(tmp_path: Path) -> None:
+    """kill -9 of the agentwatch process: its server goes too (no orphan holding the data
+    directory) and the next start finds the committed data."""
+    root = tmp_path / "ch"
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from exporters.clickhouse.embedded import EmbeddedClickHouse, http_query
+        ch = EmbeddedClickHouse({str(root)!r})
+        ch.start()
+        http_query(ch.port, "CREATE TABLE default.t (n UInt8) ENGINE = MergeTree ORDER BY n")
+        http_query(ch.port, "INSERT INTO default.t VALUES (7)")
+        print(json.dumps({{"pid": ch.pid}}), flush=True)
+        time.sleep(600)
+    """)
+    supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert supervisor.stdout is not None
+        child_pid = json.loads(supervisor.stdout.readline())["pid"]
+        supervisor.kill()
+        supervisor.wait()
+        wait_until(lambda: pid_gone(child_pid), "the orphaned server to exit")
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    again = EmbeddedClickHouse(root, stop_timeout=5.0)
+    again.start()
+    try:
+        assert http_query(again.port, "SELECT n FROM default.t").strip() == "7"
+    finally:
+        again.stop()
+
+
+def test_refuses_a_data_directory_another_supervisor_serves(server: EmbeddedClickHouse) -> None:
+    """A second supervisor must not kill or share a server a live process is running."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from exporters.clickhouse.embedded import EmbeddedClickHouse, EmbeddedStartError
+        try:
+            EmbeddedClickHouse({str(server.root)!r}).start()
+        except EmbeddedStartError as exc:
+            print("refused:", exc)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.startswith("refused:") and str(server.pid) in out
+    assert server.healthy()
+
+
+def test_configured_port_that_is_taken_fails_with_the_log(
+    server: EmbeddedClickHouse, tmp_path: Path
+) -> None:
+    other = EmbeddedClickHouse(tmp_path / "other", port=server.port, startup_timeout=10.0)
+    with pytest.raises(EmbeddedStartError, match="did not answer"):
+        other.start()
+    assert other.pid is None
+
+
+def test_exporter_runs_its_own_embedded_server(tmp_path: Path) -> None:
+    """No endpoint: the exporter starts ClickHouse under <data_dir>/clickhouse, creates the
+    schema, stores, and a CLI command joins the running server instead of starting another."""
+    cfg = ClickHouseExporterConfig()
+    exporter = ClickHouseExporter("clickhouse", cfg)
+    exporter.start(Host(str(tmp_path)))
+    try:
+        assert exporter.embedded is not None
+        assert exporter.embedded.root == (tmp_path / "clickhouse").resolve()
+        assert exporter.ready()
+        record = agent_record(
+            "api_call", "emb-1", time.time_ns(), session_id="s", agent="gemini_cli", input_tokens=3
+        )
+        exporter.consume_logs(logs_request([record]), "emb-batch")
+        with open_store(cfg, str(tmp_path)) as client:
+            assert client.query("SELECT count() FROM api_calls").result_rows == [(1,)]
+        assert exporter.embedded is not None and exporter.embedded.healthy()
+    finally:
+        exporter.shutdown()
+    assert not exporter.ready()
+    with pytest.raises(ExportError):
+        exporter.consume_logs(logs_request([]), "after-shutdown")
+    # With nothing running, the CLI starts the server for the command and stops it again.
+    with open_store(cfg, str(tmp_path)) as client:
+        assert client.query("SELECT count() FROM agentwatch.otel_logs").result_rows == [(1,)]
+    assert not (tmp_path / "clickhouse" / "server.pid").exists()
