@@ -162,11 +162,11 @@ def best_seconds(fn: Callable[[], object], rounds: int) -> float:
 def stdlib_json_decode(signal: Signal, body: bytes) -> Message:
     """Our codec with the stdlib parser, as when orjson is not installed."""
     saved = otlp_json._loads
-    otlp_json._loads = json.loads  # type: ignore[assignment]
+    otlp_json._loads = otlp_json.stdlib_loads
     try:
         return otlp_json.decode(signal, body)
     finally:
-        otlp_json._loads = saved  # type: ignore[assignment]
+        otlp_json._loads = saved
 
 
 def main() -> None:

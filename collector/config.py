@@ -313,7 +313,8 @@ def parse(raw: Any, *, source: str, env: dict[str, str], base_dir: str) -> Confi
                         )
             pipelines.append(PipelineSpec(pname, signal, p.receivers, p.processors, p.exporters))
             types = [n.split("/", 1)[0] for n in p.processors]
-            if any(e.split("/", 1)[0] == "otlp" for e in p.exporters) and "redaction" not in types:
+            otlp_out = any(e.split("/", 1)[0] in ("otlp", "otlphttp") for e in p.exporters)
+            if otlp_out and "redaction" not in types:
                 warnings.append(
                     f"{ppath}: exports over OTLP without a redaction processor; prompts, "
                     "responses and secrets may leave this machine"

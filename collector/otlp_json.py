@@ -30,23 +30,24 @@ from google.protobuf.message import Message
 
 from collector.component import REQUEST_TYPES, Signal, Telemetry
 
-try:  # orjson parses twice and writes ~15x faster than the stdlib; json is the fallback
+
+def stdlib_loads(body: bytes | bytearray | str) -> Any:
+    return json.loads(body)
+
+
+def stdlib_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_loads: Callable[[bytes | bytearray | str], Any] = stdlib_loads
+_dumps: Callable[[Any], bytes] = stdlib_dumps
+try:  # orjson writes ~15x and parses ~2x faster than the stdlib; the stdlib is the fallback
     import orjson
 
-    def _loads(body: bytes | bytearray | str) -> Any:
-        return orjson.loads(body)
-
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
-
-except ImportError:  # pragma: no cover - exercised only where orjson is not installed
-
-    def _loads(body: bytes | bytearray | str) -> Any:
-        return json.loads(body)
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
+    _loads = orjson.loads
+    _dumps = orjson.dumps
+except ImportError:  # pragma: no cover - where orjson is not installed
+    pass
 
 __all__ = ["OtlpJsonError", "decode", "decode_message", "encode", "encode_dict"]
 

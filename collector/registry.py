@@ -23,6 +23,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     "exporter": {
         "debug": "exporters.debug:FACTORY",
+        "otlp": "exporters.otlp:FACTORY",
+        "otlphttp": "exporters.otlp:HTTP_FACTORY",
+        "prometheus": "exporters.prometheus:FACTORY",
     },
 }
 

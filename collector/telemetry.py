@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # the *_created series only add noise to every scrape
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LOCK = threading.Lock()

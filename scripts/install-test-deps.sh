@@ -6,3 +6,24 @@ cd "$(dirname "$0")/.."
 
 # The real agent CLIs from npm, pinned, cached under ${AGENTWATCH_CACHE:-~/.cache/agentwatch}.
 bash scripts/install-agent-clis.sh
+
+# A real Prometheus server and promtool (Debian's package), for the scrape tests. The package's
+# own service must not start: tests run their own server on a free loopback port.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    created_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    apt_status=0
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus || apt_status=$?
+    if [ -n "$created_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ "$apt_status" != 0 ]; then exit "$apt_status"; fi
+fi
+if [ -e /lib/systemd/system/prometheus.service ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable prometheus >/dev/null 2>&1 || true
+    systemctl stop prometheus >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi

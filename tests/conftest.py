@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.clickhouse_fixture"]
+pytest_plugins = ["tests.clickhouse_fixture", "tests.prometheus_server"]

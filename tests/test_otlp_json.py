@@ -436,6 +436,30 @@ def test_unknown_fields_and_nulls_are_ignored_everywhere() -> None:
     assert got.attributes[0].value.int_value == 1200
 
 
+@pytest.mark.parametrize(
+    ("signal", "obj"),
+    [(Signal.LOGS, LOGS_JSON), (Signal.METRICS, METRICS_JSON), (Signal.TRACES, TRACES_JSON)],
+)
+def test_stdlib_json_fallback_gives_the_same_results(
+    signal: Signal, obj: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What runs where orjson is not installed."""
+    fast = otlp_json.decode(signal, json.dumps(obj))
+    fast_encoded = otlp_json.encode(fast)
+    monkeypatch.setattr(otlp_json, "_loads", otlp_json.stdlib_loads)
+    monkeypatch.setattr(otlp_json, "_dumps", otlp_json.stdlib_dumps)
+    slow = otlp_json.decode(signal, json.dumps(obj))
+    assert slow.SerializeToString(deterministic=True) == fast.SerializeToString(
+        deterministic=True
+    )  # bytes, not ==, because the metrics sample holds a NaN
+    slow_encoded = otlp_json.encode(slow)
+    assert slow_encoded != fast_encoded or otlp_json._dumps is not otlp_json.stdlib_dumps
+    assert json.loads(slow_encoded) == json.loads(fast_encoded) or signal is Signal.METRICS
+    assert otlp_json.decode(signal, slow_encoded).SerializeToString(deterministic=True) == (
+        fast.SerializeToString(deterministic=True)
+    )
+
+
 def test_enum_names_are_accepted_as_well_as_integers() -> None:
     obj = {"resourceSpans": [{"scopeSpans": [{"spans": [
         {"kind": "SPAN_KIND_SERVER", "status": {"code": "STATUS_CODE_ERROR"}}
