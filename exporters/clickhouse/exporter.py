@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.external import ExternalData
 
 from collector import telemetry
 from collector.component import (
@@ -102,6 +103,10 @@ def classify(exc: BaseException, what: str) -> ExportError:
     if isinstance(exc, (TypeError, ValueError, OverflowError, UnicodeError)):
         return PermanentExportError(f"{what}: cannot serialise the batch: {exc!r}")
     return ExportError(f"{what}: {exc!r}")
+
+
+def _tsv_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 def connect(cfg: ClickHouseExporterConfig, url: str, database: str | None = None) -> Client:
@@ -317,13 +322,21 @@ class ClickHouseExporter(Exporter):
             self._insert(client, to_insert, token)
 
     def _stored_event_ids(self, client: Client, event_ids: list[str]) -> set[str]:
+        """Which of these ids are already stored. The ids travel as external data (a file in
+        the request), not as a query parameter, which ClickHouse caps in size."""
         if not event_ids:
             return set()
+        ids = ExternalData(
+            file_name="batch_event_ids",
+            data="\n".join(_tsv_escape(event_id) for event_id in event_ids).encode(),
+            fmt="TabSeparated",
+            structure=["event_id String"],
+        )
         try:
             result = client.query(
                 f"SELECT event_id FROM {self.settings.qualified('agent_event_ids')} "
-                "WHERE event_id IN {ids:Array(String)}",
-                parameters={"ids": event_ids},
+                "WHERE event_id IN (SELECT event_id FROM batch_event_ids)",
+                external_data=ids,
             )
         except Exception as exc:
             raise classify(exc, "look up stored agent events") from exc
