@@ -112,8 +112,12 @@ def _api_request(i: int, now: int) -> LogRecord:
         _kv(am.DURATION_MS, 2315.0),
         _kv(am.STATUS, "ok"),
     ]
-    return LogRecord(time_unix_nano=now + i * 1000, observed_time_unix_nano=now + i * 1000,
-                     body=AnyValue(string_value="claude_code.api_request"), attributes=attrs)
+    return LogRecord(
+        time_unix_nano=now + i * 1000,
+        observed_time_unix_nano=now + i * 1000,
+        body=AnyValue(string_value="claude_code.api_request"),
+        attributes=attrs,
+    )
 
 
 def _tool_result(i: int, now: int) -> LogRecord:
@@ -137,23 +141,42 @@ def _tool_result(i: int, now: int) -> LogRecord:
         _kv(am.TOOL_ARGUMENTS, parameters),
         _kv(am.TOOL_OUTPUT_SIZE, 2048),
     ]
-    return LogRecord(time_unix_nano=now + i * 1000, observed_time_unix_nano=now + i * 1000,
-                     body=AnyValue(string_value="claude_code.tool_result"), attributes=attrs)
+    return LogRecord(
+        time_unix_nano=now + i * 1000,
+        observed_time_unix_nano=now + i * 1000,
+        body=AnyValue(string_value="claude_code.tool_result"),
+        attributes=attrs,
+    )
 
 
 def make_batches(records: int, batch: int, first: int = 0) -> list[LogsData]:
     """Requests of ``batch`` records, alternating api_request and tool_result events."""
     now = time.time_ns() - 3600 * 10**9
-    resource = Resource(attributes=[_kv("service.name", "claude-code"),
-                                    _kv("service.version", "2.1.283"), _kv("team", "platform"),
-                                    _kv("host.arch", "arm64"), _kv("os.type", "darwin")])
+    resource = Resource(
+        attributes=[
+            _kv("service.name", "claude-code"),
+            _kv("service.version", "2.1.283"),
+            _kv("team", "platform"),
+            _kv("host.arch", "arm64"),
+            _kv("os.type", "darwin"),
+        ]
+    )
     scope = InstrumentationScope(name="com.anthropic.claude_code.events", version="2.1.283")
     out = []
     for start in range(first, first + records, batch):
-        logs = [(_api_request if i % 2 == 0 else _tool_result)(i, now)
-                for i in range(start, min(start + batch, first + records))]
-        out.append(LogsData(resource_logs=[ResourceLogs(
-            resource=resource, scope_logs=[ScopeLogs(scope=scope, log_records=logs)])]))
+        logs = [
+            (_api_request if i % 2 == 0 else _tool_result)(i, now)
+            for i in range(start, min(start + batch, first + records))
+        ]
+        out.append(
+            LogsData(
+                resource_logs=[
+                    ResourceLogs(
+                        resource=resource, scope_logs=[ScopeLogs(scope=scope, log_records=logs)]
+                    )
+                ]
+            )
+        )
     return out
 
 
@@ -194,11 +217,15 @@ def main() -> None:
 
             # 2. clickhouse-connect insert alone (raw table, ready-made columns).
             def insert(table_rows: rows.TableRows, token: str) -> None:
-                client.insert(table=table_rows.table, data=table_rows.columns,
-                              column_names=table_rows.names,
-                              column_type_names=table_rows.types, column_oriented=True,
-                              database="bench",
-                              settings={**settings, "insert_deduplication_token": token})
+                client.insert(
+                    table=table_rows.table,
+                    data=table_rows.columns,
+                    column_names=table_rows.names,
+                    column_type_names=table_rows.types,
+                    column_oriented=True,
+                    database="bench",
+                    settings={**settings, "insert_deduplication_token": token},
+                )
 
             insert(rows.convert_logs(warm[0]).raw[0], "warm")
             began = time.perf_counter()
@@ -220,7 +247,8 @@ def main() -> None:
             stored = client.query("SELECT count() FROM bench_exporter.otel_logs").result_rows[0][0]
             agent = client.query(
                 "SELECT (SELECT count() FROM bench_exporter.agent_api_calls) + "
-                "(SELECT count() FROM bench_exporter.agent_tool_calls)").result_rows[0][0]
+                "(SELECT count() FROM bench_exporter.agent_tool_calls)"
+            ).result_rows[0][0]
             exporter.shutdown()
             loaded_rss = rss_mb(server.pid)
             client.close()

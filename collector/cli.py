@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import sys
+from typing import Any
 
 from collector import __version__
 from collector.config import DEFAULT_CONFIG, Config, ConfigError, load
@@ -82,6 +83,94 @@ def cmd_pricing_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from processors import detections
+
+    try:
+        report = detections.test_rules(args.rules_file, args.events_file)
+    except (OSError, ValueError) as exc:
+        print(f"agentwatch: {exc}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _store_config(cfg: Config, exporter: str | None) -> tuple[Any, str] | None:
+    """The ClickHouse exporter config a store command works on, and the data directory."""
+    names = [n for n, spec in cfg.exporters.items() if spec.factory.type_name == "clickhouse"]
+    if exporter is not None:
+        names = [n for n in names if n == exporter]
+    if len(names) != 1:
+        which = f"'{exporter}'" if exporter else "one"
+        print(
+            f"agentwatch: the configuration must have {which} clickhouse exporter "
+            f"(found: {', '.join(names) or 'none'}); choose with --exporter",
+            file=sys.stderr,
+        )
+        return None
+    return cfg.exporters[names[0]].config, cfg.service.data_dir
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from exporters.clickhouse import schema
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    with open_store(ch_cfg, data_dir) as client:
+        settings = ch_cfg.schema_settings()
+        if args.db_command == "migrate":
+            applied = schema.migrate(client, settings)
+            for version, name in applied:
+                print(f"applied {version:>4}  {name}")
+            print(f"schema is at version {schema.LATEST_VERSION}")
+            return 0
+        for version, name, applied_at in schema.status(client, settings):
+            print(f"{version:>4}  {name:<40} {applied_at or 'pending'}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from exporters.clickhouse import schema
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            columns, rows = schema.run_readonly_query(client, args.sql)
+    except schema.ReadOnlyQueryError as exc:
+        print(f"agentwatch: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the server's own message is the useful part
+        print(f"agentwatch: query failed: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in r] for r in rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+        for n, row in enumerate(cells):
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+            if n == 0:
+                print("  ".join("-" * w for w in widths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentwatch",
@@ -101,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser(
+        "query", help="run read-only SQL against the configured store and print the result"
+    )
+    p.add_argument("sql", help='e.g. "SELECT agent, sum(cost_usd) FROM api_calls GROUP BY agent"')
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("db", help="schema management of the ClickHouse store")
+    dsub = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    for name, text in (("migrate", "apply pending migrations"), ("status", "list migrations")):
+        p = dsub.add_parser(name, help=text)
+        p.add_argument("-c", "--config", help=config_help)
+        p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+        p.set_defaults(func=cmd_db)
+
     p = sub.add_parser("pricing", help="price book tools")
     psub = p.add_subparsers(dest="pricing_command", required=True, metavar="SUBCOMMAND")
     p = psub.add_parser(
@@ -113,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="source package version to record")
     p.add_argument("-o", "--output", help="write here instead of stdout")
     p.set_defaults(func=cmd_pricing_import)
+
+    p = sub.add_parser("rules", help="security detection rule tools")
+    rsub = p.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
+    p = rsub.add_parser(
+        "test",
+        help="run a rule file over sample events (JSON lines) and print what matched; exit 1 "
+        "when an event's _expect list is not met (docs/detections.md)",
+    )
+    p.add_argument("rules_file", help="rule file (YAML), e.g. processors/rules/default.yaml")
+    p.add_argument("events_file", help="sample events, one JSON object of attributes per line")
+    p.set_defaults(func=cmd_rules_test)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

@@ -22,6 +22,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "redaction": "processors.redaction:FACTORY",
     },
     "exporter": {
+        "clickhouse": "exporters.clickhouse:FACTORY",
         "debug": "exporters.debug:FACTORY",
         "otlp": "exporters.otlp:FACTORY",
         "otlphttp": "exporters.otlp:HTTP_FACTORY",

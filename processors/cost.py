@@ -36,7 +36,7 @@ from processors import pricing
 
 log = logging.getLogger("agentwatch.processor.cost")
 
-COST_SOURCE = am.P + "cost_source"
+COST_SOURCE = am.COST_SOURCE
 """Which figure ``agentwatch.cost_usd`` holds: ``computed`` or ``reported``."""
 
 MAX_MODEL_LABELS = 256

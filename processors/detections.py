@@ -42,7 +42,7 @@ from processors.secrets import PatternFileError, SecretScrubber, truncate
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules") / "default.yaml"
 SCOPE_NAME = "agentwatch.detections"
 EVENT_NAME = "agentwatch.detection"
-SOURCE_EVENT_ID = am.P + "source_event_id"
+SOURCE_EVENT_ID = am.SOURCE_EVENT_ID
 """The ``agentwatch.event_id`` of the record a detection was raised on (proposed model key)."""
 
 DETECTIONS = telemetry.counter(

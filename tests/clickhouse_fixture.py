@@ -80,10 +80,19 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embe
         yield server
     finally:
         server.stop()
-        if pid is not None:  # belt and braces: never leave a 300 MB server behind
+        # Belt and braces: never leave a 300 MB server behind, but only kill that pid while
+        # it is still our server (a pid can be reused once the process is gone).
+        if pid is not None and str(server.root).encode() in _cmdline(pid):
             with contextlib.suppress(ProcessLookupError, ChildProcessError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from collector.component import ExportError, Host
+from exporters.clickhouse import schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse, EmbeddedStartError, http_query
 from exporters.clickhouse.exporter import ClickHouseExporter, open_store
@@ -79,10 +81,15 @@ def test_restart_after_kill_9_keeps_data(server: EmbeddedClickHouse) -> None:
     assert server.pid != old_pid
     assert server.port == port  # clients keep their URL
     assert server.pid_file.read_text().strip() == str(server.pid)
+    restarted = server.pid
     assert http_query(server.port, "SELECT count(), sum(n) FROM default.kept").split() == [
         "1000",
         str(sum(range(1000))),
     ]
+    # The server the watcher started is still stopped cleanly (not killed with its thread).
+    server.stop()
+    assert server.last_exit_code == 0
+    assert restarted is not None and pid_gone(restarted)
 
 
 def test_server_dies_with_a_crashed_supervisor_and_data_survives(tmp_path: Path) -> None:
@@ -171,3 +178,32 @@ def test_exporter_runs_its_own_embedded_server(tmp_path: Path) -> None:
     with open_store(cfg, str(tmp_path)) as client:
         assert client.query("SELECT count() FROM agentwatch.otel_logs").result_rows == [(1,)]
     assert not (tmp_path / "clickhouse" / "server.pid").exists()
+
+
+def test_server_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    """The parent-death signal follows the spawning thread, so spawns happen on the
+    supervisor's own thread: starting from a worker thread that then ends is safe."""
+    ch = EmbeddedClickHouse(tmp_path / "ch", stop_timeout=5.0)
+    starter = threading.Thread(target=ch.start)
+    starter.start()
+    starter.join()
+    try:
+        assert http_query(ch.port, "SELECT 1").strip() == "1"
+    finally:
+        ch.stop()
+    assert ch.last_exit_code == 0  # stopped by us, not killed with the starting thread
+
+
+def test_cli_commands_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    """`db status`, `db migrate` and `query` on a machine where nothing ran yet."""
+    cfg = ClickHouseExporterConfig()
+    settings = cfg.schema_settings()
+    with open_store(cfg, str(tmp_path)) as client:
+        assert [at for _, _, at in schema.status(client, settings)] == [None] * len(
+            schema.MIGRATIONS
+        )
+        assert len(schema.migrate(client, settings)) == len(schema.MIGRATIONS)
+    with open_store(cfg, str(tmp_path)) as client:
+        assert client.database == "agentwatch"
+        columns, result = schema.run_readonly_query(client, "SELECT count() FROM sessions")
+        assert (columns, result) == (["count()"], [(0,)])

@@ -4,7 +4,8 @@ chdb is clickhouse-local in a Python extension. It can listen on the real ClickH
 protocol while one long query runs, so agentwatch talks to it with exactly the same
 clickhouse-connect code it uses against a production server. Only one such server fits in a
 Python process and it blocks the calling thread, hence a child process that this module both
-implements (``python embedded.py --root DIR --tag TAG``) and supervises (``EmbeddedClickHouse``).
+implements (``python embedded.py --root DIR --tag TAG``) and supervises
+(``EmbeddedClickHouse``).
 
 This file imports only the standard library at module level so the child starts fast and can
 be run as a plain script without importing the agentwatch packages.
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import queue
 import secrets
 import signal
 import socket
@@ -26,7 +28,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 LISTEN_HOST = "127.0.0.1"
 # The long query that keeps the HTTP listener alive. Its alias carries a per-start tag so the
@@ -46,7 +51,6 @@ CONFIG_XML = """<clickhouse>
     <listen_host>{host}</listen_host>
     <http_port>{port}</http_port>
     <timezone>UTC</timezone>
-    <shutdown_wait_unfinished>0</shutdown_wait_unfinished>
 </clickhouse>
 """
 PID_FILE = "server.pid"
@@ -117,6 +121,10 @@ class EmbeddedClickHouse:
 
     ``root`` holds ``config.xml``, ``server.pid``, ``server.log`` and the ClickHouse data under
     ``root/data``; data survives restarts and ``kill -9``.
+
+    Every spawn and stop runs on one supervisor thread that lives until ``stop()`` is done:
+    Linux delivers the child's parent-death signal when the *thread* that spawned it ends, so
+    spawning from a caller's short-lived thread would kill the server with that thread.
     """
 
     def __init__(
@@ -139,10 +147,9 @@ class EmbeddedClickHouse:
         """Exit status of the last stopped child: 0 after a clean stop."""
         self._process: subprocess.Popen[bytes] | None = None
         self._tag = ""
-        self._lock = threading.RLock()
-        self._watch_stop = threading.Event()
-        self._watcher: threading.Thread | None = None
-        self._stopping = False
+        self._inbox: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._watch_interval: float | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -158,31 +165,91 @@ class EmbeddedClickHouse:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        process = self._process
+        return process.pid if process is not None else None
 
     @property
     def url(self) -> str:
         return f"http://{LISTEN_HOST}:{self.port}"
 
+    # --- public operations, each run on the supervisor thread ------------------------------
+
     def start(self) -> None:
-        """Start the child and wait until ``SELECT 1`` answers; raise EmbeddedStartError if not."""
-        with self._lock:
-            self._stopping = False
-            if self._process is not None and self._process.poll() is None:
+        """Start the child and wait until it answers; raise EmbeddedStartError if it does not."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._supervise, name="clickhouse-embedded", daemon=True
+            )
+            self._thread.start()
+        self._call(self._start)
+
+    def ensure_running(self) -> bool:
+        """Restart the child if it died or stopped answering; True if a restart happened."""
+        return bool(self._call(self._ensure_running))
+
+    def watch(self, interval: float = 2.0) -> None:
+        """Check health every ``interval`` seconds and restart the server after a crash."""
+        self._watch_interval = interval
+        self._call(lambda: None)  # wake the supervisor so it picks up the interval
+
+    def stop(self) -> None:
+        """Cancel the serving query (clean shutdown), then terminate, then kill after a timeout."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._watch_interval = None
+        self._call(self._stop)
+        self._inbox.put(None)
+        thread.join(timeout=self.stop_timeout)
+        self._thread = None
+
+    def healthy(self) -> bool:
+        """The child is alive and answers a query."""
+        process = self._process
+        return process is not None and process.poll() is None and ping(self.port, tag=self._tag)
+
+    def _call(self, operation: Callable[[], Any]) -> Any:
+        if self._thread is None:
+            raise RuntimeError("embedded ClickHouse is not started")
+        future: Future[Any] = Future()
+        self._inbox.put((operation, future))
+        return future.result()
+
+    def _supervise(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get(timeout=self._watch_interval)
+            except queue.Empty:
+                if self._watch_interval is not None:
+                    with contextlib.suppress(EmbeddedStartError):
+                        self._ensure_running()
+                continue
+            if item is None:
                 return
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.data_dir.mkdir(exist_ok=True)
-            self._reap_orphan()
-            attempts = 1 if self.configured_port else 3
-            error: EmbeddedStartError | None = None
-            for _ in range(attempts):
-                try:
-                    self._spawn_and_wait()
-                    return
-                except EmbeddedStartError as exc:  # a free port may have been taken meanwhile
-                    error = exc
-            assert error is not None
-            raise error
+            operation, future = item
+            try:
+                future.set_result(operation())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+    # --- the work itself (supervisor thread only) ------------------------------------------
+
+    def _start(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        self._reap_orphan()
+        attempts = 1 if self.configured_port else 3
+        error: EmbeddedStartError | None = None
+        for _ in range(attempts):
+            try:
+                self._spawn_and_wait()
+                return
+            except EmbeddedStartError as exc:  # a free port may have been taken meanwhile
+                error = exc
+        assert error is not None
+        raise error
 
     def _spawn_and_wait(self) -> None:
         self.port = self.configured_port or free_port()
@@ -190,7 +257,7 @@ class EmbeddedClickHouse:
         (self.root / "config.xml").write_text(CONFIG_XML.format(host=LISTEN_HOST, port=self.port))
         began = time.monotonic()
         with open(self.log_file, "ab") as log:
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 [
                     self.python,
                     str(Path(__file__).resolve()),
@@ -198,6 +265,8 @@ class EmbeddedClickHouse:
                     str(self.root),
                     "--tag",
                     self._tag,
+                    "--parent",
+                    str(os.getpid()),
                 ],
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
@@ -205,11 +274,10 @@ class EmbeddedClickHouse:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.pid_file.write_text(f"{self._process.pid}\n")
+        self._process = process
+        self.pid_file.write_text(f"{process.pid}\n")
         deadline = began + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
+        while time.monotonic() < deadline and process.poll() is None:
             if ping(self.port, tag=self._tag):
                 self.startup_seconds = time.monotonic() - began
                 return
@@ -250,69 +318,39 @@ class EmbeddedClickHouse:
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
 
-    def healthy(self) -> bool:
-        """The child is alive and answers a query."""
+    def _ensure_running(self) -> bool:
+        if self.healthy():
+            return False
+        self._kill_child()
+        self.configured_port = self.configured_port or self.port  # keep the URL clients use
+        self._start()
+        self.restarts += 1
+        return True
+
+    def _stop(self) -> None:
         process = self._process
-        return process is not None and process.poll() is None and ping(self.port, tag=self._tag)
-
-    def ensure_running(self) -> bool:
-        """Restart the child if it died or stopped answering; True if a restart happened."""
-        with self._lock:
-            if self._stopping:
-                return False
-            if self.healthy():
-                return False
-            self._kill_child()
-            self.configured_port = self.configured_port or self.port  # keep the URL clients use
-            self.start()
-            self.restarts += 1
-            return True
-
-    def watch(self, interval: float = 2.0) -> None:
-        """Supervise in a daemon thread: restart on crash until stop()."""
-        if self._watcher is not None:
+        if process is None:
             return
-        self._watch_stop.clear()
-
-        def loop() -> None:
-            while not self._watch_stop.wait(interval):
-                with contextlib.suppress(EmbeddedStartError):
-                    self.ensure_running()
-
-        self._watcher = threading.Thread(target=loop, name="clickhouse-embedded-watch", daemon=True)
-        self._watcher.start()
-
-    def stop(self) -> None:
-        """Cancel the serving query (clean shutdown), then terminate, then kill after a timeout."""
-        self._stopping = True
-        self._watch_stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=self.stop_timeout)
-            self._watcher = None
-        with self._lock:
-            process = self._process
-            if process is None:
-                return
-            if process.poll() is None:
-                with contextlib.suppress(OSError, urllib.error.URLError):
-                    http_query(
-                        self.port,
-                        f"KILL QUERY WHERE position(query, '{SERVE_MARKER}_{self._tag} ') > 0 "
-                        "AND query NOT LIKE '%KILL QUERY%' SYNC",
-                        timeout=self.stop_timeout,
-                    )
+        if process.poll() is None:
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                http_query(
+                    self.port,
+                    f"KILL QUERY WHERE position(query, '{SERVE_MARKER}_{self._tag} ') > 0 "
+                    "AND query NOT LIKE '%KILL QUERY%' SYNC",
+                    timeout=self.stop_timeout,
+                )
+            try:
+                process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.terminate()
                 try:
                     process.wait(timeout=self.stop_timeout)
                 except subprocess.TimeoutExpired:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=self.stop_timeout)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
-            self.last_exit_code = process.returncode
-            self._process = None
-            self.pid_file.unlink(missing_ok=True)
+                    process.kill()
+                    process.wait()
+        self.last_exit_code = process.returncode
+        self._process = None
+        self.pid_file.unlink(missing_ok=True)
 
     def _kill_child(self) -> None:
         process = self._process
@@ -342,11 +380,11 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def serve(root: Path, tag: str) -> int:
+def serve(root: Path, tag: str, parent: int) -> int:
     """Child side: serve HTTP from ``root/config.xml`` until the serving query is killed."""
     os.chdir(root)  # clickhouse-local reads ./config.xml
     _die_with_parent()
-    if os.getppid() == 1:  # parent already gone before prctl took effect
+    if parent and os.getppid() != parent:  # the parent died before prctl took effect
         return 1
     import chdb._chdb as chdb_native  # heavy: imported only in the child
 
@@ -365,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one embedded ClickHouse HTTP server.")
     parser.add_argument("--root", required=True, help="directory holding config.xml and data/")
     parser.add_argument("--tag", required=True, help="identifies this server's serving query")
+    parser.add_argument("--parent", type=int, default=0, help="pid of the supervisor")
     args = parser.parse_args(argv)
-    return serve(Path(args.root), args.tag)
+    return serve(Path(args.root), args.tag, args.parent)
 
 
 if __name__ == "__main__":

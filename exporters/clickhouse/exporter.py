@@ -37,7 +37,6 @@ from collector.component import (
     LogsData,
     MetricsData,
     PermanentExportError,
-    Signal,
     TracesData,
 )
 from exporters.clickhouse import rows, schema
@@ -109,11 +108,11 @@ def _tsv_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def connect(cfg: ClickHouseExporterConfig, url: str, database: str | None = None) -> Client:
+def connect(cfg: ClickHouseExporterConfig, url: str) -> Client:
     """A clickhouse-connect client for ``url`` with the config's credentials, TLS and timeouts.
 
-    Without ``database`` the client has no default database, so it works before migrations
-    create one; the exporter always qualifies table names.
+    The client has no default database, so it works before migrations create one; the
+    exporter always qualifies table names.
     """
     parts = urlsplit(url)
     secure = parts.scheme == "https"
@@ -139,8 +138,6 @@ def connect(cfg: ClickHouseExporterConfig, url: str, database: str | None = None
         if cfg.tls.cert_file:
             kwargs["client_cert"] = cfg.tls.cert_file
             kwargs["client_cert_key"] = cfg.tls.key_file
-    if database:
-        kwargs["database"] = database
     return clickhouse_connect.get_client(**kwargs)
 
 
@@ -162,13 +159,12 @@ def running_embedded_url(root: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def open_store(
-    cfg: ClickHouseExporterConfig, data_dir: str, database: bool = True
-) -> Iterator[Client]:
+def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]:
     """A client for CLI commands (``db migrate|status``, ``query``) on the configured store.
 
     With no endpoint it joins the embedded server of a running ``agentwatch serve`` or, if
-    none runs, starts one for the duration of the block.
+    none runs, starts one for the duration of the block. The client's default database is
+    the configured one once it exists, so ``SELECT * FROM api_calls`` works unqualified.
     """
     server: EmbeddedClickHouse | None = None
     url = cfg.endpoint
@@ -182,8 +178,14 @@ def open_store(
             server.start()
             url = server.url
     try:
-        client = connect(cfg, url, cfg.database if database else None)
+        client = connect(cfg, url)
         try:
+            exists = client.query(
+                "SELECT count() FROM system.databases WHERE name = {db:String}",
+                parameters={"db": cfg.database},
+            ).result_rows[0][0]
+            if exists:
+                client.database = cfg.database
             yield client
         finally:
             client.close()
@@ -202,6 +204,7 @@ class ClickHouseExporter(Exporter):
         self._client: Client | None = None
         self._schema_ready = not config.schema_enabled
         self._lock = threading.Lock()
+        self._schema_lock = threading.Lock()
         self._insert_settings = schema.insert_settings(self.settings)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -261,13 +264,15 @@ class ClickHouseExporter(Exporter):
     def _ensure_ready(self) -> Client:
         client = self._get_client()
         if not self._schema_ready:
-            try:
-                applied = schema.migrate(client, self.settings)
-            except Exception as exc:
-                raise classify(exc, "create schema") from exc
-            if applied:
-                log.info("%s: applied migrations %s", self.name, applied)
-            self._schema_ready = True
+            with self._schema_lock:  # one queue worker per signal may call at the same time
+                if not self._schema_ready:
+                    try:
+                        applied = schema.migrate(client, self.settings)
+                    except Exception as exc:
+                        raise classify(exc, "create schema") from exc
+                    if applied:
+                        log.info("%s: applied migrations %s", self.name, applied)
+                    self._schema_ready = True
         if self.embedded is not None:
             EMBEDDED_RESTARTS.labels(self.name).set(self.embedded.restarts)
         return client
@@ -275,13 +280,13 @@ class ClickHouseExporter(Exporter):
     # --- export ---------------------------------------------------------------------------
 
     def consume_logs(self, data: LogsData, batch_id: str) -> None:
-        self._store(Signal.LOGS, self._convert(rows.convert_logs, data), batch_id)
+        self._store(self._convert(rows.convert_logs, data), batch_id)
 
     def consume_traces(self, data: TracesData, batch_id: str) -> None:
-        self._store(Signal.TRACES, self._convert(rows.convert_traces, data), batch_id)
+        self._store(self._convert(rows.convert_traces, data), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
-        self._store(Signal.METRICS, self._convert(rows.convert_metrics, data), batch_id)
+        self._store(self._convert(rows.convert_metrics, data), batch_id)
 
     def _convert(self, convert: Any, data: Any) -> rows.Batch:
         try:
@@ -292,7 +297,7 @@ class ClickHouseExporter(Exporter):
             INVALID_VALUES.labels(self.name).inc(batch.invalid_values)
         return batch
 
-    def _store(self, signal: Signal, batch: rows.Batch, batch_id: str) -> None:
+    def _store(self, batch: rows.Batch, batch_id: str) -> None:
         client = self._ensure_ready()
         for table_rows in batch.raw:
             self._insert(client, table_rows, f"{batch_id}:{table_rows.table}")

@@ -52,7 +52,7 @@ class Column:
     """``DEFAULT ...``/``MATERIALIZED ...`` for derived columns (they are not inserted)."""
 
     def ddl(self) -> str:
-        parts = [quote(self.name) if "." not in self.name else self.name, self.type]
+        parts = [quote(self.name), self.type]
         if self.expression:
             parts.append(self.expression)
         if self.codec:

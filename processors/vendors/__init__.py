@@ -29,17 +29,10 @@ Attrs = dict[str, Any]
 
 Scalar = str | bool | int | float
 
-# --- keys proposed for collector/agent_model.py (kept here until the lead adds them) --------
-TOOL_PHASE = am.P + "tool_phase"
-"""``decision`` (a permission decision, nothing ran yet) or ``result`` (the tool finished or
-was refused for good). One tool call may produce both records; they share ``tool_call_id``."""
-USER_DISPLAY_NAME = am.P + "user_display_name"
-"""Display name from the identity directory."""
-DERIVED_FROM = am.P + "derived_from"
-"""Set on records agentwatch made itself (``metrics``), never on what an agent sent."""
-API_USAGE = "api_usage"
-"""Event type of token/cost totals an agent reported only as metrics over one export interval
-(not one call each). The agent tables use them for sessions that have no ``api_call`` events."""
+TOOL_PHASE = am.TOOL_PHASE
+USER_DISPLAY_NAME = am.USER_DISPLAY_NAME
+DERIVED_FROM = am.DERIVED_FROM
+API_USAGE = am.EventType.API_USAGE.value
 
 DERIVED_SCOPE = "agentwatch.normalize"
 """Instrumentation scope of everything the normalize processor derives; it skips this scope

@@ -1,0 +1,97 @@
+{{- define "agentwatch.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "agentwatch.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The headless Service; also the StatefulSet's serviceName, which gives pods their DNS names. */}}
+{{- define "agentwatch.headlessName" -}}
+{{- printf "%s-headless" (include "agentwatch.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "agentwatch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "agentwatch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "agentwatch.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "agentwatch.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The chart's own Secret: the ClickHouse password (if given) and the generated user hash key. */}}
+{{- define "agentwatch.secretName" -}}
+{{- include "agentwatch.fullname" . }}
+{{- end }}
+
+{{- define "agentwatch.clickhousePasswordSecret" -}}
+{{- if .Values.clickhouse.existingSecret }}
+{{- .Values.clickhouse.existingSecret }}
+{{- else if .Values.clickhouse.password }}
+{{- include "agentwatch.secretName" . }}
+{{- end }}
+{{- end }}
+
+{{- define "agentwatch.userHashKeySecret" -}}
+{{- default (include "agentwatch.secretName" .) .Values.userHashKey.existingSecret }}
+{{- end }}
+
+{{/*
+config.service.shutdown_timeout in whole seconds (rounded up), written as agentwatch accepts it:
+a number of seconds or a number with ms, s, m, h or d. Default 15 as in agentwatch.
+*/}}
+{{- define "agentwatch.shutdownSeconds" -}}
+{{- $raw := toString (dig "service" "shutdown_timeout" "15" .Values.config) | trim }}
+{{- $match := regexFind "^[0-9]+(\\.[0-9]+)?" $raw }}
+{{- if not $match }}
+{{- fail (printf "config.service.shutdown_timeout: %q is not a duration such as 20s" $raw) }}
+{{- end }}
+{{- $unit := trimPrefix $match $raw | trim }}
+{{- $factors := dict "" 1.0 "s" 1.0 "ms" 0.001 "m" 60.0 "h" 3600.0 "d" 86400.0 }}
+{{- if not (hasKey $factors $unit) }}
+{{- fail (printf "config.service.shutdown_timeout: unknown unit %q in %q" $unit $raw) }}
+{{- end }}
+{{- mulf (float64 $match) (get $factors $unit) | ceil | int }}
+{{- end }}
+
+{{/* SIGTERM drains queues for up to shutdown_timeout; the kubelet must wait longer than that. */}}
+{{- define "agentwatch.terminationGracePeriod" -}}
+{{- $shutdown := include "agentwatch.shutdownSeconds" . | int }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $shutdown 10 }}
+{{- else }}
+{{- $grace := .Values.terminationGracePeriodSeconds | int }}
+{{- if le $grace $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than config.service.shutdown_timeout (%ds), or the pod is killed before its queues drain" $grace $shutdown) }}
+{{- end }}
+{{- $grace }}
+{{- end }}
+{{- end }}
+
+{{- define "agentwatch.validate" -}}
+{{- if and .Values.clickhouse.embedded .Values.clickhouse.endpoint }}
+{{- fail "clickhouse: set either endpoint (an external ClickHouse) or embedded=true, not both" }}
+{{- end }}
+{{- if and (not .Values.clickhouse.embedded) (not .Values.clickhouse.endpoint) }}
+{{- fail "clickhouse.endpoint is required: your ClickHouse's HTTP URL, e.g. http://clickhouse:8123 (or clickhouse.embedded=true for a single-replica trial)" }}
+{{- end }}
+{{- if and .Values.clickhouse.embedded (gt (int .Values.replicaCount) 1) }}
+{{- fail "clickhouse.embedded runs one database per pod: use replicaCount=1, or an external ClickHouse" }}
+{{- end }}
+{{- if and .Values.clickhouse.existingSecret .Values.clickhouse.password }}
+{{- fail "clickhouse: set either existingSecret or password, not both" }}
+{{- end }}
+{{- end }}
