@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/agentwatch serve $(if $(CONFIG),-c $(CONFIG))
 
-## test: install everything the tests need and run the whole suite
+## test: install everything the tests need, run the whole suite, then ruff and mypy
 test: $(VENV)/.installed test-deps
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory lint
 
 test-deps: $(VENV)/.installed
 	bash scripts/install-test-deps.sh

@@ -162,7 +162,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in r] for r in rows]
+        cells = [[str(c) for c in columns]] + [
+            ["" if v is None else str(v) for v in r] for r in rows
+        ]
         widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
         for n, row in enumerate(cells):
             print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

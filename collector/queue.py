@@ -11,8 +11,8 @@ the batch that was in flight when the process died, so exporters that deduplicat
 
 from __future__ import annotations
 
-import itertools
 import fcntl
+import itertools
 import logging
 import os
 import struct

@@ -64,13 +64,17 @@ def _rows(model: type[BaseModel], prefix: str, skip: frozenset[str] = frozenset(
         tname = "duration" if meta and annotation is float else _type_name(annotation)
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{key}` | {tname} | {_default(field)} | {desc} |")
-        nested = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        nested = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
         if nested is None:
             for arg in typing.get_args(annotation):
                 if isinstance(arg, type) and issubclass(arg, BaseModel):
                     nested = arg
         if nested is not None:
-            sep = "." if not typing.get_origin(annotation) is dict else ".<name>."
+            sep = "." if typing.get_origin(annotation) is not dict else ".<name>."
             rows.extend(_rows(nested, f"{key}{sep}"))
     return rows
 

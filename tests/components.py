@@ -4,14 +4,15 @@ an exporter whose destination a test can stall, fail or inspect."""
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 
 from collector import registry
 from collector.component import (
     ComponentConfig,
     ConsumeResult,
-    ExportError,
     Exporter,
     ExporterConfig,
+    ExportError,
     Factory,
     Receiver,
     Signal,
@@ -38,7 +39,7 @@ class RecordingConfig(ExporterConfig):
 class RecordingExporter(Exporter):
     """Keeps every delivered batch; ``gate`` stalls delivery until a test opens it."""
 
-    instances: dict[str, RecordingExporter] = {}
+    instances: ClassVar[dict[str, RecordingExporter]] = {}
 
     def __init__(self, name: str, config: RecordingConfig) -> None:
         super().__init__(name, config)
@@ -53,7 +54,9 @@ class RecordingExporter(Exporter):
         self.gate.wait()
         self.attempts += 1
         if self.attempts <= self.cfg.fail_times:
-            raise ExportError("injected failure", retryable=not self.cfg.permanent, retry_after=0.01)
+            raise ExportError(
+                "injected failure", retryable=not self.cfg.permanent, retry_after=0.01
+            )
         self.delivered.append((signal, data, batch_id))
 
 

@@ -19,7 +19,9 @@ def attr(key: str, value: str | int | float | bool) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def logs(n: int, *, service: str = "test", start: int = 0, **attrs: str | int | float | bool) -> LogsData:
+def logs(
+    n: int, *, service: str = "test", start: int = 0, **attrs: str | int | float | bool
+) -> LogsData:
     """``n`` log records whose ``seq`` attribute numbers them from ``start``."""
     records = [
         LogRecord(

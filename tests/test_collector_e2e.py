@@ -1,4 +1,4 @@
-"""The collector as a user runs it: ``agentwatch serve``, fed by the OpenTelemetry SDK's exporters."""
+"""The collector as a user runs it: ``agentwatch serve``, fed by the OTel SDK's exporters."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _exporters(protocol: str, endpoint: str) -> tuple[Any, Any, Any]:
 def _attrs(kvs: list[dict[str, Any]]) -> dict[str, Any]:
     out = {}
     for kv in kvs:
-        (vtype, value), = kv["value"].items()
+        ((vtype, value),) = kv["value"].items()
         out[kv["key"]] = int(value) if vtype == "intValue" else value
     return out
 
@@ -63,7 +63,13 @@ def _send_all(protocol: str, endpoint: str, tag: str) -> None:
                 timestamp=1_760_000_000_000_000_000 + i,
                 body=f"event {i}",
                 severity_number=SeverityNumber.INFO,
-                attributes={"event.name": "api_request", "i": i, "model": "m-1", "ok": True, "x": 1.5},
+                attributes={
+                    "event.name": "api_request",
+                    "i": i,
+                    "model": "m-1",
+                    "ok": True,
+                    "x": 1.5,
+                },
             )
         )
     lp.shutdown()
@@ -78,9 +84,11 @@ def _send_all(protocol: str, endpoint: str, tag: str) -> None:
     tp = TracerProvider(resource=resource)
     tp.add_span_processor(SimpleSpanProcessor(span_exp))
     tracer = tp.get_tracer("test.tracer")
-    with tracer.start_as_current_span("parent", attributes={"k": "v"}):
-        with tracer.start_as_current_span("child"):
-            pass
+    with (
+        tracer.start_as_current_span("parent", attributes={"k": "v"}),
+        tracer.start_as_current_span("child"),
+    ):
+        pass
     tp.shutdown()
 
 
@@ -101,11 +109,15 @@ def _by_signal(lines: list[dict[str, Any]], signal_name: str) -> list[dict[str, 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_sdk_exporters_arrive_attribute_by_attribute(tmp_path: Path, protocol: str) -> None:
     out = tmp_path / "debug.jsonl"
-    cfg = otlp_config(tmp_path, {"debug": {"path": str(out), "sending_queue": {"batch_timeout": 0}}})
+    cfg = otlp_config(
+        tmp_path, {"debug": {"path": str(out), "sending_queue": {"batch_timeout": 0}}}
+    )
     col = CollectorProcess(cfg, tmp_path).start()
     try:
         endpoint = (
-            f"127.0.0.1:{col.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{col.http_port}"
+            f"127.0.0.1:{col.grpc_port}"
+            if protocol == "grpc"
+            else f"http://127.0.0.1:{col.http_port}"
         )
         _send_all(protocol, endpoint, protocol)
 
@@ -116,7 +128,13 @@ def test_sdk_exporters_arrive_attribute_by_attribute(tmp_path: Path, protocol: s
                 for rl in r["resourceLogs"]
                 for sl in rl["scopeLogs"]
             )
-            return logs == 3 and bool(_by_signal(lines, "metrics")) and bool(_by_signal(lines, "traces"))
+            spans = sum(
+                len(ss.get("spans", []))
+                for r in _by_signal(lines, "traces")
+                for rs in r["resourceSpans"]
+                for ss in rs["scopeSpans"]
+            )
+            return logs == 3 and bool(_by_signal(lines, "metrics")) and spans == 2
 
         lines = _wait_lines(out, complete)
     finally:
@@ -132,13 +150,21 @@ def test_sdk_exporters_arrive_attribute_by_attribute(tmp_path: Path, protocol: s
     assert len(records) == 3
     for i, (rl, sl, rec) in enumerate(sorted(records, key=lambda t: int(t[2]["timeUnixNano"]))):
         res = _attrs(rl["resource"]["attributes"])
-        assert res["service.name"] == "sdk-test" and res["team"] == "platform" and res["run"] == protocol
+        assert (
+            res["service.name"] == "sdk-test"
+            and res["team"] == "platform"
+            and res["run"] == protocol
+        )
         assert sl["scope"] == {"name": "test.scope", "version": "1.2.3"}
         assert rec["body"] == {"stringValue": f"event {i}"}
         assert int(rec["timeUnixNano"]) == 1_760_000_000_000_000_000 + i
         assert rec["severityNumber"] == 9
         assert _attrs(rec["attributes"]) == {
-            "event.name": "api_request", "i": i, "model": "m-1", "ok": True, "x": 1.5,
+            "event.name": "api_request",
+            "i": i,
+            "model": "m-1",
+            "ok": True,
+            "x": 1.5,
         }
 
     metrics = {
@@ -174,7 +200,9 @@ def test_sdk_exporters_arrive_attribute_by_attribute(tmp_path: Path, protocol: s
 def test_sigterm_flushes_queued_data(tmp_path: Path) -> None:
     out = tmp_path / "debug.jsonl"
     # A long batch timeout keeps accepted data queued until shutdown forces it out.
-    cfg = otlp_config(tmp_path, {"debug": {"path": str(out), "sending_queue": {"batch_timeout": "10m"}}})
+    cfg = otlp_config(
+        tmp_path, {"debug": {"path": str(out), "sending_queue": {"batch_timeout": "10m"}}}
+    )
     col = CollectorProcess(cfg, tmp_path).start()
     _send_all("http", f"http://127.0.0.1:{col.http_port}", "flush")
     assert read_debug(out) == []
@@ -182,7 +210,10 @@ def test_sigterm_flushes_queued_data(tmp_path: Path) -> None:
     lines = read_debug(out)
     assert {line["signal"] for line in lines} == {"logs", "metrics", "traces"}
     n_logs = sum(
-        len(sl["logRecords"]) for r in _by_signal(lines, "logs") for rl in r["resourceLogs"] for sl in rl["scopeLogs"]
+        len(sl["logRecords"])
+        for r in _by_signal(lines, "logs")
+        for rl in r["resourceLogs"]
+        for sl in rl["scopeLogs"]
     )
     assert n_logs == 3
 

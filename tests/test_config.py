@@ -54,7 +54,9 @@ def test_unknown_key_names_exact_path(tmp_path: Path) -> None:
 
 def test_wrong_type_names_exact_path(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, BASE.replace("queue_size: 10", "queue_size: lots"))
-    assert any(e.startswith("exporters.recording/two.sending_queue.queue_size:") for e in errs), errs
+    assert any(e.startswith("exporters.recording/two.sending_queue.queue_size:") for e in errs), (
+        errs
+    )
 
 
 def test_dangling_reference_and_unknown_type(tmp_path: Path) -> None:
@@ -74,14 +76,19 @@ def test_all_errors_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_env_substitution(tmp_path: Path) -> None:
-    text = BASE.replace("queue_size: 10", "queue_size: \"${env:QSIZE}\", queue_size_unused: 1")
+    text = BASE.replace("queue_size: 10", 'queue_size: "${env:QSIZE}", queue_size_unused: 1')
     text = text.replace(", queue_size_unused: 1", "")
-    text = text.replace("recording:\n", "recording:\n    sending_queue: {on_full: \"${env:MODE:-drop}\"}\n")
+    text = text.replace(
+        "recording:\n", 'recording:\n    sending_queue: {on_full: "${env:MODE:-drop}"}\n'
+    )
     cfg = load(write(tmp_path, text), env={"QSIZE": "77"})
     assert cfg.exporters["recording/two"].config.sending_queue.queue_size == 77  # type: ignore[attr-defined]
     assert cfg.exporters["recording"].config.sending_queue.on_full == "drop"  # type: ignore[attr-defined]
     errs = errors_of(tmp_path, text)
-    assert "exporters.recording/two.sending_queue.queue_size: environment variable QSIZE is not set" in errs
+    assert (
+        "exporters.recording/two.sending_queue.queue_size: environment variable QSIZE is not set"
+        in errs
+    )
 
 
 def test_escaped_dollar_is_literal(tmp_path: Path) -> None:
@@ -94,18 +101,29 @@ def test_escaped_dollar_is_literal(tmp_path: Path) -> None:
 
 
 def test_duration_units(tmp_path: Path) -> None:
-    cfg = load(write(tmp_path, BASE.replace("data_dir: ", "shutdown_timeout: 1500ms\n  data_dir: ")), env={})
+    cfg = load(
+        write(tmp_path, BASE.replace("data_dir: ", "shutdown_timeout: 1500ms\n  data_dir: ")),
+        env={},
+    )
     assert cfg.service.shutdown_timeout == 1.5
     errs = errors_of(tmp_path, BASE.replace("data_dir: ", "shutdown_timeout: soon\n  data_dir: "))
     assert any(e.startswith("service.shutdown_timeout:") and "invalid duration" in e for e in errs)
 
 
 def test_validate_command_prints_errors_and_fails(tmp_path: Path) -> None:
-    bad = write(tmp_path, BASE.replace("exporters: [recording, recording/two]", "exporters: [ghost]"))
-    cmd = [sys.executable, "-c", "import tests.components, sys; from collector.cli import main; sys.exit(main())"]
+    bad = write(
+        tmp_path, BASE.replace("exporters: [recording, recording/two]", "exporters: [ghost]")
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        "import tests.components, sys; from collector.cli import main; sys.exit(main())",
+    ]
     proc = subprocess.run([*cmd, "validate", "-c", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 1
-    assert "service.pipelines.logs.exporters[0]: 'ghost' is not defined under exporters" in proc.stderr
+    assert (
+        "service.pipelines.logs.exporters[0]: 'ghost' is not defined under exporters" in proc.stderr
+    )
     good = write(tmp_path, BASE)
     proc = subprocess.run([*cmd, "validate", "-c", str(good)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -119,5 +137,11 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_unused_component_is_a_warning(tmp_path: Path) -> None:
-    cfg = load(write(tmp_path, BASE.replace("exporters: [recording, recording/two]", "exporters: [recording]")), env={})
+    cfg = load(
+        write(
+            tmp_path,
+            BASE.replace("exporters: [recording, recording/two]", "exporters: [recording]"),
+        ),
+        env={},
+    )
     assert "exporters.recording/two: defined but not used in any pipeline" in cfg.warnings

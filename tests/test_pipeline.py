@@ -42,7 +42,9 @@ def delivered_seqs(exp: RecordingExporter) -> list[int]:
 
 
 def test_blocked_exporter_pushes_back_then_delivers_everything_accepted(tmp_path: Path) -> None:
-    svc = make_service(tmp_path, {"recording/slow": {"sending_queue": {"queue_size": 10, "batch_timeout": 0}}})
+    svc = make_service(
+        tmp_path, {"recording/slow": {"sending_queue": {"queue_size": 10, "batch_timeout": 0}}}
+    )
     rec = svc.receivers["inject"]
     assert isinstance(rec, InjectReceiver)
     exp = RecordingExporter.instances["recording/slow"]
@@ -65,29 +67,47 @@ def test_blocked_exporter_pushes_back_then_delivers_everything_accepted(tmp_path
 
 
 def test_drop_policy_isolates_a_stalled_exporter(tmp_path: Path) -> None:
-    before = telemetry.value("agentwatch_exporter_dropped_items_total", exporter="recording/stuck", signal="logs", reason="queue_full")
+    before = telemetry.value(
+        "agentwatch_exporter_dropped_items_total",
+        exporter="recording/stuck",
+        signal="logs",
+        reason="queue_full",
+    )
     svc = make_service(
         tmp_path,
         {
-            "recording/stuck": {"sending_queue": {"queue_size": 5, "on_full": "drop", "batch_timeout": 0}},
+            "recording/stuck": {
+                "sending_queue": {"queue_size": 5, "on_full": "drop", "batch_timeout": 0}
+            },
             "recording/fine": {"sending_queue": {"batch_timeout": 0}},
         },
     )
-    stuck, fine = RecordingExporter.instances["recording/stuck"], RecordingExporter.instances["recording/fine"]
+    stuck, fine = (
+        RecordingExporter.instances["recording/stuck"],
+        RecordingExporter.instances["recording/fine"],
+    )
     stuck.gate.clear()
     rec = svc.receivers["inject"]
     assert isinstance(rec, InjectReceiver)
     for i in range(20):
         rec.push(logs(1, start=i))  # never refused: the stalled exporter drops, counted
     wait_for(lambda: len(delivered_seqs(fine)) == 20)
-    after = telemetry.value("agentwatch_exporter_dropped_items_total", exporter="recording/stuck", signal="logs", reason="queue_full")
+    after = telemetry.value(
+        "agentwatch_exporter_dropped_items_total",
+        exporter="recording/stuck",
+        signal="logs",
+        reason="queue_full",
+    )
     assert after - before >= 20 - 6
     stuck.gate.set()
     svc.shutdown()
 
 
 def test_retryable_failure_retries_with_same_batch_id(tmp_path: Path) -> None:
-    svc = make_service(tmp_path, {"recording/flaky": {"fail_times": 2, "retry_on_failure": {"initial_interval": 0.01}}})
+    svc = make_service(
+        tmp_path,
+        {"recording/flaky": {"fail_times": 2, "retry_on_failure": {"initial_interval": 0.01}}},
+    )
     rec = svc.receivers["inject"]
     assert isinstance(rec, InjectReceiver)
     rec.push(logs(3))
@@ -105,7 +125,9 @@ def test_permanent_failure_is_dropped_and_counted(tmp_path: Path) -> None:
     rec = svc.receivers["inject"]
     assert isinstance(rec, InjectReceiver)
     rec.push(logs(4))
-    wait_for(lambda: telemetry.value("agentwatch_exporter_dropped_items_total", **labels) - before == 4)
+    wait_for(
+        lambda: telemetry.value("agentwatch_exporter_dropped_items_total", **labels) - before == 4
+    )
     exp = RecordingExporter.instances["recording/bad"]
     assert exp.attempts == 1  # never retried
     rec.push(logs(2, start=4))
