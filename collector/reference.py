@@ -94,7 +94,7 @@ def render() -> str:
         "",
     ]
     for section, kind in registry.KINDS.items():
-        for type_name in registry.type_names(kind):
+        for type_name in registry.type_names(kind, builtin_only=True):
             fac = registry.factory(kind, type_name)
             doc = (fac.config_class.__doc__ or "").strip().splitlines()
             out += [f"### {section}: `{type_name}`", ""]

@@ -30,16 +30,21 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
 }
 
+_PLUGINS: dict[str, dict[str, str]] = {kind: {} for kind in _BUILTIN}
+
 KINDS = {"receivers": "receiver", "processors": "processor", "exporters": "exporter"}
 
 
-def type_names(kind: str) -> list[str]:
-    return sorted(_BUILTIN[kind])
+def type_names(kind: str, *, builtin_only: bool = False) -> list[str]:
+    names = set(_BUILTIN[kind])
+    if not builtin_only:
+        names |= set(_PLUGINS[kind])
+    return sorted(names)
 
 
 def factory(kind: str, type_name: str) -> Factory:  # type: ignore[type-arg]
     """Return the factory of ``type_name``; ``KeyError`` if there is no such component."""
-    target = _BUILTIN[kind][type_name]
+    target = _PLUGINS[kind].get(type_name) or _BUILTIN[kind][type_name]
     module_name, attr = target.split(":")
     fac = getattr(importlib.import_module(module_name), attr)
     assert isinstance(fac, Factory) and fac.type_name == type_name, target
@@ -48,4 +53,4 @@ def factory(kind: str, type_name: str) -> Factory:  # type: ignore[type-arg]
 
 def register(kind: str, type_name: str, target: str) -> None:
     """Add a component type (used by tests and by third-party plugins)."""
-    _BUILTIN[kind][type_name] = target
+    _PLUGINS[kind][type_name] = target

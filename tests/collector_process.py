@@ -43,7 +43,9 @@ class CollectorProcess:
         ep = self.config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
         return int(ep.rsplit(":", 1)[1])
 
-    def start(self, timeout: float = 60.0) -> CollectorProcess:
+    def start(self, timeout: float = 60.0, *, wait_for: str = "/ready") -> CollectorProcess:
+        """Spawn ``agentwatch serve`` and wait until ``wait_for`` answers 200: ``/ready`` needs
+        every exporter reachable, ``/health`` only a live process (an exporter may be down)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "collector", "serve", "-c", str(self.config_path)],
@@ -53,12 +55,12 @@ class CollectorProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, wait_for)
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, path: str = "/ready") -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.http_port}/ready"
+        url = f"http://127.0.0.1:{self.http_port}{path}"
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -70,7 +72,7 @@ class CollectorProcess:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"agentwatch not ready after {timeout}s:\n{self.logs()}")
+        raise RuntimeError(f"agentwatch not ready after {timeout}s ({path}):\n{self.logs()}")
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -29,7 +29,6 @@ def test_factory_builds_the_exporter() -> None:
     assert (FACTORY.type_name, FACTORY.kind) == ("clickhouse", "exporter")
     exporter = FACTORY.create("clickhouse/main", FACTORY.config_class())
     assert isinstance(exporter, ClickHouseExporter) and exporter.name == "clickhouse/main"
-    registry.register("exporter", "clickhouse", "exporters.clickhouse:FACTORY")
     assert registry.factory("exporter", "clickhouse") is FACTORY
 
 

@@ -40,7 +40,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 import tests.components  # noqa: F401 - registers the inject receiver and recording exporter
-from collector import registry, telemetry
+from collector import telemetry
 from collector.component import (
     ConfigContext,
     ExportError,
@@ -65,9 +65,6 @@ from exporters.otlp import (
 )
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import logs, seqs
-
-registry.register("exporter", "otlp", "exporters.otlp:FACTORY")
-registry.register("exporter", "otlphttp", "exporters.otlp:HTTP_FACTORY")
 
 FAST_RETRY = {"initial_interval": 0.01, "max_interval": 0.05}
 
@@ -983,12 +980,6 @@ def test_processed_pipeline_reexports_clean_records_and_a_bare_one_tees_the_raw_
 
     from collector import otlp_json
 
-    for kind, target in (
-        ("normalize", "processors.normalize:FACTORY"),
-        ("redaction", "processors.redaction:FACTORY"),
-        ("cost", "processors.cost:FACTORY"),
-    ):
-        registry.register("processor", kind, target)
     vendor, vendor_port = http_upstream
     tee, tee_port = grpc_upstream
     raw = {

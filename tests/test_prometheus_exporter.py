@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 import tests.components  # noqa: F401 - registers the inject receiver
 from collector import agent_model as am
-from collector import registry, telemetry
+from collector import telemetry
 from collector.component import ConfigContext, Host, LogsData, MetricsData
 from collector.config import ConfigError, parse
 from collector.service import Service
@@ -42,8 +42,6 @@ from exporters.prometheus import OVERFLOW, PrometheusConfig, PrometheusExporter
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import attr
 from tests.prometheus_server import PrometheusServer, promtool_check_metrics
-
-registry.register("exporter", "prometheus", "exporters.prometheus:FACTORY")
 
 Attrs = dict[str, Any]
 
@@ -302,12 +300,6 @@ def test_real_prometheus_shows_team_cost_and_tokens_of_a_real_claude_session(
     """The real Claude Code CLI's telemetry (recorded), normalised, priced and redacted by the
     project's processors, scraped by Prometheus: totals equal the mock API's usage and the
     cost the pipeline put on the records."""
-    for kind, target in (
-        ("normalize", "processors.normalize:FACTORY"),
-        ("redaction", "processors.redaction:FACTORY"),
-        ("cost", "processors.cost:FACTORY"),
-    ):
-        registry.register("processor", kind, target)
     raw = {
         "receivers": {"inject": {}},
         "processors": {"normalize": {}, "cost": {}, "redaction": {}},

@@ -118,13 +118,23 @@ GEMINI = CliSpec(
 SPECS: dict[AgentName, CliSpec] = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
 
 
-def scenario_for(agent: AgentName) -> Scenario:
+def scenario_for(
+    agent: AgentName,
+    *,
+    extra_command: str | None = None,
+    hold_final: Callable[[], bool] | None = None,
+) -> Scenario:
     """429 then success; a shell call that works; one that fails; one the CLI refuses; an answer.
 
     The refused call names a tool the CLI must not run: one it is not allowed to use (Claude,
     ``--allowedTools Bash`` only) or one that does not exist (Codex and Gemini run with every
     approval off, so nothing they know is refused). Token numbers differ per agent and per call
     and none is round, so a test can tell every call apart wherever the numbers land.
+
+    ``extra_command`` adds one more shell call after the refused one (agentwatch's own e2e
+    suite plants a secret and a download-and-execute pattern in it); ``hold_final`` delays the
+    final answer until it returns True (see :class:`Text`). Without them the scenario is the
+    one recorded in tests/data/captured.
     """
     refused: tuple[str, dict[str, object]]
     if agent == "claude":
@@ -163,15 +173,27 @@ def scenario_for(agent: AgentName) -> Scenario:
             Usage(3457, cache_read_tokens=9151, output_tokens=109, reasoning_tokens=53),
         )
         refused = (UNKNOWN_TOOL, {"target": "everything"})
+    extra: tuple[ToolCall, ...] = ()
+    if extra_command is not None:
+        extra = (ToolCall(EXTRA_CALL_USAGE[agent], command=extra_command),)
     return Scenario(
         steps=(
             RateLimited(retry_after_s=1),
             ToolCall(usages[0], command=ECHO_COMMAND, text="I'll run echo first."),
             ToolCall(usages[1], command=FAILING_COMMAND),
             ToolCall(usages[2], tool=refused[0], args=refused[1]),
-            Text(usages[3], FINAL_ANSWER),
+            *extra,
+            Text(usages[3], FINAL_ANSWER, hold_until=hold_final),
         )
     )
+
+
+EXTRA_CALL_USAGE: dict[AgentName, Usage] = {
+    "claude": Usage(1613, cache_read_tokens=18547, cache_write_tokens=131, output_tokens=67),
+    "codex": Usage(2477, cache_read_tokens=8923, output_tokens=139, reasoning_tokens=31),
+    "gemini": Usage(3389, cache_read_tokens=9103, output_tokens=97, reasoning_tokens=37),
+}
+"""Usage of :func:`scenario_for`'s optional extra shell call, distinct from every other call."""
 
 
 def mock_for(agent: AgentName, scenario: Scenario | None = None) -> MockModelServer:

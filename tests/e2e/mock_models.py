@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -72,10 +72,17 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Text:
-    """A final text answer that ends the turn."""
+    """A final text answer that ends the turn.
+
+    ``hold_until``, when given, is polled before answering (at most ``hold_timeout_s``): it
+    keeps the CLI running until something outside the mock happened, such as a periodic metric
+    export a test needs to have seen, without guessing a sleep.
+    """
 
     usage: Usage
     text: str
+    hold_until: Callable[[], bool] | None = None
+    hold_timeout_s: float = 30.0
 
 
 Step = RateLimited | ToolCall | Text
@@ -243,6 +250,8 @@ class MockModelServer:
             headers, error = self._rate_limited(step)
             _send_json(handler, 429, error, {**self._response_headers(call), **headers})
         elif step is not None:
+            if isinstance(step, Text) and step.hold_until is not None:
+                _hold(step.hold_until, step.hold_timeout_s)
             if call.kind != "extra":
                 call.kind = "tool_call" if isinstance(step, ToolCall) else "text"
             call.usage = step.usage
@@ -306,6 +315,19 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     elif encoding == "zstd":
         raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
     return raw
+
+
+def _hold(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Wait for ``condition``; answer anyway after ``timeout_s`` so the CLI never hangs (the
+    test that asked for the hold then sees that what it waited for did not happen)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # a probe that cannot answer yet (server starting) means "not yet"
+            pass
+        time.sleep(0.1)
 
 
 def _write_chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:
