@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+import configs
 from collector import registry
 from collector.component import (
     ComponentConfig,
@@ -25,7 +26,7 @@ from collector.component import (
     Signal,
 )
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path(configs.__file__).resolve().parent / "default.yaml"
 
 _ENV_REF = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 

@@ -98,11 +98,17 @@ class Service:
                     setattr(proc, hook, lambda data, r=router, s=sig: r.consume(s, data))
 
     def ready(self) -> bool:
-        return (
-            self._started
-            and not self._stopped.is_set()
-            and all(e.ready() for e in self.exporters.values())
-        )
+        """Started, not stopping, and every exporter can take data: its destination answers, or
+        its queue is a write-ahead log with room, which carries the data over an outage (so a
+        ClickHouse outage does not take every replica out of a load balancer)."""
+        if not self._started or self._stopped.is_set():
+            return False
+        for name, exporter in self.exporters.items():
+            runner = self.runners[name]
+            durable = runner.config.sending_queue.storage == "wal" and runner.queue.has_room(1)
+            if not durable and not exporter.ready():
+                return False
+        return True
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop receivers, drain every queue within the timeout, then stop the rest.

@@ -27,3 +27,6 @@ if [ -e /lib/systemd/system/prometheus.service ] && command -v systemctl >/dev/n
     systemctl stop prometheus >/dev/null 2>&1 || true
 fi
 if [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi
+
+# A pinned helm binary for the chart tests (helm lint / helm template).
+bash helm/install-helm.sh

@@ -485,7 +485,6 @@ def test_kill_9_after_commit_before_ack_does_not_duplicate(
             hits += 1
             if hits == 3:
                 break
-    print(f"DEBUG rounds={round_no} hits={hits}")
     assert hits >= 1, "never killed between commit and ack; the test proved nothing"
 
     final = start_collector(collectors, tmp_path, config)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fnmatch
 import os
 import shutil
 import signal
@@ -487,6 +488,25 @@ def test_pod_spec_agrees_with_the_image(helm: tuple[str, dict[str, str]]) -> Non
     assert image.env["AGENTWATCH_DATA_DIR"] in image.volumes
     # Runtime dependencies only.
     assert image.installs and all("[" not in run for run in image.installs)
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        return any(
+            fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path.split("/")[0], p) for p in patterns
+        )
+
+    image = parse_dockerfile()
+    for source in [*image.build_copies, *(src for src, _ in image.final_copies)]:
+        assert not ignored(source), source
+    for local_state in (".git", ".venv", "data", ".cache", "tests"):
+        assert ignored(local_state), local_state
 
 
 def test_services_select_the_pods_on_named_ports(helm: tuple[str, dict[str, str]]) -> None:

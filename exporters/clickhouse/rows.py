@@ -262,6 +262,8 @@ class AgentRowBuilder:
             event = am.EventType(attrs[am.EVENT])
         except ValueError:
             return False
+        if event not in schema.AGENT_TABLES:  # a type without a table: raw tables only
+            return False
         event_id = attrs.get(am.EVENT_ID) or fallback_id()
         if event_id in self._seen:  # the same event twice in one batch: keep the first
             return True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -365,24 +365,43 @@ TRAILER_COLUMNS = (
 to otel_traces and otel_logs."""
 
 
+REPRICE_COLUMNS = (
+    Column("revision", "UInt32", ZSTD, "DEFAULT 0"),
+    Column("previous_cost_usd", "Nullable(Float64)", ZSTD, "DEFAULT NULL"),
+)
+"""On tables whose cost ``agentwatch reprice`` corrects (see reprice.py). The exporter writes
+revision 0; a correction is a newer row of the same event with ``revision + 1`` and the cost
+it replaces in ``previous_cost_usd``, from which the views derive the change in sessions and
+rollups. Not inserted by the exporter (they have defaults)."""
+
+
 @dataclass(frozen=True)
 class AgentTable:
-    """One agent event type's table: envelope + common + specific fields + trailer."""
+    """One agent event type's table: envelope + common + specific fields + trailer.
+
+    ``since`` is the migration that creates the table and ``repriced_since`` the one that gave
+    it ``REPRICE_COLUMNS``, so an old migration renders the table as it was then.
+    """
 
     event: am.EventType
     table: str
     fields: tuple[AgentField, ...]
+    since: int = 2
+    repriced_since: int | None = None
 
     @property
     def all_fields(self) -> tuple[AgentField, ...]:
         return COMMON_FIELDS + self.fields
 
-    def spec(self) -> Table:
+    def spec(self, version: int | None = None) -> Table:
+        """The table as of schema ``version`` (default: the latest)."""
         columns = (
             ENVELOPE_COLUMNS
             + tuple(Column(f.column, f.type) for f in self.all_fields)
             + TRAILER_COLUMNS
         )
+        if self.repriced_since is not None and (version is None or version >= self.repriced_since):
+            columns += REPRICE_COLUMNS
         return Table(
             name=self.table,
             columns=columns,
@@ -424,6 +443,7 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                 _s("status", am.STATUS, True),
                 _u("attempt", am.ATTEMPT, 32),
             ),
+            repriced_since=5,
         ),
         AgentTable(
             am.EventType.API_ERROR,
@@ -497,8 +517,32 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                 _s("tool_name", am.TOOL_NAME, True),
             ),
         ),
+        AgentTable(
+            am.EventType.API_USAGE,
+            "agent_api_usage",
+            (
+                _s("provider", am.PROVIDER, True),
+                _s("model", am.MODEL, True),
+                _u("input_tokens", am.INPUT_TOKENS),
+                _u("cache_read_tokens", am.CACHE_READ_TOKENS),
+                _u("cache_write_tokens", am.CACHE_WRITE_TOKENS),
+                _u("cache_write_5m_tokens", am.CACHE_WRITE_5M_TOKENS),
+                _u("cache_write_1h_tokens", am.CACHE_WRITE_1H_TOKENS),
+                _u("output_tokens", am.OUTPUT_TOKENS),
+                _u("reasoning_tokens", am.REASONING_TOKENS),
+                _f("cost_usd", am.COST_USD),
+                _f("cost_usd_reported", am.COST_USD_REPORTED),
+                _f("cost_usd_computed", am.COST_USD_COMPUTED),
+                _s("derived_from", am.DERIVED_FROM, True),
+            ),
+            since=5,
+            repriced_since=5,
+        ),
     )
 }
+"""Every event type's table. ``api_usage`` rows (tokens of a session derived from metrics) are
+counted in sessions and rollups only for sessions without ``api_call`` rows; see the
+``sessions`` and ``usage_hourly`` views."""
 
 AGENT_EVENT_IDS = Table(
     name="agent_event_ids",
@@ -539,7 +583,7 @@ SESSION_COUNTERS = (
 )
 SESSION_LABELS = ("agent_version", "user_id", "user_email", "team", "organization")
 
-AGENT_SESSIONS = Table(
+AGENT_SESSIONS_V3 = Table(
     name="agent_sessions",
     columns=(
         Column("agent", "LowCardinality(String)"),
@@ -560,6 +604,26 @@ AGENT_SESSIONS = Table(
 """One row per (agent, session, month) after merges; the ``sessions`` view finishes the
 aggregation. Labels use max() so an event without e-mail never blanks one that had it."""
 
+USAGE_TOKENS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+SESSION_COLUMNS_V5 = (
+    Column("usage_records", _saf("sum", "UInt64")),
+    *(Column(f"usage_{name}", _saf("sum", "UInt64")) for name in USAGE_TOKENS),
+    Column("priced_usage_records", _saf("sum", "Int64")),
+    Column("usage_cost_usd", _saf("sum", "Float64")),
+    Column("priced_api_calls_repriced", _saf("sum", "Int64")),
+)
+"""Added by migration 5: the session's ``api_usage`` sums, kept apart from its ``api_call``
+sums so the ``sessions`` view can use them only when the session has no api_call rows, and
+the change reprice made to the number of priced api calls (signed, hence its own column)."""
+
+AGENT_SESSIONS = replace(AGENT_SESSIONS_V3, columns=AGENT_SESSIONS_V3.columns + SESSION_COLUMNS_V5)
+
 USAGE_KEYS = ("hour", "agent", "team", "user_id", "user_email", "provider", "model")
 USAGE_SUMS = (
     "api_calls",
@@ -572,7 +636,7 @@ USAGE_SUMS = (
     "reported_api_calls",
 )
 
-AGENT_USAGE_HOURLY = Table(
+AGENT_USAGE_HOURLY_V3 = Table(
     name="agent_usage_hourly",
     columns=(
         Column("hour", "DateTime", "Delta, ZSTD(1)"),
@@ -596,12 +660,48 @@ AGENT_USAGE_HOURLY = Table(
 """Hourly sums by agent/team/user/provider/model: a 30-day cost-by-user query reads at most
 720 rows per user and model instead of every API call."""
 
+USAGE_HOURLY_COLUMNS_V5 = (Column("priced_api_calls_repriced", "Int64"),)
+AGENT_USAGE_HOURLY = replace(
+    AGENT_USAGE_HOURLY_V3, columns=AGENT_USAGE_HOURLY_V3.columns + USAGE_HOURLY_COLUMNS_V5
+)
+
+API_USAGE_HOURLY_KEYS = (*USAGE_KEYS, "session_id")
+AGENT_API_USAGE_HOURLY = Table(
+    name="agent_api_usage_hourly",
+    columns=(
+        Column("hour", "DateTime", "Delta, ZSTD(1)"),
+        Column("agent", "LowCardinality(String)"),
+        Column("team", "LowCardinality(String)"),
+        Column("user_id", "String"),
+        Column("user_email", "String"),
+        Column("provider", "LowCardinality(String)"),
+        Column("model", "LowCardinality(String)"),
+        Column("session_id", "String"),
+        Column("usage_records", "UInt64"),
+        *(Column(name, "UInt64") for name in USAGE_TOKENS),
+        Column("priced_usage_records", "Int64"),
+        Column("reported_usage_records", "UInt64"),
+        Column("cost_usd", "Float64"),
+        Column("cost_usd_reported", "Float64"),
+    ),
+    engine="SummingMergeTree",
+    partition_by="toYYYYMM(hour)",
+    order_by="(" + ", ".join(API_USAGE_HOURLY_KEYS) + ")",
+    ttl="hour + toIntervalDay({days})",
+    sharding_key="cityHash64(session_id)",
+    ttl_key="agent_usage_hourly",
+)
+"""Hourly sums of ``api_usage`` rows, per session so that the ``usage_hourly`` view can leave
+out the sessions whose tokens their ``api_call`` rows already count. Metric-derived records are
+one per session, model and export interval, so this stays small."""
+
 ALL_TABLES: tuple[Table, ...] = (
     *RAW_TABLES,
     *(t.spec() for t in AGENT_TABLES.values()),
     AGENT_EVENT_IDS,
     AGENT_SESSIONS,
     AGENT_USAGE_HOURLY,
+    AGENT_API_USAGE_HOURLY,
 )
 
 TTL_KEYS = tuple(dict.fromkeys(t.ttl_name for t in ALL_TABLES))
@@ -714,6 +814,24 @@ def render_mv(name: str, target: str, select: str, settings: SchemaSettings) -> 
     )
 
 
+def render_mv_query(name: str, select: str, settings: SchemaSettings) -> str:
+    """A new query for an existing materialized view, swapped atomically."""
+    return f"ALTER TABLE {settings.local(name)}{settings.on_cluster} MODIFY QUERY {select}"
+
+
+def render_add_columns(
+    table: str, columns: Sequence[Column], settings: SchemaSettings
+) -> list[str]:
+    """ALTERs appending ``columns`` (after every existing one, so an upgraded table has the
+    layout a new one gets); on a cluster the Distributed table needs them too (no codecs)."""
+    adds = ", ".join(f"ADD COLUMN IF NOT EXISTS {c.ddl()}" for c in columns)
+    out = [f"ALTER TABLE {settings.local(table)}{settings.on_cluster} {adds}"]
+    if settings.cluster:
+        plain = ", ".join(f"ADD COLUMN IF NOT EXISTS {replace(c, codec='').ddl()}" for c in columns)
+        out.append(f"ALTER TABLE {settings.qualified(table)}{settings.on_cluster} {plain}")
+    return out
+
+
 def render_view(name: str, select: str, settings: SchemaSettings) -> str:
     return f"CREATE OR REPLACE VIEW {settings.qualified(name)}{settings.on_cluster} AS {select}"
 
@@ -790,6 +908,96 @@ def _usage_select(source: str) -> str:
     return f"SELECT {', '.join(columns)} FROM {source} AS src GROUP BY {', '.join(group)}"
 
 
+# Version 5 views are revision-aware (REPRICE_COLUMNS): a revision-0 row is an event as the
+# exporter stored it and counts in full; a later revision is reprice's correction of that event
+# and adds only the change of its cost and of whether it is priced. Sums of every revision of an
+# event thus equal the figures of its latest one, and a correction needs no rebuild.
+_FIRST = "src.revision = 0"
+_COST_CHANGE = "sum(ifNull(src.cost_usd, 0)) - sum(ifNull(src.previous_cost_usd, 0))"
+_PRICED_CHANGE = (
+    "toInt64(countIf(src.cost_usd IS NOT NULL)) "
+    "- toInt64(countIf(src.previous_cost_usd IS NOT NULL))"
+)
+_REPRICED_CHANGE = (
+    "toInt64(countIf(src.revision > 0 AND src.cost_usd IS NOT NULL)) "
+    "- toInt64(countIf(src.previous_cost_usd IS NOT NULL))"
+)
+
+
+def _session_head() -> list[str]:
+    columns = [
+        "src.agent AS agent",
+        "src.session_id AS session_id",
+        "toStartOfMonth(src.timestamp) AS month",
+    ]
+    columns += [f"max(toString(src.{name})) AS {name}" for name in SESSION_LABELS]
+    return [*columns, "min(src.timestamp) AS first_seen", "max(src.timestamp) AS last_seen"]
+
+
+def _session_tail(source: str) -> str:
+    return (
+        f"FROM {source} AS src WHERE src.session_id != '' GROUP BY src.agent, src.session_id, month"
+    )
+
+
+def _api_call_session_select_v5(source: str) -> str:
+    exprs = {
+        "api_calls": f"countIf({_FIRST})",
+        **{name: f"sumIf(src.{name}, {_FIRST})" for name in USAGE_TOKENS},
+        "priced_api_calls": f"countIf({_FIRST} AND src.cost_usd IS NOT NULL)",
+    }
+    columns = _session_head()
+    columns += [f"toUInt64({exprs.get(name, '0')}) AS {name}" for name in SESSION_COUNTERS]
+    columns += [
+        f"toFloat64({_COST_CHANGE}) AS cost_usd",
+        f"{_REPRICED_CHANGE} AS priced_api_calls_repriced",
+    ]
+    return f"SELECT {', '.join(columns)} {_session_tail(source)}"
+
+
+def _api_usage_session_select(source: str) -> str:
+    columns = _session_head()
+    columns.append(f"toUInt64(countIf({_FIRST})) AS usage_records")
+    columns += [f"toUInt64(sumIf(src.{name}, {_FIRST})) AS usage_{name}" for name in USAGE_TOKENS]
+    columns += [
+        f"{_PRICED_CHANGE} AS priced_usage_records",
+        f"toFloat64({_COST_CHANGE}) AS usage_cost_usd",
+    ]
+    return f"SELECT {', '.join(columns)} {_session_tail(source)}"
+
+
+def _api_call_usage_select_v5(source: str) -> str:
+    columns = ["toStartOfHour(src.timestamp) AS hour"]
+    columns += [f"src.{key} AS {key}" for key in USAGE_KEYS[1:]]
+    columns += [
+        f"countIf({_FIRST}) AS api_calls",
+        *(f"sumIf(src.{name}, {_FIRST}) AS {name}" for name in USAGE_TOKENS),
+        f"countIf({_FIRST} AND src.cost_usd IS NOT NULL) AS priced_api_calls",
+        f"countIf({_FIRST} AND src.cost_usd_reported IS NOT NULL) AS reported_api_calls",
+        f"{_COST_CHANGE} AS cost_usd",
+        f"sumIf(ifNull(src.cost_usd_reported, 0), {_FIRST}) AS cost_usd_reported",
+        f"sumIf(ifNull(src.duration_ms, 0), {_FIRST}) AS duration_ms",
+        f"{_REPRICED_CHANGE} AS priced_api_calls_repriced",
+    ]
+    group = ["hour", *(f"src.{key}" for key in USAGE_KEYS[1:])]
+    return f"SELECT {', '.join(columns)} FROM {source} AS src GROUP BY {', '.join(group)}"
+
+
+def _api_usage_hourly_select(source: str) -> str:
+    columns = ["toStartOfHour(src.timestamp) AS hour"]
+    columns += [f"src.{key} AS {key}" for key in API_USAGE_HOURLY_KEYS[1:]]
+    columns += [
+        f"countIf({_FIRST}) AS usage_records",
+        *(f"sumIf(src.{name}, {_FIRST}) AS {name}" for name in USAGE_TOKENS),
+        f"{_PRICED_CHANGE} AS priced_usage_records",
+        f"countIf({_FIRST} AND src.cost_usd_reported IS NOT NULL) AS reported_usage_records",
+        f"{_COST_CHANGE} AS cost_usd",
+        f"sumIf(ifNull(src.cost_usd_reported, 0), {_FIRST}) AS cost_usd_reported",
+    ]
+    group = ["hour", *(f"src.{key}" for key in API_USAGE_HOURLY_KEYS[1:])]
+    return f"SELECT {', '.join(columns)} FROM {source} AS src GROUP BY {', '.join(group)}"
+
+
 # --- public contract views ------------------------------------------------------------------
 
 _ENVELOPE = (
@@ -797,7 +1005,7 @@ _ENVELOPE = (
     "user_email, team, organization"
 )
 
-PUBLIC_VIEWS: dict[str, str] = {
+PUBLIC_VIEWS_V4: dict[str, str] = {
     "api_calls": (
         "SELECT timestamp, agent, agent_version, session_id, user_id, user_email, team, provider, "
         "model, request_id, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, "
@@ -860,16 +1068,106 @@ PUBLIC_VIEWS: dict[str, str] = {
         + ", ".join(f"t.{key}" for key in USAGE_KEYS)
     ),
 }
+"""The public views as migration 4 created them."""
+
+_CALLS = "sum(t.api_calls)"
+_USAGE = "sum(t.usage_records)"
+_PRICED_CALLS = "(sum(t.priced_api_calls) + sum(t.priced_api_calls_repriced))"
+_PRICED_USAGE = "sum(t.priced_usage_records)"
+
+
+def _session_tokens(name: str) -> str:
+    return f"if({_CALLS} > 0, sum(t.{name}), sum(t.usage_{name})) AS {name}"
+
+
+_SESSIONS_V5 = (
+    "SELECT t.session_id AS session_id, t.agent AS agent, "
+    "max(t.agent_version) AS agent_version, max(t.user_id) AS user_id, "
+    "max(t.user_email) AS user_email, max(t.team) AS team, "
+    "min(t.first_seen) AS first_seen, max(t.last_seen) AS last_seen, "
+    f"{_CALLS} AS api_calls, sum(t.tool_calls) AS tool_calls, "
+    + ", ".join(_session_tokens(name) for name in USAGE_TOKENS[:4])
+    + f", multiIf({_CALLS} > 0, if({_PRICED_CALLS} = 0, NULL, sum(t.cost_usd)), "
+    f"{_USAGE} > 0, if({_PRICED_USAGE} = 0, NULL, sum(t.usage_cost_usd)), sum(t.cost_usd)) "
+    f"AS cost_usd, {_session_tokens('reasoning_tokens')}, "
+    f"{_CALLS} - {_PRICED_CALLS} AS unpriced_api_calls, "
+    "sum(t.api_errors) AS api_errors, sum(t.user_prompts) AS user_prompts, "
+    "sum(t.detections) AS detections, sum(t.lines_added) AS lines_added, "
+    "sum(t.lines_removed) AS lines_removed, max(t.organization) AS organization, "
+    f"{_USAGE} AS usage_records, {_USAGE} - {_PRICED_USAGE} AS unpriced_usage_records, "
+    f"multiIf({_CALLS} > 0, 'api_calls', {_USAGE} > 0, 'api_usage', '') AS tokens_from "
+    "FROM {agent_sessions} AS t GROUP BY t.agent, t.session_id"
+)
+"""A session's tokens and cost come from its api_call rows when it has any, else from its
+api_usage rows (metrics-only set-ups): decided here, at query time, so it does not matter
+which signal arrived first."""
+
+_HOURLY_PARTS = (
+    ("api_calls", "h.api_calls", "toUInt64(0)"),
+    *((name, f"h.{name}", f"a.{name}") for name in USAGE_TOKENS),
+    ("priced_calls", "toInt64(h.priced_api_calls) + h.priced_api_calls_repriced", "toInt64(0)"),
+    ("usage_records", "toUInt64(0)", "a.usage_records"),
+    ("priced_usage", "toInt64(0)", "a.priced_usage_records"),
+    ("reported", "h.reported_api_calls", "a.reported_usage_records"),
+    ("cost_usd", "h.cost_usd", "a.cost_usd"),
+    ("cost_usd_reported", "h.cost_usd_reported", "a.cost_usd_reported"),
+    ("duration_ms", "h.duration_ms", "toFloat64(0)"),
+)
+_USAGE_HOURLY_V5 = (
+    "SELECT "
+    + ", ".join(f"u.{key} AS {key}" for key in USAGE_KEYS)
+    + ", sum(u.api_calls) AS api_calls, "
+    + ", ".join(f"sum(u.{name}) AS {name}" for name in USAGE_TOKENS)
+    + ", if(sum(u.priced_calls) + sum(u.priced_usage) = 0 "
+    "AND sum(u.api_calls) + sum(u.usage_records) > 0, NULL, sum(u.cost_usd)) AS cost_usd, "
+    "sum(u.api_calls) - sum(u.priced_calls) AS unpriced_api_calls, "
+    "if(sum(u.reported) = 0, NULL, sum(u.cost_usd_reported)) AS cost_usd_reported, "
+    "sum(u.duration_ms) AS duration_ms_total, sum(u.usage_records) AS usage_records, "
+    "sum(u.usage_records) - sum(u.priced_usage) AS unpriced_usage_records FROM ("
+    "SELECT "
+    + ", ".join(f"h.{key} AS {key}" for key in USAGE_KEYS)
+    + ", "
+    + ", ".join(f"{calls} AS {name}" for name, calls, _ in _HOURLY_PARTS)
+    + " FROM {agent_usage_hourly} AS h UNION ALL SELECT "
+    + ", ".join(f"a.{key} AS {key}" for key in USAGE_KEYS)
+    + ", "
+    + ", ".join(f"{usage} AS {name}" for name, _, usage in _HOURLY_PARTS)
+    + " FROM {agent_api_usage_hourly} AS a WHERE (a.agent, a.session_id) GLOBAL NOT IN ("
+    "SELECT s.agent, s.session_id FROM {agent_sessions} AS s GROUP BY s.agent, s.session_id "
+    "HAVING sum(s.api_calls) > 0)) AS u GROUP BY " + ", ".join(f"u.{key}" for key in USAGE_KEYS)
+)
+"""api_call rollups plus the api_usage rollups of sessions that have no api_call rows, the
+same rule as ``sessions``. GLOBAL: on a cluster the session list is gathered once."""
+
+PUBLIC_VIEWS: dict[str, str] = {
+    **PUBLIC_VIEWS_V4,
+    "api_calls": PUBLIC_VIEWS_V4["api_calls"].replace(
+        "span_id FROM {agent_api_calls}", "span_id, revision FROM {agent_api_calls}"
+    ),
+    "sessions": _SESSIONS_V5,
+    "usage_hourly": _USAGE_HOURLY_V5,
+    "api_usage": (
+        "SELECT timestamp, agent, agent_version, session_id, user_id, user_email, team, "
+        "provider, model, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, "
+        "reasoning_tokens, cost_usd, cost_usd_reported, cost_usd_computed, event_id, prompt_id, "
+        "organization, cost_center, cache_write_5m_tokens, cache_write_1h_tokens, derived_from, "
+        "revision FROM {agent_api_usage} FINAL"
+    ),
+}
 """The public contract (docs/data-model.md): names and leading columns never change; new
 columns are only appended. Agent views read FINAL so the ReplacingMergeTree backstop hides any
-duplicate that slipped past the exporter's check."""
+duplicate that slipped past the exporter's check, and show the latest revision of a repriced
+row."""
+assert "revision FROM {agent_api_calls}" in PUBLIC_VIEWS["api_calls"]
 
 
-def render_public_view(name: str, settings: SchemaSettings) -> str:
+def render_public_view(
+    name: str, settings: SchemaSettings, views: Mapping[str, str] = PUBLIC_VIEWS
+) -> str:
     names = {t.table: settings.qualified(t.table) for t in AGENT_TABLES.values()}
-    names["agent_sessions"] = settings.qualified("agent_sessions")
-    names["agent_usage_hourly"] = settings.qualified("agent_usage_hourly")
-    return render_view(name, PUBLIC_VIEWS[name].format(**names), settings)
+    for table in ("agent_sessions", "agent_usage_hourly", "agent_api_usage_hourly"):
+        names[table] = settings.qualified(table)
+    return render_view(name, views[name].format(**names), settings)
 
 
 # --- migrations -----------------------------------------------------------------------------
@@ -900,20 +1198,29 @@ def _m1_raw(s: SchemaSettings) -> list[Statement]:
     return out
 
 
-def _m2_agent_events(s: SchemaSettings) -> list[Statement]:
-    out = [Statement(sql) for sql in render_table(AGENT_EVENT_IDS, s)]
-    for table in AGENT_TABLES.values():
-        out += [Statement(sql) for sql in render_table(table.spec(), s)]
-        out.append(
-            Statement(
-                render_mv(
-                    f"{table.table}_event_ids_mv",
-                    "agent_event_ids",
-                    _event_ids_select(table, s.local(table.table)),
-                    s,
-                )
+def _agent_tables_since(version: int) -> list[AgentTable]:
+    return [t for t in AGENT_TABLES.values() if t.since == version]
+
+
+def _agent_table_statements(table: AgentTable, version: int, s: SchemaSettings) -> list[Statement]:
+    out = [Statement(sql) for sql in render_table(table.spec(version), s)]
+    out.append(
+        Statement(
+            render_mv(
+                f"{table.table}_event_ids_mv",
+                "agent_event_ids",
+                _event_ids_select(table, s.local(table.table)),
+                s,
             )
         )
+    )
+    return out
+
+
+def _m2_agent_events(s: SchemaSettings) -> list[Statement]:
+    out = [Statement(sql) for sql in render_table(AGENT_EVENT_IDS, s)]
+    for table in _agent_tables_since(2):
+        out += _agent_table_statements(table, 2, s)
     return out
 
 
@@ -928,14 +1235,17 @@ def _backfill(target: str, select: str, s: SchemaSettings, token: str) -> Statem
 
 def _m3_sessions_rollups(s: SchemaSettings) -> list[Statement]:
     out = [
-        Statement(sql) for t in (AGENT_SESSIONS, AGENT_USAGE_HOURLY) for sql in render_table(t, s)
+        Statement(sql)
+        for t in (AGENT_SESSIONS_V3, AGENT_USAGE_HOURLY_V3)
+        for sql in render_table(t, s)
     ]
-    for table in AGENT_TABLES.values():
+    tables = _agent_tables_since(2)
+    for table in tables:
         select = _session_select(table.table, s.qualified(table.table))
         out.append(_backfill("agent_sessions", select, s, f"migration-3:sessions:{table.table}"))
     usage = _usage_select(s.qualified("agent_api_calls"))
     out.append(_backfill("agent_usage_hourly", usage, s, "migration-3:usage_hourly"))
-    for table in AGENT_TABLES.values():
+    for table in tables:
         out.append(
             Statement(
                 render_mv(
@@ -960,7 +1270,56 @@ def _m3_sessions_rollups(s: SchemaSettings) -> list[Statement]:
 
 
 def _m4_public_views(s: SchemaSettings) -> list[Statement]:
-    return [Statement(render_public_view(name, s)) for name in PUBLIC_VIEWS]
+    return [Statement(render_public_view(name, s, PUBLIC_VIEWS_V4)) for name in PUBLIC_VIEWS_V4]
+
+
+def _m5_api_usage_and_reprice(s: SchemaSettings) -> list[Statement]:
+    """The api_usage table and its rollups; revision columns for reprice, and the api_call
+    views made revision-aware. No backfill: api_usage rows were not stored before."""
+    out: list[Statement] = []
+    for table in _agent_tables_since(5):
+        out += _agent_table_statements(table, 5, s)
+    out += [Statement(sql) for sql in render_table(AGENT_API_USAGE_HOURLY, s)]
+    out += [Statement(sql) for sql in render_add_columns("agent_api_calls", REPRICE_COLUMNS, s)]
+    out += [Statement(sql) for sql in render_add_columns("agent_sessions", SESSION_COLUMNS_V5, s)]
+    out += [
+        Statement(sql)
+        for sql in render_add_columns("agent_usage_hourly", USAGE_HOURLY_COLUMNS_V5, s)
+    ]
+    calls = s.local("agent_api_calls")
+    out.append(
+        Statement(
+            render_mv_query("agent_api_calls_sessions_mv", _api_call_session_select_v5(calls), s)
+        )
+    )
+    out.append(
+        Statement(
+            render_mv_query("agent_api_calls_usage_hourly_mv", _api_call_usage_select_v5(calls), s)
+        )
+    )
+    usage = s.local("agent_api_usage")
+    out.append(
+        Statement(
+            render_mv(
+                "agent_api_usage_sessions_mv",
+                "agent_sessions",
+                _api_usage_session_select(usage),
+                s,
+            )
+        )
+    )
+    out.append(
+        Statement(
+            render_mv(
+                "agent_api_usage_usage_hourly_mv",
+                "agent_api_usage_hourly",
+                _api_usage_hourly_select(usage),
+                s,
+            )
+        )
+    )
+    out += [Statement(render_public_view(name, s)) for name in PUBLIC_VIEWS]
+    return out
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -968,6 +1327,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "agent_event_tables", _m2_agent_events),
     Migration(3, "agent_sessions_and_hourly_rollups", _m3_sessions_rollups),
     Migration(4, "public_contract_views", _m4_public_views),
+    Migration(5, "api_usage_and_reprice", _m5_api_usage_and_reprice),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -1066,8 +1426,9 @@ _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 def _tables_upto(upto: int | None) -> list[Table]:
     created = {
         1: RAW_TABLES,
-        2: (AGENT_EVENT_IDS, *(t.spec() for t in AGENT_TABLES.values())),
+        2: (AGENT_EVENT_IDS, *(t.spec() for t in _agent_tables_since(2))),
         3: (AGENT_SESSIONS, AGENT_USAGE_HOURLY),
+        5: (*(t.spec() for t in _agent_tables_since(5)), AGENT_API_USAGE_HOURLY),
     }
     return [
         t for version, tables in created.items() if upto is None or version <= upto for t in tables
