@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import sys
+from datetime import date
 from typing import Any
 
 from collector import __version__
@@ -173,6 +174,43 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reprice(args: argparse.Namespace) -> int:
+    from exporters.clickhouse import reprice
+    from exporters.clickhouse.exporter import open_store
+    from processors.cost import CostConfig
+    from processors.pricing import PriceBookError
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not cfg or not found:
+        return 1
+    ch_cfg, data_dir = found
+    costs = {n: s.config for n, s in cfg.processors.items() if s.factory.type_name == "cost"}
+    if args.processor is not None:
+        costs = {n: c for n, c in costs.items() if n == args.processor}
+        if not costs:
+            print(f"agentwatch: no cost processor '{args.processor}'", file=sys.stderr)
+            return 1
+    if len(costs) > 1:
+        print(
+            f"agentwatch: several cost processors ({', '.join(costs)}); choose with --processor",
+            file=sys.stderr,
+        )
+        return 1
+    cost_cfg = next(iter(costs.values()), None) or CostConfig()
+    assert isinstance(cost_cfg, CostConfig)
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            summary = reprice.reprice(
+                client, ch_cfg.schema_settings(), cost_cfg, args.start, args.end
+            )
+    except (reprice.RepriceError, PriceBookError) as exc:
+        print(f"agentwatch: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentwatch",
@@ -208,6 +246,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", help=config_help)
         p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
         p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser(
+        "reprice",
+        help="recompute stored costs of a date range after a price book change (docs/pricing.md)",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=date.fromisoformat,
+        required=True,
+        help="first UTC day, YYYY-MM-DD",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        type=date.fromisoformat,
+        required=True,
+        help="last UTC day (included), YYYY-MM-DD",
+    )
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+    p.add_argument("--processor", help="cost processor whose settings apply, if several")
+    p.set_defaults(func=cmd_reprice)
 
     p = sub.add_parser("pricing", help="price book tools")
     psub = p.add_subparsers(dest="pricing_command", required=True, metavar="SUBCOMMAND")

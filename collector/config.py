@@ -135,7 +135,7 @@ def _format_pydantic(prefix: str, exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         where = f"{prefix}.{loc}" if loc else prefix
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":

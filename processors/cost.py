@@ -126,6 +126,7 @@ _WANTED = frozenset(
         COST_SOURCE,
     }
 )
+_PRICED_EVENTS = frozenset({am.EventType.API_CALL.value, am.EventType.API_USAGE.value})
 _OUTPUTS = frozenset({am.COST_USD_COMPUTED, am.COST_USD, COST_SOURCE})
 _TOKEN_ATTRS = (
     am.INPUT_TOKENS,
@@ -234,7 +235,7 @@ class CostProcessor(Processor):
                 if key in _OUTPUTS:
                     where[key] = i
         event = found.get(am.EVENT)
-        if event is None or event.string_value != am.EventType.API_CALL:
+        if event is None or event.string_value not in _PRICED_EVENTS:
             return
         provider = found[am.PROVIDER].string_value if am.PROVIDER in found else ""
         model = found[am.MODEL].string_value if am.MODEL in found else ""

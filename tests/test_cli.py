@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -84,3 +85,46 @@ def test_rules_test_reports_matches_and_expectations(tmp_path: Path) -> None:
         json.dumps({"agentwatch.command": "ls", "_expect": ["download-and-execute"]}) + "\n"
     )
     assert run("rules", "test", str(rules), str(events)).returncode == 1
+
+
+def test_store_commands_against_a_clickhouse_server(tmp_path: Path, clickhouse_db: Any) -> None:
+    """db migrate / db status / query / reprice, as a user runs them, on a real server."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "receivers": {"otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}},
+                "processors": {"cost": {}},
+                "exporters": {
+                    "clickhouse": {"endpoint": clickhouse_db.url, "database": clickhouse_db.name}
+                },
+                "service": {
+                    "data_dir": str(tmp_path / "data"),
+                    "pipelines": {
+                        "logs": {
+                            "receivers": ["otlp"],
+                            "processors": ["cost"],
+                            "exporters": ["clickhouse"],
+                        }
+                    },
+                },
+            }
+        )
+    )
+    status = run("db", "status", "-c", str(cfg))
+    assert status.returncode == 0, status.stderr
+    assert "pending" in status.stdout
+    migrate = run("db", "migrate", "-c", str(cfg))
+    assert migrate.returncode == 0, migrate.stderr
+    assert "applied    1" in migrate.stdout
+    assert "pending" not in run("db", "status", "-c", str(cfg)).stdout
+    out = run("query", "SELECT 1 + 1 AS two, 'x' AS s", "--format", "json", "-c", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"two": 2, "s": "x"}
+    csv_out = run("query", "SELECT count() AS n FROM api_calls", "--format", "csv", "-c", str(cfg))
+    assert csv_out.stdout.splitlines() == ["n", "0"]
+    refused = run("query", "INSERT INTO api_calls (agent) VALUES ('x')", "-c", str(cfg))
+    assert refused.returncode == 2 and "not INSERT" in refused.stderr
+    repriced = run("reprice", "--from", "2026-01-01", "--to", "2026-01-31", "-c", str(cfg))
+    assert repriced.returncode == 0, repriced.stderr
+    assert "0 rows repriced" in repriced.stdout

@@ -126,6 +126,17 @@ def test_every_event_type_lands_in_its_table(
             severity="high",
             evidence="AKIA…",
         ),
+        agent_record(
+            am.EventType.API_USAGE,
+            "e8",
+            T0 + 5,
+            **USER,
+            session_id=s,
+            model="claude-sonnet-4-5",
+            input_tokens=999,
+            output_tokens=9,
+            derived_from="metrics",
+        ),
     ]
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
@@ -138,7 +149,7 @@ def test_every_event_type_lands_in_its_table(
         for t in schema.AGENT_TABLES.values()
     }
     assert counts == {t.table: 1 for t in schema.AGENT_TABLES.values()}
-    assert clickhouse_schema.scalar(f"SELECT count() FROM {clickhouse_schema.name}.otel_logs") == 7
+    assert clickhouse_schema.scalar(f"SELECT count() FROM {clickhouse_schema.name}.otel_logs") == 8
 
     api = _q(clickhouse_schema, "SELECT * FROM DB.api_calls")
     columns = [c for c, *_ in _q(clickhouse_schema, "DESCRIBE TABLE DB.api_calls")]

@@ -229,9 +229,12 @@ class AgentwatchStack:
         self.collector = CollectorProcess(self.config, workdir, env=env)
         self.tap: HttpTap | None = None
         self._client: Client | None = None
+        self._reexport_started = False
 
     def start(self) -> AgentwatchStack:
+        """Start everything; :meth:`stop` cleans up after a start that failed half-way."""
         self.reexport.start()
+        self._reexport_started = True
         self.collector.start(timeout=120)
         self.tap = HttpTap(self.collector.http_port).start()
         url = running_embedded_url(Path(self.config["service"]["data_dir"]) / "clickhouse")
@@ -253,7 +256,9 @@ class AgentwatchStack:
         if self.tap is not None:
             self.tap.stop()
         code = self.collector.stop() if self.collector.proc is not None else None
-        self.reexport.stop()
+        if self._reexport_started:
+            self.reexport.stop()
+            self._reexport_started = False
         return code
 
     # -- where the CLIs send ------------------------------------------------------------
