@@ -470,15 +470,17 @@ def record_fields(attributes: Iterable[Any]) -> tuple[dict[str, Values], dict[st
     """Rule fields and context keys of one record's attributes, in one pass."""
     fields: dict[str, Values] = {}
     context: dict[str, str] = {}
+    roles = _KEY_ROLES
     for kv in attributes:
         key = kv.key
-        name = _FIELD_OF_KEY.get(key)
-        if name is None and key not in _CONTEXT_SET and key != am.EVENT_ID:
+        role = roles.get(key)
+        if role is None:  # most attributes: one dict look-up and on
             continue
         text = _text(kv.value)
         if not text:
             continue
-        if key in _CONTEXT_SET or key == am.EVENT_ID:
+        name, is_context = role
+        if is_context:
             context[key] = text
         if name is not None:
             if name in _LIST_FIELDS:
@@ -493,6 +495,11 @@ def record_fields(attributes: Iterable[Any]) -> tuple[dict[str, Values], dict[st
 
 
 _CONTEXT_SET = frozenset(CONTEXT_KEYS)
+_KEY_ROLES: dict[str, tuple[str | None, bool]] = {
+    key: (_FIELD_OF_KEY.get(key), key in _CONTEXT_SET or key == am.EVENT_ID)
+    for key in (*_FIELD_OF_KEY, *_CONTEXT_SET, am.EVENT_ID)
+}
+"""Attribute key -> (rule field or None, context key?) for every key ``record_fields`` reads."""
 
 
 # --- the processor ------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def attributes_text(attributes: Iterable[KeyValue]) -> dict[str, str]:
     out: dict[str, str] = {}
     for kv in attributes:
         value = kv.value
-        out[kv.key] = value.string_value or any_text(value)
+        out[kv.key] = value.string_value or _other_text(value, value.WhichOneof("value"))
     return out
 
 

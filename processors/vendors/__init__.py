@@ -59,9 +59,13 @@ def attrs_dict(key_values: Iterable[KeyValue]) -> Attrs:
     out: Attrs = {}
     for kv in key_values:  # the hot loop of every normaliser: strings first, no extra call
         value = kv.value
+        text = value.string_value
+        if text:  # only a set string is non-empty: no WhichOneof for most values
+            out[kv.key] = text
+            continue
         kind = value.WhichOneof("value")
         if kind == "string_value":
-            out[kv.key] = value.string_value
+            out[kv.key] = text
         elif kind is None:
             out[kv.key] = None
         elif kind == "array_value" or kind == "kvlist_value":

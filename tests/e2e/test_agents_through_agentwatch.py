@@ -429,6 +429,10 @@ def test_api_calls_carry_exactly_the_mock_tokens_once(
     assert session["cache_write_tokens"] == sum(t.cache_write for t in expected)
     assert session["output_tokens"] == sum(t.output for t in expected)
     assert session["reasoning_tokens"] == sum(t.reasoning for t in expected)
+    # Claude and Gemini also send the same tokens as metrics, kept as api_usage rows: with the
+    # per-call events present, the session counts the calls and not both (docs/data-model.md).
+    assert session["tokens_from"] == "api_calls"
+    assert (session["usage_records"] > 0) == (run.agent in ("claude", "gemini")), session
     if run.agent == "claude":
         # Claude's request id is the response's request-id header: match call by call.
         by_request = {r["request_id"]: _tokens_of(r) for r in rows}
@@ -989,6 +993,7 @@ def test_agentwatch_query_cli_reads_the_same_store(
 
 SNAPSHOT_VIEWS = (
     "api_calls",
+    "api_usage",
     "api_errors",
     "tool_calls",
     "user_prompts",
