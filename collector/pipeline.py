@@ -24,7 +24,7 @@ from collector.component import (
     Telemetry,
     count_items,
 )
-from collector.queue import Batch, ExporterQueue
+from collector.queue import Batch, ExporterQueue, WalQueue
 
 log = logging.getLogger("agentwatch.pipeline")
 
@@ -45,23 +45,35 @@ class ExporterRunner:
         self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"export:{self.name}", daemon=True)
         self._size = telemetry.EXPORTER_QUEUE_SIZE.labels(self.name)
+        self._wal_bytes = telemetry.EXPORTER_WAL_BYTES.labels(self.name)
         telemetry.EXPORTER_QUEUE_CAPACITY.labels(self.name).set(config.sending_queue.queue_size)
 
     def start(self) -> None:
-        self._size.set(self.queue.items)
+        self._update_gauges()
         self._thread.start()
 
     def offer(self, signal: Signal, data: Telemetry, items: int) -> None:
         self.queue.put(signal, data, items)
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
         self._size.set(self.queue.items)
+        if isinstance(self.queue, WalQueue):
+            self._wal_bytes.set(self.queue.bytes)
 
     def _run(self) -> None:
         while True:
-            batch = self.queue.take(self._stop)
-            if batch is None:
-                return
-            self._deliver(batch)
-            self._size.set(self.queue.items)
+            try:
+                batch = self.queue.take(self._stop)
+                if batch is None:
+                    return
+                self._deliver(batch)
+            except Exception:
+                # A queue error (disk, corrupt record) must not end delivery for good.
+                log.exception("exporter worker error", extra={"component": self.name})
+                if self._abandon.wait(1.0):
+                    return
+            self._update_gauges()
             if self._abandon.is_set():
                 return
 
@@ -69,8 +81,7 @@ class ExporterRunner:
         """Send one batch until delivered, permanently refused, or retries run out."""
         retry = self.config.retry_on_failure
         signal = batch.signal.value
-        parts = self.queue.load(batch)
-        data = _merge(parts)
+        data = _merge(self.queue.load(batch))
         started = time.monotonic()
         interval = retry.initial_interval
         attempt = 0
@@ -79,7 +90,12 @@ class ExporterRunner:
             t0 = time.monotonic()
             try:
                 self.exporter.export(batch.signal, data, batch.batch_id)
-            except ExportError as exc:
+            except Exception as raised:
+                if isinstance(raised, ExportError):
+                    exc = raised
+                else:  # an exporter bug: retried like an outage, never a silent loss
+                    log.exception("exporter raised unexpectedly", extra={"component": self.name})
+                    exc = ExportError(f"{type(raised).__name__}: {raised}")
                 telemetry.EXPORTER_FAILED_ATTEMPTS.labels(
                     self.name, signal, str(exc.retryable).lower()
                 ).inc()
@@ -120,14 +136,6 @@ class ExporterRunner:
                 interval = min(interval * 2, retry.max_interval)
                 if self._abandon.wait(wait):
                     return  # shutdown deadline passed; the batch stays queued (wal) or is counted
-                continue
-            except Exception as exc:  # an exporter bug must not kill its worker or lose the data
-                telemetry.EXPORTER_FAILED_ATTEMPTS.labels(self.name, signal, "true").inc()
-                log.exception("exporter raised unexpectedly", extra={"component": self.name})
-                if self._abandon.wait(min(interval, retry.max_interval)):
-                    return
-                interval = min(interval * 2, retry.max_interval)
-                del exc
                 continue
             finally:
                 telemetry.EXPORTER_SEND_SECONDS.labels(self.name, signal).observe(
@@ -200,7 +208,7 @@ class SignalRouter(Consumer):
     """What a receiver sees for one signal: every pipeline of that signal it feeds.
 
     Each pipeline gets its own copy when there are several, because processors change data in
-    place. Admission is all-or-nothing across every queue involved.
+    place. Admission is decided once, for every queue involved, before any processor runs.
     """
 
     def __init__(self, receiver: str, signal: Signal, pipelines: Sequence[Pipeline]) -> None:
@@ -211,10 +219,14 @@ class SignalRouter(Consumer):
 
     def consume(self, signal: Signal, data: Telemetry) -> ConsumeResult:
         items_in = count_items(data)
-        # Refuse before processors run when queues are already full, so stateful processors
-        # (cumulative-to-delta) do not advance on a request the client will send again.
+        # The one refusal point is before processors run: stateful processors (cumulative-to-
+        # delta, detection de-duplication) and derived telemetry must not act on a request the
+        # client will send again. Once admitted, a request is queued even if a concurrent one
+        # filled a queue meanwhile, so queues may overshoot their bound by the requests in
+        # flight (bounded by the receivers' concurrency), never by more.
         with ADMISSION_LOCK:
-            self._admit([(r, items_in) for p in self.pipelines for r in p.runners], items_in)
+            runners = [r for p in self.pipelines for r in p.runners]
+            full_names = self._admit([(r, items_in) for r in runners], items_in)
         outputs: list[tuple[Pipeline, Telemetry, int]] = []
         for i, pipeline in enumerate(self.pipelines):
             copy = data
@@ -235,18 +247,34 @@ class SignalRouter(Consumer):
                 raise
             if out is not None:
                 outputs.append((pipeline, out, count_items(out)))
+        targets = [(r, out, n) for p, out, n in outputs for r in p.runners if n]
+        # Durable queues first: if a write-ahead log cannot take the request (disk full), it is
+        # refused before any other queue holds a copy a retry would duplicate.
+        targets.sort(key=lambda t: t[0].config.sending_queue.storage != "wal")
+        offered = 0
         with ADMISSION_LOCK:
-            targets = [(r, out, n) for p, out, n in outputs for r in p.runners]
-            full_names = self._admit([(r, n) for r, _, n in targets], items_in)
             for runner, out, n in targets:
-                if n == 0:
-                    continue
                 if runner.name in full_names:
                     telemetry.EXPORTER_DROPPED.labels(runner.name, signal.value, "queue_full").inc(
                         n
                     )
                     continue
-                runner.offer(signal, out, n)
+                try:
+                    runner.offer(signal, out, n)
+                except OSError as exc:
+                    log.error(
+                        "queue write failed", extra={"component": runner.name, "error": str(exc)}
+                    )
+                    if offered == 0:
+                        telemetry.RECEIVER_REFUSED.labels(
+                            self.receiver, signal.value, "queue_write_error"
+                        ).inc(items_in)
+                        raise Refused(f"queue of {runner.name} cannot write: {exc}") from exc
+                    telemetry.EXPORTER_DROPPED.labels(
+                        runner.name, signal.value, "queue_write_error"
+                    ).inc(n)
+                    continue
+                offered += 1
         self._accepted.inc(items_in)
         return ConsumeResult()
 

@@ -11,6 +11,7 @@ the batch that was in flight when the process died, so exporters that deduplicat
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import logging
@@ -45,6 +46,7 @@ class Entry:
     items: int
     data: Telemetry | None = None  # memory queue keeps the object; the wal reads bytes back
     location: tuple[Path, int, int] | None = None  # wal: segment, payload offset, length
+    size: int = 0  # wal: bytes on disk (header + payload), counted until delivered
 
 
 @dataclass
@@ -99,6 +101,7 @@ class ExporterQueue:
                 if stop.is_set() or self._closed:
                     return None
                 self._cond.wait(0.1)
+                self._idle()
             deadline = time.monotonic() + cfg.batch_timeout
             while self._items < cfg.batch_max_items and not stop.is_set():
                 left = deadline - time.monotonic()
@@ -138,6 +141,7 @@ class ExporterQueue:
             for _ in batch.entries:
                 e = self._entries.popleft()
                 self._items -= e.items
+                self._release(e)
             self._in_flight = None
             self._commit(batch)
             self._cond.notify_all()
@@ -153,7 +157,13 @@ class ExporterQueue:
     def _forced_end(self) -> int | None:
         return None
 
+    def _idle(self) -> None:
+        """Called about every 0.1 s while the worker waits for data."""
+
     def _begin(self, batch: Batch) -> None:
+        pass
+
+    def _release(self, entry: Entry) -> None:
         pass
 
     def _commit(self, batch: Batch) -> None:
@@ -189,6 +199,7 @@ class MemoryQueue(ExporterQueue):
 
 _HEADER = struct.Struct("<IIQBI")  # payload length, crc32 of payload, seq, signal, items
 _SEGMENT_BYTES = 16 * 1024 * 1024
+_MIN_SEGMENT_BYTES = 64 * 1024
 
 
 class WalQueue(ExporterQueue):
@@ -217,7 +228,11 @@ class WalQueue(ExporterQueue):
         self._prefix = id_file.read_text().strip()
         self._acked = _read_int(self.dir / "acked", 0)
         self._inflight_end: int | None = _read_int(self.dir / "inflight", 0) or None
-        self._bytes = 0
+        self._bytes = 0  # undelivered records only: what max_bytes bounds
+        # Delivered records stay on disk until their segment is dropped; small segments keep
+        # that overhang well below max_bytes.
+        self._segment_bytes = max(_MIN_SEGMENT_BYTES, min(_SEGMENT_BYTES, config.max_bytes // 8))
+        self._dirty = False
         self._seq = self._acked
         self._segment: Path | None = None
         self._fh: BinaryIO | None = None
@@ -254,8 +269,15 @@ class WalQueue(ExporterQueue):
                 valid_end = pos
                 self._seq = max(self._seq, seq)
                 if seq > self._acked:
+                    self._bytes += _HEADER.size + length
                     self._entries.append(
-                        Entry(seq, _CODE_SIGNALS[code], items, location=(seg, start, length))
+                        Entry(
+                            seq,
+                            _CODE_SIGNALS[code],
+                            items,
+                            location=(seg, start, length),
+                            size=_HEADER.size + length,
+                        )
                     )
                     self._items += items
             if valid_end < len(data):
@@ -265,7 +287,6 @@ class WalQueue(ExporterQueue):
                 )
                 with open(seg, "r+b") as fh:
                     fh.truncate(valid_end)
-            self._bytes += valid_end
             self._segment = seg
         self._drop_acked_segments()
         if self._inflight_end is not None and self._inflight_end <= self._acked:
@@ -273,27 +294,38 @@ class WalQueue(ExporterQueue):
 
     def _append(self, signal: Signal, data: Telemetry, items: int) -> Entry:
         payload = data.SerializeToString()
-        self._seq += 1
-        if self._segment is None or self._segment.stat().st_size >= _SEGMENT_BYTES:
+        seq = self._seq + 1
+        if self._segment is None or self._segment.stat().st_size >= self._segment_bytes:
             self._close_segment()
-            self._segment = self.dir / f"seg-{self._seq:020d}.wal"
+            self._segment = self.dir / f"seg-{seq:020d}.wal"
         if self._fh is None:
             self._fh = open(self._segment, "ab")  # noqa: SIM115 - kept open across appends
+            _fsync_dir(self.dir)
         fh = self._fh
         offset = fh.tell()
-        header = _HEADER.pack(
-            len(payload), zlib.crc32(payload), self._seq, _SIGNAL_CODES[signal], items
-        )
-        fh.write(header + payload)
-        fh.flush()
-        now = time.monotonic()
-        if self.config.fsync == "always" or now - self._last_sync >= 1.0:
-            os.fsync(fh.fileno())
-            self._last_sync = now
-        self._bytes += _HEADER.size + len(payload)
-        return Entry(
-            self._seq, signal, items, location=(self._segment, offset + _HEADER.size, len(payload))
-        )
+        header = _HEADER.pack(len(payload), zlib.crc32(payload), seq, _SIGNAL_CODES[signal], items)
+        try:
+            fh.write(header + payload)
+            fh.flush()
+        except OSError:
+            # Disk full or I/O error: cut the partial record off, so what follows stays
+            # readable, and let the caller refuse the request.
+            self._fh = None
+            with contextlib.suppress(OSError):
+                fh.close()
+            with contextlib.suppress(OSError), open(self._segment, "r+b") as repair:
+                repair.truncate(offset)
+            raise
+        self._seq = seq
+        self._dirty = True
+        if self.config.fsync == "always":
+            self._sync_now()
+        else:
+            self._idle()
+        size = _HEADER.size + len(payload)
+        self._bytes += size
+        location = (self._segment, offset + _HEADER.size, len(payload))
+        return Entry(seq, signal, items, location=location, size=size)
 
     def load(self, batch: Batch) -> list[Telemetry]:
         out: list[Telemetry] = []
@@ -308,6 +340,17 @@ class WalQueue(ExporterQueue):
                 out.append(msg)
         return out
 
+    def _idle(self) -> None:
+        """``fsync: interval``: at most one second of appends is ever unsynced."""
+        if self._dirty and time.monotonic() - self._last_sync >= 1.0:
+            self._sync_now()
+
+    def _sync_now(self) -> None:
+        if self._fh is not None:
+            os.fsync(self._fh.fileno())
+        self._dirty = False
+        self._last_sync = time.monotonic()
+
     def _forced_end(self) -> int | None:
         return self._inflight_end
 
@@ -317,6 +360,9 @@ class WalQueue(ExporterQueue):
             _atomic_write(self.dir / "inflight", str(end))
             self._inflight_end = end
 
+    def _release(self, entry: Entry) -> None:
+        self._bytes -= entry.size
+
     def _commit(self, batch: Batch) -> None:
         self._acked = batch.entries[-1].seq
         _atomic_write(self.dir / "acked", str(self._acked))
@@ -324,19 +370,15 @@ class WalQueue(ExporterQueue):
         self._drop_acked_segments()
 
     def _drop_acked_segments(self) -> None:
+        """Delete segments whose every record is delivered (the live one once it is too)."""
         segs = sorted(self.dir.glob("seg-*.wal"))
-        # a segment is fully acked when the next segment starts at or before acked+1
         for seg, nxt in itertools.pairwise(segs):
             if int(nxt.stem[4:]) <= self._acked + 1:
-                self._bytes -= seg.stat().st_size
                 seg.unlink()
-        if not self._entries and segs and self._segment is not None:
-            last = sorted(self.dir.glob("seg-*.wal"))
-            if last and int(last[-1].stem[4:]) <= self._acked and self._seq == self._acked:
-                self._close_segment()
-                self._bytes -= last[-1].stat().st_size
-                last[-1].unlink()
-                self._segment = None
+        if segs and not self._entries and self._seq == self._acked:
+            self._close_segment()
+            segs[-1].unlink(missing_ok=True)
+            self._segment = None
 
     def _close_segment(self) -> None:
         if self._fh is not None:
@@ -344,11 +386,6 @@ class WalQueue(ExporterQueue):
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
-
-    def sync(self) -> None:
-        with self._cond:
-            if self._fh is not None:
-                os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         super().close()
@@ -366,6 +403,16 @@ def _atomic_write(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a created or renamed file's directory entry durable too."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_int(path: Path, default: int) -> int:

@@ -97,6 +97,11 @@ EXPORTER_QUEUE_CAPACITY = gauge(
     "Items an exporter's queue may hold before it pushes back.",
     ("exporter",),
 )
+EXPORTER_WAL_BYTES = gauge(
+    "agentwatch_exporter_wal_bytes",
+    "Bytes of undelivered records in an exporter's write-ahead log.",
+    ("exporter",),
+)
 EXPORTER_SEND_SECONDS = histogram(
     "agentwatch_exporter_send_duration_seconds",
     "Time one delivery attempt of one batch took.",

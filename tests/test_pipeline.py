@@ -156,6 +156,7 @@ def test_wal_queue_keeps_undelivered_data_for_the_next_run(tmp_path: Path) -> No
     rec = svc.receivers["inject"]
     assert isinstance(rec, InjectReceiver)
     rec.push(logs(3))
+    assert telemetry.value("agentwatch_exporter_wal_bytes", exporter="recording/durable") > 0
     svc.shutdown(timeout=0.2)  # exporter stalled past the deadline
     assert exp.delivered == []
     exp.gate.set()
@@ -187,4 +188,32 @@ def test_each_pipeline_gets_its_own_copy(tmp_path: Path, n_pipelines: int) -> No
     wait_for(lambda: len(a.delivered) == 1 and len(b.delivered) == 1)
     assert a.delivered[0][1] is not b.delivered[0][1]
     assert delivered_seqs(a) == delivered_seqs(b) == [0, 1]
+    svc.shutdown()
+
+
+def test_an_exporter_bug_is_retried_then_given_up_on_and_counted(tmp_path: Path) -> None:
+    labels = {"exporter": "recording/buggy", "signal": "logs", "reason": "retries_exhausted"}
+    before = telemetry.value("agentwatch_exporter_dropped_items_total", **labels)
+    svc = make_service(
+        tmp_path,
+        {
+            "recording/buggy": {
+                "retry_on_failure": {"initial_interval": 0.01, "max_elapsed_time": 0.3},
+            }
+        },
+    )
+    exp = RecordingExporter.instances["recording/buggy"]
+
+    def broken(*_args: object) -> None:
+        exp.attempts += 1
+        raise KeyError("bug")
+
+    exp.export = broken  # type: ignore[method-assign]
+    rec = svc.receivers["inject"]
+    assert isinstance(rec, InjectReceiver)
+    rec.push(logs(2))
+    wait_for(
+        lambda: telemetry.value("agentwatch_exporter_dropped_items_total", **labels) - before == 2
+    )
+    assert exp.attempts >= 2  # retried like an outage before giving up
     svc.shutdown()

@@ -102,3 +102,52 @@ def test_wal_byte_bound_and_cleanup(tmp_path: Path) -> None:
         q.done(b)
     assert q.has_room(10)
     assert q.bytes == 0 and not list(tmp_path.glob("seg-*.wal"))
+
+
+def test_wal_byte_bound_counts_only_undelivered_records(tmp_path: Path) -> None:
+    """Delivered records still on disk in the live segment do not count against max_bytes."""
+    cfg = QueueConfig(storage="wal", max_bytes=20_000, batch_timeout=0)
+    q = WalQueue(cfg, tmp_path)
+    for i in range(500):  # far more bytes in total than max_bytes, delivered as they come
+        assert q.has_room(1), f"refused at request {i} with {q.items} item(s) queued"
+        q.put(Signal.LOGS, logs(1, start=i), 1)
+        b = q.take(threading.Event())
+        assert b is not None
+        q.done(b)
+    assert q.bytes == 0
+    on_disk = sum(p.stat().st_size for p in tmp_path.glob("seg-*.wal"))
+    assert on_disk <= 2 * 64 * 1024  # old segments are dropped as they are delivered
+
+
+class _FailingFile:
+    """A segment file whose next write fails half-way, as on a full disk."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+
+    def write(self, data: bytes) -> int:
+        self.real.write(data[: len(data) // 2])
+        self.real.flush()
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.real, name)
+
+
+def test_wal_write_failure_leaves_no_torn_record(tmp_path: Path) -> None:
+    cfg = QueueConfig(storage="wal", batch_timeout=0)
+    q = WalQueue(cfg, tmp_path)
+    q.put(Signal.LOGS, logs(1, start=0), 1)
+    q._fh = _FailingFile(q._fh)  # type: ignore[assignment]
+    with pytest.raises(OSError):
+        q.put(Signal.LOGS, logs(1, start=1), 1)
+    q.put(Signal.LOGS, logs(1, start=2), 1)  # the disk recovered
+    q._lock_fh.close()  # crash
+    q2 = WalQueue(cfg, tmp_path)
+    got: list[int] = []
+    while q2.items:
+        b = q2.take(threading.Event())
+        assert b is not None
+        got += _all_seqs(q2, b)
+        q2.done(b)
+    assert got == [0, 2]

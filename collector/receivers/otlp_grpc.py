@@ -45,6 +45,7 @@ SERVICES = {
     Signal.TRACES: trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
 }
 WORKER_THREADS = 8
+_MAX_CONCURRENT_RPCS = 4 * WORKER_THREADS
 RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
 STATUS_DETAILS_TRAILER = "grpc-status-details-bin"
 
@@ -88,6 +89,9 @@ class OtlpGrpcServer:
         max_bytes = int(self.config.max_recv_msg_size_mib * 1024 * 1024)
         server = grpc.server(
             self._executor,
+            # Calls beyond this wait in no queue: grpc answers RESOURCE_EXHAUSTED, which OTLP
+            # clients retry, instead of holding up to max message size each in memory.
+            maximum_concurrent_rpcs=_MAX_CONCURRENT_RPCS,
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.so_reuseport", 0),  # a second collector on the port must fail, not share
