@@ -1,10 +1,10 @@
 """Prometheus exporter: derived metrics from normalised agent events, plus the self-metrics.
 
 Prometheus pulls, so this exporter keeps counters in memory and serves them on its own HTTP
-endpoint. The numbers are derived from the normalised agent events (log records carrying
-``agentwatch.event``, see ``collector/agent_model.py``), never from a vendor's dialect, with one
-exception kept in one place: Claude Code sends lines of code, commits, pull requests and active
-time only as delta metrics, so :class:`ClaudeCodeMetrics` reads those points, and
+endpoint. The numbers are derived from the normalised agent events (log records and spans
+carrying ``agentwatch.event``, see ``collector/agent_model.py``), never from a vendor's dialect,
+with one exception kept in one place: Claude Code sends lines of code, commits, pull requests and
+active time only as delta metrics, so :class:`ClaudeCodeMetrics` reads those points, and
 ``claude_code_compat`` re-exposes the names the community Grafana dashboard 25255 queries.
 
 Cardinality is bounded by construction: the ``user`` label is an e-mail, an HMAC of it, or
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -58,7 +58,9 @@ from collector.component import (
     LogsData,
     MetricsData,
     Signal,
+    TracesData,
 )
+from collector.otlp_values import Scalar, scalar, scalar_text
 
 log = logging.getLogger("agentwatch.exporter.prometheus")
 
@@ -76,7 +78,7 @@ SERIES_FOLDED = telemetry.counter(
 )
 SKIPPED = telemetry.counter(
     "agentwatch_prometheus_skipped_items",
-    "Log records or metric points the Prometheus exporter did not count, by reason "
+    "Log records, spans or metric points the Prometheus exporter did not count, by reason "
     "(not an agent event, duplicate event id, unsupported or non-delta metric).",
     ("exporter", "signal", "reason"),
 )
@@ -262,20 +264,8 @@ class _Histogram(_Family):
 # Reading agent events
 # --------------------------------------------------------------------------------------------
 
-Value = str | int | float | bool
-
-
-def _value(v: AnyValue) -> Value | None:
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
-    if kind == "int_value":
-        return v.int_value
-    if kind == "double_value":
-        return v.double_value
-    if kind == "bool_value":
-        return v.bool_value
-    return None
+Value = Scalar
+_value = scalar
 
 
 def _attributes(kvs: Iterable[KeyValue], prefix: str | None = am.P) -> dict[str, Value]:
@@ -301,12 +291,7 @@ def _number(v: Value | None) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _text(v: Value | None) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
+_text = scalar_text
 
 
 TOKEN_TYPES = (
@@ -329,8 +314,10 @@ class _BoundedSet:
         self._keys: OrderedDict[str, None] = OrderedDict()
 
     def add(self, key: str) -> bool:
-        """True if ``key`` was not remembered (and is now)."""
+        """True if ``key`` was not remembered (and is now). A key seen again counts as recent:
+        a detection re-raised in every batch of a long session must stay remembered."""
         if key in self._keys:
+            self._keys.move_to_end(key)
             return False
         self._keys[key] = None
         if len(self._keys) > self.size:
@@ -513,11 +500,26 @@ class DerivedMetrics:
             resource = _attributes(rl.resource.attributes)
             for sl in rl.scope_logs:
                 for rec in sl.log_records:
-                    attrs = _attributes(rec.attributes)
-                    if am.EVENT not in attrs:
-                        skipped["not_agent_event"] = skipped.get("not_agent_event", 0) + 1
-                        continue
-                    events.append({**resource, **attrs} if resource else attrs)
+                    _collect(rec.attributes, resource, events, skipped)
+        self._count_events(events, skipped, Signal.LOGS)
+
+    def consume_traces(self, data: TracesData) -> None:
+        """Spans that carry ``agentwatch.event``: Copilot reports its model and tool calls only
+        as spans. A span that merely shares an event's id (Claude Code's ``llm_request``, the
+        twin of an ``api_request`` log) has no event type and is skipped, and an event id
+        already counted from the other signal is a duplicate."""
+        skipped: dict[str, int] = {}
+        events: list[dict[str, Value]] = []
+        for rs in data.resource_spans:
+            resource = _attributes(rs.resource.attributes)
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    _collect(span.attributes, resource, events, skipped)
+        self._count_events(events, skipped, Signal.TRACES)
+
+    def _count_events(
+        self, events: list[dict[str, Value]], skipped: dict[str, int], signal: Signal
+    ) -> None:
         with self._lock:
             now = self._clock()
             for ev in events:
@@ -527,7 +529,7 @@ class DerivedMetrics:
                     continue
                 self._event(ev, now)
         for reason, n in skipped.items():
-            SKIPPED.labels(self._name, Signal.LOGS.value, reason).inc(n)
+            SKIPPED.labels(self._name, signal.value, reason).inc(n)
 
     def _event(self, ev: dict[str, Value], now: float) -> None:
         who = self._who(ev)
@@ -695,6 +697,20 @@ class DerivedMetrics:
                 gauge.add_metric([agent, team], n)
             out.append(gauge)
         yield from out
+
+
+def _collect(
+    kvs: Iterable[KeyValue],
+    resource: dict[str, Value],
+    events: list[dict[str, Value]],
+    skipped: dict[str, int],
+) -> None:
+    """Add one record's agent event (its keys over the resource's) or count it skipped."""
+    attrs = _attributes(kvs)
+    if am.EVENT not in attrs:
+        skipped["not_agent_event"] = skipped.get("not_agent_event", 0) + 1
+        return
+    events.append({**resource, **attrs} if resource else attrs)
 
 
 def _point_key(name: str, point: Any, attrs: dict[str, Value]) -> str:
@@ -944,6 +960,10 @@ class PrometheusExporter(Exporter):
         assert self.metrics is not None, "exporter not started"
         self.metrics.consume_metrics(data)
 
+    def consume_traces(self, data: TracesData, batch_id: str) -> None:
+        assert self.metrics is not None, "exporter not started"
+        self.metrics.consume_traces(data)
+
     def shutdown(self) -> None:
         server, self._server = self._server, None
         if server is not None:
@@ -959,5 +979,5 @@ FACTORY = Factory(
     kind="exporter",
     config_class=PrometheusConfig,
     create=lambda name, cfg: PrometheusExporter(name, cfg),
-    signals=frozenset((Signal.LOGS, Signal.METRICS)),
+    signals=frozenset((Signal.LOGS, Signal.METRICS, Signal.TRACES)),
 )

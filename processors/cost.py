@@ -242,7 +242,8 @@ class CostProcessor(Processor):
         day = _day_of(time_unix_nano)
         reported = _float(found.get(am.COST_USD_REPORTED))
 
-        outcome = self._price(provider, model, day, found)
+        summed = event.string_value == am.EventType.API_USAGE.value
+        outcome = self._price(provider, model, day, found, one_request=not summed)
         computed: Decimal | None = None
         list_usd: Decimal | None = None
         if isinstance(outcome, pricing.Priced):
@@ -291,7 +292,13 @@ class CostProcessor(Processor):
         )
 
     def _price(
-        self, provider: str, model: str, day: date, found: dict[str, AnyValue]
+        self,
+        provider: str,
+        model: str,
+        day: date,
+        found: dict[str, AnyValue],
+        *,
+        one_request: bool = True,
     ) -> pricing.Priced | pricing.Unpriced | str:
         if not model:
             return "no_model"
@@ -301,7 +308,7 @@ class CostProcessor(Processor):
             return pricing.Unpriced.INVALID_USAGE
         if usage is None:
             return "no_tokens"
-        return self.book.price(provider or None, model, day, usage)
+        return self.book.price(provider or None, model, day, usage, one_request=one_request)
 
     def _differs(self, reported: float, list_usd: Decimal) -> bool:
         diff = abs(Decimal(repr(reported)) - list_usd)

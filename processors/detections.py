@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from collector.component import (
     Processor,
     TracesData,
 )
+from collector.otlp_values import text as value_text
 from processors.secrets import PatternFileError, SecretScrubber, truncate
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules") / "default.yaml"
@@ -455,17 +454,6 @@ def build_rule_set(
 # --- reading records ----------------------------------------------------------------------------
 
 
-def _text(value: AnyValue) -> str | None:
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which in ("int_value", "double_value"):
-        return str(getattr(value, which))
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    return None
-
-
 def record_fields(attributes: Iterable[Any]) -> tuple[dict[str, Values], dict[str, str]]:
     """Rule fields and context keys of one record's attributes, in one pass."""
     fields: dict[str, Values] = {}
@@ -476,7 +464,7 @@ def record_fields(attributes: Iterable[Any]) -> tuple[dict[str, Values], dict[st
         role = roles.get(key)
         if role is None:  # most attributes: one dict look-up and on
             continue
-        text = _text(kv.value)
+        text = value_text(kv.value)
         if not text:
             continue
         name, is_context = role
@@ -517,9 +505,6 @@ class DetectionsConfig(ComponentConfig):
     evidence_max_chars: int = Field(default=512, ge=0)
     extra_patterns_file: str | None = Field(
         default=None, description="More secret patterns for scrubbing evidence."
-    )
-    dedupe_cache_size: int = Field(
-        default=100_000, ge=0, description="Detections remembered to avoid raising one twice."
     )
 
     def rule_files(self, base_dir: str = "") -> list[str]:
@@ -574,14 +559,13 @@ class DetectionsProcessor(Processor):
         self.rules = build_rule_set(config.rule_files(), config.lists, config.disabled_rules)
         extra = [config.extra_patterns_file] if config.extra_patterns_file else []
         self.scrubber = SecretScrubber.from_files(extra)
-        self._seen: OrderedDict[str, None] = OrderedDict()
         self.emit_logs: Callable[[LogsData], object] | None = None
         """Set by the service: where detections raised on spans go (the logs pipelines)."""
-        self._seen_lock = threading.Lock()  # receivers call from several threads
 
     def consume_logs(self, data: LogsData) -> LogsData | None:
         if not self.rules.rules:
             return data
+        raised: set[str] = set()
         for rl in data.resource_logs:
             found: list[LogRecord] = []
             present: set[str] = set()
@@ -590,7 +574,7 @@ class DetectionsProcessor(Processor):
                     present.update(_event_ids(sl.log_records))
                     continue
                 for lr in sl.log_records:
-                    found.extend(self._detect(lr.attributes, _Origin.of_log(lr)))
+                    found.extend(self._detect(lr.attributes, _Origin.of_log(lr), raised))
             if present:
                 found = [r for r in found if _event_ids([r])[0] not in present]
             if found:
@@ -606,11 +590,12 @@ class DetectionsProcessor(Processor):
         if not self.rules.rules or self.emit_logs is None:
             return data
         out = LogsData()
+        raised: set[str] = set()
         for rs in data.resource_spans:
             found: list[LogRecord] = []
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    found.extend(self._detect(span.attributes, _Origin.of_span(span)))
+                    found.extend(self._detect(span.attributes, _Origin.of_span(span), raised))
             if found:
                 self._count(found)
                 rl = out.resource_logs.add()
@@ -626,29 +611,26 @@ class DetectionsProcessor(Processor):
         for record in records:
             DETECTIONS.labels(self.name, *_labels(record)).inc()
 
-    def _detect(self, attributes: Iterable[Any], origin: _Origin) -> list[LogRecord]:
+    def _detect(
+        self, attributes: Iterable[Any], origin: _Origin, raised: set[str]
+    ) -> list[LogRecord]:
+        """Detections of one record; ``raised`` holds the ids already raised in this batch.
+
+        Nothing is remembered across batches: a batch may still be refused after this
+        processor ran (a later processor failing), and its retry must raise the same
+        detections again. Ids are stable, so the stores de-duplicate what repeats.
+        """
         fields, context = record_fields(attributes)
         if fields.get("event", ("",))[0] not in self.rules.event_types:
             return []
         out = []
         for match in self.rules.evaluate(fields):
             event_id = detection_event_id(match, context)
-            if self._already_raised(event_id):
+            if event_id in raised:
                 continue
+            raised.add(event_id)
             out.append(self._record(match, origin, context, event_id))
         return out
-
-    def _already_raised(self, event_id: str) -> bool:
-        if self.cfg.dedupe_cache_size == 0:
-            return False
-        with self._seen_lock:
-            if event_id in self._seen:
-                self._seen.move_to_end(event_id)
-                return True
-            self._seen[event_id] = None
-            if len(self._seen) > self.cfg.dedupe_cache_size:
-                self._seen.popitem(last=False)
-            return False
 
     def _record(
         self, match: Match, origin: _Origin, context: Mapping[str, str], event_id: str

@@ -14,6 +14,15 @@ through hooks the service wires (``emit_metrics``, ``emit_logs``); unwired, noth
 * ``api_usage`` and ``code_change`` log records from the token, cost and code-change metrics
   of Claude Code, Gemini CLI and Copilot Chat, so a session whose user enabled metrics only
   still has its tokens in the agent tables (see docs/genai-semconv.md, "Metrics only").
+
+When the other signal's pipelines refuse derived data (their queues are full: refused before
+any of their processors ran, queued nowhere), the request it came from is refused too, so the
+client retries both; backpressure on metrics thus also holds back the Claude Code and Codex
+logs that feed them. A retry derives the same ``api_usage``/``code_change`` records (stable
+event ids, which the stores de-duplicate on). The derived histograms carry no id: they count
+twice only when they were accepted and the request they came from was refused afterwards (a
+later processor failing, another processor's hook refused on the same request, or the
+request's own write-ahead log failing), never in the common case of a refused derivation.
 """
 
 from __future__ import annotations
@@ -43,10 +52,12 @@ from collector.component import (
     LogsData,
     MetricsData,
     Processor,
+    Refused,
     Signal,
     TracesData,
     count_items,
 )
+from collector.otlp_values import metric_points
 from processors import genai_semconv
 from processors.directory import Directory, DirectoryError
 from processors.vendors import (
@@ -274,7 +285,9 @@ class NormalizeProcessor(Processor):
             return
         try:
             emit(metrics)
-        except Exception as err:  # a full metrics queue must not fail the logs request
+        except Refused:
+            raise  # see _emit_usage
+        except Exception as err:
             telemetry.PROCESSOR_DROPPED.labels(
                 self.name, Signal.METRICS.value, "derived_not_accepted"
             ).inc(n)
@@ -327,7 +340,7 @@ class NormalizeProcessor(Processor):
         groups: dict[tuple[object, ...], _UsageGroup] = {}
         skipped: Counter[tuple[str, str]] = Counter()
         for rm in data.resource_metrics:
-            vendor = self._vendor(rm.resource, Signal.METRICS, _points(rm))
+            vendor = self._vendor(rm.resource, Signal.METRICS, metric_points(rm))
             if vendor is None:
                 continue
             resource = attrs_dict(rm.resource.attributes)
@@ -424,6 +437,14 @@ class NormalizeProcessor(Processor):
             return
         try:
             emit(logs)
+        except Refused:
+            # Full queues refused the derived data before it was processed or queued anywhere:
+            # refuse the request it came from too, so the client retries both instead of
+            # getting a 200 for rows that were never stored. A retry derives the same records
+            # (stable event ids; cumulative-to-delta answers an exact re-send with the same
+            # deltas). Any other failure of the derived pipeline is counted and the request
+            # goes on: refusing it would not make that pipeline work.
+            raise
         except Exception as err:
             telemetry.PROCESSOR_DROPPED.labels(
                 self.name, Signal.LOGS.value, "derived_not_accepted"
@@ -444,16 +465,6 @@ def code_change_keys(totals: UsageTotals) -> dict[str, Scalar]:
         "pull_requests": am.PULL_REQUESTS,
     }
     return {key: int(totals.values[name]) for name, key in names.items() if name in totals.values}
-
-
-def _points(rm: metrics_pb2.ResourceMetrics) -> int:
-    n = 0
-    for sm in rm.scope_metrics:
-        for metric in sm.metrics:
-            kind = metric.WhichOneof("data")
-            if kind is not None:
-                n += len(getattr(metric, kind).data_points)
-    return n
 
 
 def _derive_from_event(

@@ -418,14 +418,24 @@ class PriceBook:
                 best = key
         return best[2] if best is not None else Decimal(1)
 
-    def price(self, provider: str | None, model: str, day: date, usage: Usage) -> Priced | Unpriced:
+    def price(
+        self,
+        provider: str | None,
+        model: str,
+        day: date,
+        usage: Usage,
+        *,
+        one_request: bool = True,
+    ) -> Priced | Unpriced:
+        """``one_request=False`` for usage summed over many calls (``api_usage``): long-context
+        tiers apply to one request's prompt, so a sum is priced at base rates."""
         found = self.find(provider, model)
         if found is None:
             return Unpriced.UNKNOWN_MODEL
         price = found.on(day)
         if price is None:
             return Unpriced.NO_PRICE_ON_DATE
-        rates, above = price.rates_for(usage.prompt_tokens)
+        rates, above = price.rates_for(usage.prompt_tokens) if one_request else (price.base, None)
         usd = cost_of(rates, usage)
         if usd is None:
             return Unpriced.INVALID_USAGE

@@ -48,6 +48,7 @@ from processors.secrets import (
     scrub_and_cut,
     with_marker,
 )
+from processors.vendors import vendor_for
 
 if TYPE_CHECKING:
     from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -166,19 +167,6 @@ CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
 }
 """Vendor keys that carry content, per agent, in addition to ``_COMMON``."""
 
-SERVICE_AGENTS: dict[str, str] = {
-    "claude-code": am.Agent.CLAUDE_CODE,
-    "claude-code-desktop": am.Agent.CLAUDE_CODE,
-    "codex_exec": am.Agent.CODEX,
-    "codex_cli_rs": am.Agent.CODEX,
-    "codex_tui": am.Agent.CODEX,
-    "codex-tui": am.Agent.CODEX,
-    "codex-app-server": am.Agent.CODEX,
-    "gemini-cli": am.Agent.GEMINI_CLI,
-    "copilot-chat": am.Agent.COPILOT_CHAT,
-    "github-copilot": am.Agent.COPILOT_CLI,
-}
-
 EMAIL_KEYS = ("user.email", am.USER_EMAIL)
 DEFAULT_IDENTITY_KEYS = (
     "user.id",
@@ -196,10 +184,9 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def agent_of_service(service_name: str) -> str | None:
-    agent = SERVICE_AGENTS.get(service_name)
-    if agent is None and service_name.startswith("codex"):
-        return am.Agent.CODEX
-    return agent
+    """The agent the normalisers know by this ``service.name`` (their table, not a copy)."""
+    vendor = vendor_for(service_name)
+    return vendor.agent.value if vendor is not None else None
 
 
 class AllowContent(ComponentConfig):
@@ -470,10 +457,14 @@ class RedactionProcessor(Processor):
 
     @staticmethod
     def _record_agent(resource_agent: str | None, attrs: _KVs) -> str:
-        if resource_agent is not None:
-            return resource_agent
+        """The normaliser's ``agentwatch.agent`` (it honours normalize's ``service_names``),
+        else the resource's; when the two disagree, every agent's keys (never fewer)."""
         agent = _string_attr(attrs, am.AGENT)
-        return agent if agent in CONTENT_KEYS else UNKNOWN_AGENT
+        if not agent:
+            return resource_agent or UNKNOWN_AGENT
+        if agent not in CONTENT_KEYS or (resource_agent is not None and agent != resource_agent):
+            return UNKNOWN_AGENT
+        return agent
 
     def _process_kvs(self, kvs: _KVs, rec: _Record) -> None:
         actions = self._actions[rec.agent]

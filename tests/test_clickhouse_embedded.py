@@ -3,6 +3,7 @@ intact, clean stop, no server outliving a crashed agentwatch, and the exporter u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -45,6 +46,21 @@ def pid_gone(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def pause(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until every thread of it really stopped (delivery is
+    asynchronous: a thread busy in the kernel stops only when it leaves it)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped() -> bool:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(state in ("T", "t") for state in states)
+
+    wait_until(all_stopped, f"pid {pid} to stop")
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[EmbeddedClickHouse]:
     ch = EmbeddedClickHouse(tmp_path / "ch", stop_timeout=5.0)
@@ -77,8 +93,11 @@ def test_restart_after_kill_9_keeps_data(server: EmbeddedClickHouse) -> None:
     assert old_pid is not None
     server.watch(interval=0.2)
     os.kill(old_pid, signal.SIGKILL)
-    wait_until(lambda: server.restarts == 1 and server.healthy(), "the supervisor's restart")
-    assert server.pid != old_pid
+    wait_until(
+        lambda: server.restarts >= 1 and server.pid not in (None, old_pid) and server.healthy(),
+        "the supervisor's restart",
+    )
+    assert server.restarts == 1  # an exited child is restarted once, not again while it starts
     assert server.port == port  # clients keep their URL
     assert server.pid_file.read_text().strip() == str(server.pid)
     restarted = server.pid
@@ -90,6 +109,37 @@ def test_restart_after_kill_9_keeps_data(server: EmbeddedClickHouse) -> None:
     server.stop()
     assert server.last_exit_code == 0
     assert restarted is not None and pid_gone(restarted)
+
+
+def test_a_hung_server_is_restarted_only_after_several_failed_checks(tmp_path: Path) -> None:
+    """A live server that misses health checks (SIGSTOP stands in for one busy with a big
+    insert on a loaded machine) keeps running until it failed the configured number of
+    checks in a row; one answered check in between starts the count again."""
+    ch = EmbeddedClickHouse(
+        tmp_path / "ch", stop_timeout=5.0, health_timeout=1.0, failed_checks_before_restart=4
+    )
+    ch.start()
+    first = ch.pid
+    assert first is not None
+    try:
+        pause(first)
+        assert [ch.ensure_running(), ch.ensure_running()] == [False, False]
+        assert (ch.pid, ch.restarts, ch.failed_checks) == (first, 0, 2)
+        os.kill(first, signal.SIGCONT)
+        # Two checks to spare before a restart, for a slow first answer after the pause.
+        wait_until(lambda: not ch.ensure_running() and ch.failed_checks == 0, "an answered check")
+        assert ch.pid == first and ch.restarts == 0
+        pause(first)
+        assert [ch.ensure_running() for _ in range(3)] == [False, False, False]
+        assert ch.pid == first and ch.restarts == 0
+        assert ch.ensure_running()  # the fourth failed check in a row
+        assert ch.restarts == 1 and ch.pid not in (None, first)
+        assert pid_gone(first)
+        assert http_query(ch.port, "SELECT 1").strip() == "1"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first, signal.SIGCONT)
+        ch.stop()
 
 
 def test_server_dies_with_a_crashed_supervisor_and_data_survives(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -105,3 +106,22 @@ def test_agent_columns_follow_the_table_layout() -> None:
         agent_rows = batch.agent[table.table]
         assert agent_rows.names == [n for n, _ in rows.flat_columns(table.spec())]
         assert all(len(column) == 1 for column in agent_rows.columns)
+
+
+def test_times_past_what_the_tables_hold_are_replaced() -> None:
+    """The last instant DateTime can hold is kept; one nanosecond later falls back to the
+    observed time, and with no usable observed time to the time of conversion."""
+    last = rows.MAX_TIME_NS
+    kept = agent_record("api_call", "kept", last)
+    late = agent_record("api_call", "late", last + 1)
+    late.observed_time_unix_nano = 42
+    no_observed = agent_record("api_call", "none", last + 1)
+    no_observed.observed_time_unix_nano = 0
+    before = time.time_ns()
+    batch = rows.convert_logs(logs_request([kept, late, no_observed]))
+    after = time.time_ns()
+    stamps = batch.raw[0].columns[batch.raw[0].names.index("Timestamp")]
+    assert stamps[:2] == [last, 42]
+    assert before <= stamps[2] <= after
+    api = batch.agent["agent_api_calls"]
+    assert api.columns[api.names.index("timestamp")] == stamps

@@ -191,6 +191,29 @@ def test_gemini_2_5_pro_above_200k_prompt_tokens_uses_long_context_rates() -> No
     )
 
 
+def test_api_usage_sums_are_priced_at_base_rates_not_long_context() -> None:
+    """An api_usage record is one interval's total of many calls (derived from metrics): 40
+    calls of 6k prompt tokens must not be billed as one 240k-token long-context prompt."""
+    tokens = {
+        "input_tokens": 200_000,
+        "cache_read_tokens": 40_000,
+        "output_tokens": 8000,
+        "reasoning_tokens": 3000,
+    }
+    usage = {**api_call("gcp.gen_ai", "gemini-2.5-pro", **tokens), am.EVENT: "api_usage"}
+    call = api_call("gcp.gen_ai", "gemini-2.5-pro", **tokens)
+    usage_attrs, call_attrs = run(processor("usage_base"), logs(usage, call))
+    # gemini-2.5-pro: <=200k input 1.25 / cache 0.125 / output 10; >200k 2.5 / 0.25 / 15.
+    assert round(cost(usage_attrs), 9) == round(
+        per_million((200_000, 1.25), (40_000, 0.125), (8000, 10)), 9
+    )
+    assert round(cost(usage_attrs, am.COST_USD), 9) == round(cost(usage_attrs), 9)
+    # one call with that prompt really is long-context
+    assert round(cost(call_attrs), 9) == round(
+        per_million((200_000, 2.5), (40_000, 0.25), (8000, 15)), 9
+    )
+
+
 def test_codex_call_with_cached_tokens() -> None:
     # Codex sent input_token_count=9000 including cached_token_count=6000; the normaliser
     # stored input_tokens=3000 (uncached) and cache_read_tokens=6000.

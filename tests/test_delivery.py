@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector import agent_model as am
 from collector.component import LogsData
 from exporters.clickhouse.embedded import EmbeddedClickHouse, http_query
+from tests.clickhouse_fixture import ResponseDroppingProxy
 from tests.collector_process import CollectorProcess, free_port
 from tests.otlp_factory import attr
 
@@ -289,9 +290,13 @@ class SteadyClient(threading.Thread):
 
 
 def delivery_config(
-    workdir: Path, clickhouse_port: int, queue: dict[str, Any] | None = None
+    workdir: Path,
+    clickhouse_port: int,
+    queue: dict[str, Any] | None = None,
+    exporter: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """OTLP in, clickhouse (wal) out; a Prometheus exporter serves the self-metrics."""
+    """OTLP in, clickhouse (wal) out; a Prometheus exporter serves the self-metrics;
+    ``exporter`` adds to the clickhouse exporter's settings."""
     return {
         "receivers": {
             "otlp": {
@@ -309,6 +314,7 @@ def delivery_config(
                 "send_timeout": 20,
                 "sending_queue": {"storage": "wal", "batch_timeout": 0.05, **(queue or {})},
                 "retry_on_failure": {"initial_interval": 0.05, "max_interval": 0.5},
+                **(exporter or {}),
             },
             "prometheus": {"endpoint": f"127.0.0.1:{free_port()}"},
         },
@@ -348,6 +354,11 @@ def wal_int(workdir: Path, name: str) -> int:
 
 def acked_at_least(workdir: Path, seq: int) -> Callable[[], bool]:
     return lambda: wal_int(workdir, "acked") >= seq
+
+
+def cut_since(proxy: ResponseDroppingProxy, cuts: int) -> Callable[[], bool]:
+    """The proxy dropped another answer: the server committed an insert the client never saw."""
+    return lambda: proxy.cuts > cuts
 
 
 def wal_segment_bytes(workdir: Path) -> int:
@@ -443,53 +454,58 @@ def test_kill_9_after_commit_before_ack_does_not_duplicate(
     tmp_path: Path, clickhouse: EmbeddedClickHouse, collectors: list[CollectorProcess]
 ) -> None:
     """The retry path for real: the collector dies after ClickHouse committed a batch's raw
-    rows but before the wal recorded the batch as delivered. The restarted collector re-forms
-    the same batch with the same id and sends it again; ``insert_deduplication_token`` makes
-    ClickHouse ignore what it already has (``otel_logs`` has no other deduplication)."""
+    rows but before the wal recorded the batch as delivered. A proxy between the two lets the
+    ``otel_logs`` insert commit and then drops the connection before the answer, every time
+    while armed, so the batch stays undelivered however often the exporter retries it; then
+    the collector is killed. The restarted collector re-forms the same batch with the same id
+    and sends it again; ``insert_deduplication_token`` makes ClickHouse ignore what it already
+    has (``otel_logs`` has no other deduplication)."""
     clickhouse.start()
-    config = delivery_config(tmp_path, clickhouse.port)
-    ledger = Ledger()
-    per_request = 1000
-    hits = 0
-    total = 0
-    hit_last_round = False
-    for round_no in range(1, 9):
-        collector = start_collector(collectors, tmp_path, config)
-        # Every earlier request (wal seq 1..round_no-1) is delivered, the batch that was in
-        # flight at the kill included, and it did not add a single row.
-        wait_until(acked_at_least(tmp_path, round_no - 1), 60, "the re-sent batch")
-        assert (stored_rows(clickhouse), agent_rows(clickhouse)) == (total, total)
-        if hit_last_round:
-            # The restarted collector really sent that batch again; ClickHouse dropped it.
-            resent = self_metric(
-                collector,
-                "agentwatch_clickhouse_inserted_rows_total",
-                exporter=EXPORTER,
-                table="otel_logs",
-            )
-            assert resent == per_request
-        seqs = range(total, total + per_request)
-        assert post_logs(collector.http_port, agent_logs(seqs)).status == 200
-        ledger.record("accepted", seqs)
-        # Kill the moment the raw rows are committed: the agent tables are written after them,
-        # and only then does the wal mark the batch delivered.
-        deadline = time.monotonic() + 60
-        while stored_rows(clickhouse) <= total:
-            assert time.monotonic() < deadline, "the batch never reached ClickHouse"
-        collector.kill9()
-        total += per_request
-        hit_last_round = wal_int(tmp_path, "acked") < round_no  # this request is wal seq n
-        if hit_last_round:
-            assert stored_rows(clickhouse) == total  # committed, though never acknowledged
-            assert wal_int(tmp_path, "inflight") == round_no
-            hits += 1
-            if hits == 3:
+    proxy = ResponseDroppingProxy(clickhouse.port, DATABASE)
+    try:
+        # Uncompressed, so the proxy can read the table name at the start of the insert.
+        config = delivery_config(tmp_path, proxy.port, exporter={"compression": "none"})
+        ledger = Ledger()
+        per_request = 1000
+        rounds = 2
+        total = 0
+        for round_no in range(1, rounds + 2):
+            collector = start_collector(collectors, tmp_path, config)
+            # Every earlier request (wal seq 1..round_no-1) is delivered, the batch that was in
+            # flight at the kill included, and it did not add a single row.
+            wait_until(acked_at_least(tmp_path, round_no - 1), 60, "the re-sent batch")
+            assert (stored_rows(clickhouse), agent_rows(clickhouse)) == (total, total)
+            if round_no > 1:
+                # The restarted collector really sent that batch again; ClickHouse dropped it.
+                resent = self_metric(
+                    collector,
+                    "agentwatch_clickhouse_inserted_rows_total",
+                    exporter=EXPORTER,
+                    table="otel_logs",
+                )
+                assert resent == per_request
+            if round_no > rounds:
                 break
-    assert hits >= 1, "never killed between commit and ack; the test proved nothing"
-
-    final = start_collector(collectors, tmp_path, config)
-    wait_until(lambda: agent_rows(clickhouse) >= total, 60, "the last re-sent batch")
-    assert final.stop() == 0, final.logs()
+            cuts = proxy.cuts
+            proxy.arm("otel_logs", 10**9)
+            seqs = range(total, total + per_request)
+            assert post_logs(collector.http_port, agent_logs(seqs)).status == 200
+            ledger.record("accepted", seqs)
+            wait_until(cut_since(proxy, cuts), 60, "an insert committed without an answer")
+            collector.kill9()
+            proxy.arm("", 0)  # the next collector reaches ClickHouse normally
+            # Committed, though never acknowledged: the agent tables, written after the raw
+            # rows, are still missing, and the wal still has this request (seq n) in flight.
+            assert stored_rows(clickhouse) == total + per_request
+            assert agent_rows(clickhouse) == total
+            assert (wal_int(tmp_path, "acked"), wal_int(tmp_path, "inflight")) == (
+                round_no - 1,
+                round_no,
+            )
+            total += per_request
+        assert collector.stop() == 0, collector.logs()
+    finally:
+        proxy.close()
     assert_exactly_once(clickhouse, ledger)
 
 

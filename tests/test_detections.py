@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
+import tests.components  # noqa: F401 - registers the inject receiver and recording exporter
 from collector import agent_model as am
-from collector import telemetry
-from collector.component import ConfigContext, LogsData
+from collector import registry, telemetry
+from collector.component import ComponentConfig, ConfigContext, Factory, LogsData, Processor
+from collector.config import parse
+from collector.service import Service
 from processors.detections import (
     DEFAULT_RULES_FILE,
     FACTORY,
@@ -26,6 +30,7 @@ from processors.detections import (
     test_rules,
 )
 from processors.redaction import RedactionConfig, RedactionProcessor
+from tests.components import InjectReceiver, RecordingExporter
 
 ANTHROPIC_KEY = "sk-ant-api03-" + "Qw3r" * 20
 CAPTURED = Path(__file__).parent / "data" / "captured"
@@ -377,7 +382,7 @@ def test_event_ids_are_stable_and_one_tool_call_gives_one_detection() -> None:
     assert detections(other)[0][am.EVENT_ID] != ids[0]
 
 
-def test_session_wide_rules_fire_once_per_session() -> None:
+def test_session_wide_rules_give_one_detection_per_session() -> None:
     records = [
         tool_call(**{am.PERMISSION_MODE: "bypassPermissions", am.TOOL_CALL_ID: f"t{i}"})
         for i in range(5)
@@ -388,9 +393,80 @@ def test_session_wide_rules_fire_once_per_session() -> None:
     p.consume_logs(data)
     found = [d for d in detections(data) if d[am.RULE_ID] == "permission-bypass-claude"]
     assert sorted(d[am.SESSION_ID] for d in found) == ["sess-1", "sess-2"]
+    # A later batch raises it again under the same id (nothing is remembered across batches,
+    # see test_a_refused_batch_raises_its_detections_again); the stores keep one.
     later = batch(tool_call(**{am.PERMISSION_MODE: "bypassPermissions"}))
     p.consume_logs(later)
-    assert detections(later) == []
+    again = [d for d in detections(later) if d[am.RULE_ID] == "permission-bypass-claude"]
+    assert [d[am.EVENT_ID] for d in again] == [
+        d[am.EVENT_ID] for d in found if d[am.SESSION_ID] == "sess-1"
+    ]
+
+
+class FailOnceConfig(ComponentConfig):
+    pass
+
+
+class FailOnce(Processor):
+    """A processor after detections that fails its first batch, as a redaction bug would."""
+
+    def __init__(self, name: str, config: FailOnceConfig) -> None:
+        super().__init__(name, config)
+        self.failed = False
+
+    def consume_logs(self, data: LogsData) -> LogsData | None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("injected processor failure")
+        return data
+
+
+FAIL_ONCE = Factory("fail_once", "processor", FailOnceConfig, lambda n, c: FailOnce(n, c))
+registry.register("processor", "fail_once", "tests.test_detections:FAIL_ONCE")
+
+
+def test_a_refused_batch_raises_its_detections_again(tmp_path: Path) -> None:
+    """The pipeline refuses a batch when a processor after detections fails; the client's retry
+    must carry the detection, or it is never stored."""
+    raw = {
+        "receivers": {"inject": {}},
+        "processors": {"detections": {}, "fail_once": {}},
+        "exporters": {"recording/detections": {"sending_queue": {"batch_timeout": 0}}},
+        "service": {
+            "data_dir": str(tmp_path / "data"),
+            "pipelines": {
+                "logs": {
+                    "receivers": ["inject"],
+                    "processors": ["detections", "fail_once"],
+                    "exporters": ["recording/detections"],
+                }
+            },
+        },
+    }
+    svc = Service(parse(raw, source="test", env={}, base_dir=str(tmp_path)))
+    svc.start()
+    try:
+        receiver = svc.receivers["inject"]
+        assert isinstance(receiver, InjectReceiver)
+        request = batch(tool_call(**{am.COMMAND: "rm -rf /", am.TOOL_CALL_ID: "toolu_r"}))
+        with pytest.raises(RuntimeError, match="injected"):
+            receiver.push(_copy(request))
+        receiver.push(_copy(request))  # the client's retry
+        recorder = RecordingExporter.instances["recording/detections"]
+        deadline = time.monotonic() + 10
+        while not recorder.delivered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [(_, delivered, _)] = recorder.delivered
+        assert isinstance(delivered, LogsData)
+        assert [d[am.RULE_ID] for d in detections(delivered)] == ["destructive-rm"]
+    finally:
+        assert svc.shutdown()
+
+
+def _copy(data: LogsData) -> LogsData:
+    copy = LogsData()
+    copy.CopyFrom(data)
+    return copy
 
 
 def test_auto_approval_of_a_sensitive_call_is_its_own_detection() -> None:
@@ -667,7 +743,6 @@ def test_rules_test_rejects_bad_event_lines(tmp_path: Path) -> None:
 # --- real CLI telemetry ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not (CAPTURED / "codex").is_dir(), reason="no captured Codex telemetry")
 def test_real_codex_session_without_sandbox_is_detected() -> None:
     """Codex was run with approval_policy=never, sandbox_mode=danger-full-access."""
     from processors.normalize import NormalizeConfig, NormalizeProcessor

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,12 +12,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+import tests.components  # noqa: F401 - registers the inject receiver and recording exporter
 from collector import agent_model as am
 from collector import registry, telemetry
-from collector.component import ConfigContext, Host, LogsData, MetricsData, Signal
+from collector.component import (
+    ConfigContext,
+    Host,
+    LogsData,
+    MetricsData,
+    Refused,
+    Signal,
+    Telemetry,
+)
+from collector.config import parse
+from collector.service import Service
 from processors.directory import Directory, DirectoryError
 from processors.normalize import FACTORY, NormalizeConfig, NormalizeProcessor
 from processors.vendors import USER_DISPLAY_NAME
+from tests.components import InjectReceiver, RecordingExporter
 from tests.test_normalize_support import (
     CAPTURED,
     Hooks,
@@ -214,11 +228,11 @@ def test_no_hooks_no_derivation() -> None:
     assert events(out, "api_call")  # normalisation itself does not need the hooks
 
 
-def test_refused_derived_metrics_are_counted_and_the_logs_go_on() -> None:
+def test_a_failing_derived_pipeline_is_counted_and_the_logs_go_on() -> None:
     proc = NormalizeProcessor("normalize/refusing", NormalizeConfig())
 
     def refuse(_: MetricsData) -> None:
-        raise RuntimeError("metrics queue full")
+        raise RuntimeError("a processor of the metrics pipeline failed")
 
     proc.emit_metrics = refuse
     before = telemetry.value(
@@ -236,6 +250,140 @@ def test_refused_derived_metrics_are_counted_and_the_logs_go_on() -> None:
         reason="derived_not_accepted",
     )
     assert after - before == 3  # input, output, duration points
+
+
+def test_refused_derived_data_refuses_the_request_it_came_from() -> None:
+    proc = processor()
+
+    def refuse(_: Telemetry) -> None:
+        raise Refused("exporter queue full: recording")
+
+    proc.emit_metrics = refuse
+    proc.emit_logs = refuse
+    with pytest.raises(Refused):
+        proc.process(Signal.LOGS, log_request("claude-code", [API_REQUEST]))
+    with pytest.raises(Refused):
+        proc.process(Signal.METRICS, claude_token_metrics())
+
+
+def token_metrics(
+    service: str,
+    metric_name: str,
+    counts: dict[str, int],
+    *,
+    cumulative: bool = False,
+    interval: int = 1,
+) -> MetricsData:
+    """One export interval of an agent's token counter for one session and model."""
+    data = MetricsData()
+    rm = data.resource_metrics.add()
+    rm.resource.attributes.extend([kv("service.name", service)])
+    metric = rm.scope_metrics.add().metrics.add()
+    metric.name = metric_name
+    metric.sum.is_monotonic = True
+    metric.sum.aggregation_temporality = (
+        metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+        if cumulative
+        else metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+    )
+    start = 1_800_000_000 * 10**9
+    for token_type, count in counts.items():
+        point = metric.sum.data_points.add(
+            as_int=count,
+            start_time_unix_nano=start if cumulative else start + (interval - 1) * 60 * 10**9,
+            time_unix_nano=start + interval * 60 * 10**9,
+        )
+        point.attributes.extend(
+            [
+                kv("type", token_type),
+                kv("model", "some-model"),
+                kv("session.id", "s-metrics-only"),
+                kv("user.id", "u-1"),
+            ]
+        )
+    return data
+
+
+def claude_token_metrics() -> MetricsData:
+    return token_metrics("claude-code", "claude_code.token.usage", {"input": 1200, "output": 57})
+
+
+@pytest.mark.parametrize(
+    ("service", "metric_name", "cumulative"),
+    [
+        ("claude-code", "claude_code.token.usage", False),
+        ("gemini-cli", "gemini_cli.token.usage", True),  # through cumulative-to-delta
+    ],
+)
+def test_usage_rows_refused_by_full_queues_arrive_with_the_clients_retry(
+    tmp_path: Path, service: str, metric_name: str, cumulative: bool
+) -> None:
+    """A metrics request whose derived api_usage rows meet a full logs queue is refused as a
+    whole (not answered 200 with the rows lost); the client's retry stores metrics and rows
+    once, with the same deltas when cumulative-to-delta ran on the refused request."""
+    metrics_processors = ["cumulative_to_delta", "normalize"] if cumulative else ["normalize"]
+    raw = {
+        "receivers": {"inject": {}},
+        "processors": {"normalize": {}, "cumulative_to_delta": {"initial_value": "keep"}},
+        "exporters": {
+            "recording/usage-logs": {"sending_queue": {"queue_size": 1, "batch_timeout": 0}},
+            "recording/usage-metrics": {"sending_queue": {"batch_timeout": 0}},
+        },
+        "service": {
+            "data_dir": str(tmp_path / "data"),
+            "pipelines": {
+                "logs": {
+                    "receivers": ["inject"],
+                    "processors": ["normalize"],
+                    "exporters": ["recording/usage-logs"],
+                },
+                "metrics": {
+                    "receivers": ["inject"],
+                    "processors": metrics_processors,
+                    "exporters": ["recording/usage-metrics"],
+                },
+            },
+        },
+    }
+    svc = Service(parse(raw, source="test", env={}, base_dir=str(tmp_path)))
+    svc.start()
+    try:
+        receiver = svc.receivers["inject"]
+        assert isinstance(receiver, InjectReceiver)
+        logs_out = RecordingExporter.instances["recording/usage-logs"]
+        metrics_out = RecordingExporter.instances["recording/usage-metrics"]
+        first = {"input": 1000, "output": 50}
+        receiver.push(token_metrics(service, metric_name, first, cumulative=cumulative))
+        wait_for(lambda: len(logs_out.delivered) == 1 and len(metrics_out.delivered) == 1)
+
+        logs_out.gate.clear()  # the logs destination stalls: its queue of one item fills
+        receiver.push(log_request("some-other-app", [{"event.name": "x"}]))
+        second = {"input": 1600, "output": 80} if cumulative else {"input": 600, "output": 30}
+        request = token_metrics(service, metric_name, second, cumulative=cumulative, interval=2)
+        with pytest.raises(Refused):
+            receiver.push(copy.deepcopy(request))
+        logs_out.gate.set()
+        wait_for(lambda: len(logs_out.delivered) == 2)
+        runner = next(r for p in svc.pipelines for r in p.runners if r.name == logs_out.name)
+        wait_for(lambda: runner.queue.items == 0)
+
+        receiver.push(copy.deepcopy(request))  # the client's retry
+        wait_for(lambda: len(logs_out.delivered) == 3 and len(metrics_out.delivered) == 2)
+        usage = [
+            (u[am.SESSION_ID], u[am.INPUT_TOKENS], u[am.OUTPUT_TOKENS])
+            for _, data, _ in logs_out.delivered
+            for u in events(data, "api_usage")
+        ]
+        assert usage == [("s-metrics-only", 1000, 50), ("s-metrics-only", 600, 30)]
+    finally:
+        assert svc.shutdown()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 def test_derived_records_are_not_normalised_again() -> None:

@@ -3,6 +3,7 @@ user label modes, idempotence, and Claude Code's dashboard-compatible names."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,14 @@ from pydantic import ValidationError
 import tests.components  # noqa: F401 - registers the inject receiver
 from collector import agent_model as am
 from collector import telemetry
-from collector.component import ConfigContext, Host, LogsData, MetricsData
+from collector.component import (
+    ConfigContext,
+    Host,
+    LogsData,
+    MetricsData,
+    count_items,
+    signal_of,
+)
 from collector.config import ConfigError, parse
 from collector.service import Service
 from exporters.prometheus import OVERFLOW, PrometheusConfig, PrometheusExporter
@@ -344,6 +352,8 @@ def test_real_prometheus_shows_team_cost_and_tokens_of_a_real_claude_session(
             'sum(claude_code_token_usage_tokens_total{job="claude"})', sum(CAPTURED_TOKENS.values())
         )
         recorder = RecordingExporter.instances["recording/claude"]
+        pushed = sum(count_items(r) for r in requests)
+        wait_for(lambda: sum(count_items(d) for _, d, _ in recorder.delivered) >= pushed)
         costs = [
             value.double_value
             for _, data, _ in recorder.delivered
@@ -372,6 +382,164 @@ def test_real_prometheus_shows_team_cost_and_tokens_of_a_real_claude_session(
         prometheus_server.wait_for('sum(claude_code_session_count_total{job="claude"})', 1)
     finally:
         assert svc.shutdown()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+COPILOT = Path(__file__).parent / "data" / "copilot"
+# Hand count of the chat spans in tests/data/copilot (README.md there): gen_ai.usage.input_tokens
+# includes the cached tokens, which agentwatch counts apart.
+COPILOT_TOKENS = {
+    ("copilot_chat", "input"): 1500 + 1800 + 800,
+    ("copilot_chat", "output"): 250 + 300 + 150,
+    ("copilot_cli", "input"): (12000 - 9000 - 1000) + (13500 - 10000 - 500) + (11500 - 9000),
+    ("copilot_cli", "cache_read"): 9000 + 10000 + 9000,
+    ("copilot_cli", "cache_write"): 1000 + 500,
+    ("copilot_cli", "output"): 400 + 350 + 350,
+    ("copilot_cli", "reasoning"): 120,
+}
+
+
+def _service(tmp_path: Path, name: str, signals: tuple[str, ...]) -> Service:
+    """A real service: normalize, cost and redaction, then Prometheus and a recorder."""
+    pipelines = {
+        signal: {
+            "receivers": ["inject"],
+            "processors": ["normalize", "cost", "redaction"],
+            "exporters": [f"prometheus/{name}", f"recording/{name}"],
+        }
+        for signal in signals
+    }
+    raw = {
+        "receivers": {"inject": {}},
+        "processors": {"normalize": {}, "cost": {}, "redaction": {}},
+        "exporters": {
+            f"prometheus/{name}": {
+                "endpoint": "127.0.0.1:0",
+                "user_label": "none",
+                "sending_queue": {"batch_timeout": 0},
+            },
+            f"recording/{name}": {"sending_queue": {"batch_timeout": 0}},
+        },
+        "service": {"data_dir": str(tmp_path / "data"), "pipelines": pipelines},
+    }
+    svc = Service(parse(raw, source="test", env={}, base_dir=str(tmp_path)))
+    svc.start()
+    return svc
+
+
+def test_copilot_calls_reported_only_as_spans_are_counted(tmp_path: Path) -> None:
+    from collector import otlp_json
+    from collector.component import Signal
+
+    svc = _service(tmp_path, "copilot", ("traces",))
+    try:
+        receiver = svc.receivers["inject"]
+        exporter = svc.exporters["prometheus/copilot"]
+        assert isinstance(receiver, InjectReceiver) and isinstance(exporter, PrometheusExporter)
+        requests = [
+            otlp_json.decode(Signal.TRACES, (COPILOT / name).read_text())
+            for name in ("copilot-chat.traces.json", "copilot-cli.traces.json")
+        ]
+        for request in requests:
+            receiver.push(request)
+        receiver.push(requests[1])  # a retry: the same spans again count once
+        recorder = RecordingExporter.instances["recording/copilot"]
+        pushed = sum(count_items(r) for r in requests) + count_items(requests[1])
+        wait_for(lambda: sum(count_items(d) for _, d, _ in recorder.delivered) == pushed)
+        wait_for(lambda: _sent("prometheus/copilot", "traces") == pushed)
+        tokens: dict[tuple[str, str], float] = defaultdict(float)
+        for labels, value in samples(exporter, "agentwatch_tokens_total").items():
+            tokens[(dict(labels)["agent"], dict(labels)["type"])] += value
+        assert tokens == COPILOT_TOKENS
+        calls = samples(exporter, "agentwatch_api_calls_total")
+        assert by_label(calls, "agent") == {"copilot_chat": 3, "copilot_cli": 4}
+        assert samples(exporter, "agentwatch_api_errors_total") == {
+            key(agent="copilot_cli", model="claude-sonnet-4.6", status="RateLimitError"): 1.0
+        }
+        costs = {
+            _span_attr(span, am.EVENT_ID): _span_attr(span, am.COST_USD)
+            for _, data, _ in recorder.delivered
+            for span in _spans(data)
+            if _span_attr(span, am.COST_USD) is not None
+        }
+        # The CLI's three successful calls are priced; the price book has no github_copilot
+        # gpt-4o, so Copilot Chat's three are counted as unpriced, not as zero cost.
+        assert len(costs) == 3
+        cost = by_label(samples(exporter, "agentwatch_cost_usd_total"), "agent")
+        assert cost == {"copilot_cli": pytest.approx(sum(costs.values()), rel=1e-9)}
+        unpriced = by_label(samples(exporter, "agentwatch_api_calls_unpriced_total"), "agent")
+        assert unpriced == {"copilot_chat": 3}
+        tools = by_label(samples(exporter, "agentwatch_tool_calls_total"), "agent")
+        assert tools == {"copilot_chat": 4, "copilot_cli": 2}
+        assert by_label(samples(exporter, "agentwatch_user_prompts_total"), "agent") == {
+            "copilot_chat": 1,
+            "copilot_cli": 1,
+        }
+    finally:
+        assert svc.shutdown()
+
+
+def test_claude_spans_sharing_an_event_id_do_not_count_a_call_twice(tmp_path: Path) -> None:
+    """Claude Code's llm_request spans repeat its api_request log events: on the traces pipeline
+    too, the captured session's tokens count once."""
+    svc = _service(tmp_path, "claude-spans", ("logs", "traces"))
+    try:
+        receiver = svc.receivers["inject"]
+        exporter = svc.exporters["prometheus/claude-spans"]
+        assert isinstance(receiver, InjectReceiver) and isinstance(exporter, PrometheusExporter)
+        requests = captured_requests(CAPTURE, "logs") + captured_requests(CAPTURE, "traces")
+        for request in requests:
+            receiver.push(request)
+        recorder = RecordingExporter.instances["recording/claude-spans"]
+        wait_for(
+            lambda: (
+                sum(count_items(d) for _, d, _ in recorder.delivered)
+                == sum(count_items(r) for r in requests)
+            )
+        )
+        for signal in ("logs", "traces"):
+            n = sum(count_items(r) for r in requests if signal_of(r).value == signal)
+            wait_for(functools.partial(_sent_is, "prometheus/claude-spans", signal, n))
+        # the premise: normalised llm_request spans share their log twin's id, no event type
+        twins = [
+            span
+            for _, data, _ in recorder.delivered
+            for span in _spans(data)
+            if _span_attr(span, am.EVENT_ID) is not None
+        ]
+        assert len(twins) == 4 and all(_span_attr(s, am.EVENT) is None for s in twins)
+        tokens = by_label(samples(exporter, "agentwatch_tokens_total"), "type")
+        assert tokens == CAPTURED_TOKENS
+        assert sum(samples(exporter, "agentwatch_api_calls_total").values()) == 4
+    finally:
+        assert svc.shutdown()
+
+
+def _sent(exporter: str, signal: str) -> float:
+    return telemetry.value("agentwatch_exporter_sent_items_total", exporter=exporter, signal=signal)
+
+
+def _sent_is(exporter: str, signal: str, items: int) -> bool:
+    return _sent(exporter, signal) == items
+
+
+def _spans(data: Any) -> list[Any]:
+    if not hasattr(data, "resource_spans"):
+        return []
+    return [span for rs in data.resource_spans for ss in rs.scope_spans for span in ss.spans]
+
+
+def _span_attr(span: Any, name: str) -> Any:
+    for kv in span.attributes:
+        if kv.key == name:
+            return kv.value.string_value or kv.value.double_value
+    return None
 
 
 def test_promtool_accepts_every_metric_family_populated(make_exporter: Any) -> None:
@@ -549,6 +717,22 @@ def test_the_same_event_delivered_twice_counts_once(make_exporter: Any) -> None:
         reason="duplicate",
     )
     assert after - before == 1
+
+
+def test_an_id_raised_again_and_again_stays_remembered(make_exporter: Any) -> None:
+    """A session-wide detection comes back in every batch of a long session (the detections
+    processor keeps no memory across batches): seeing it again keeps it among the recent ids."""
+    exp = make_exporter(name="prometheus/recent", dedup_cache_size=2)
+    who = {am.AGENT: "claude_code", am.SESSION_ID: "s-long"}
+    bypass = event(
+        am.EventType.DETECTION, **who, **{am.RULE_ID: "permission-bypass", am.SEVERITY: "high"}
+    )
+    for i in range(5):
+        exp.consume_logs(logs([bypass]), f"b{i}")
+        exp.consume_logs(logs([event(am.EventType.USER_PROMPT, **who)]), f"p{i}")
+    assert samples(exp, "agentwatch_detections_total") == {
+        key(agent="claude_code", rule="permission-bypass", severity="high"): 1.0
+    }
 
 
 def _one_of_each(agent: str) -> list[Attrs]:
@@ -890,8 +1074,4 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         parse(raw, source="test", env={}, base_dir=str(tmp_path))
     assert any(e.startswith("exporters.prometheus.max_series_per_metric") for e in err.value.errors)
     raw["exporters"] = {"prometheus": {}}
-    with pytest.raises(ConfigError) as err:
-        parse(raw, source="test", env={}, base_dir=str(tmp_path))
-    assert err.value.errors == [
-        "service.pipelines.traces.exporters[0]: 'prometheus' does not support traces"
-    ]
+    parse(raw, source="test", env={}, base_dir=str(tmp_path))  # traces are supported (Copilot)

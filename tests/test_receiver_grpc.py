@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tests.test_receiver_http import (
     make_pki,
     send_with_sdk,
     start_receiver,
+    wait_until_refused,
 )
 
 LIMIT_MIB = 1
@@ -390,7 +390,8 @@ def test_shutdown_lets_the_call_in_flight_finish_and_stops_listening() -> None:
         assert slow.entered.wait(10)
         stopper = threading.Thread(target=rx.shutdown)
         stopper.start()
-        time.sleep(0.3)
+        assert rx.grpc_port
+        wait_until_refused(rx.grpc_port)  # shutdown has stopped listening
         assert stopper.is_alive()  # waiting for the call in flight
         slow.gate.set()
         sender.join(10)

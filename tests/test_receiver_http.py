@@ -1114,6 +1114,18 @@ def test_tls_with_client_certificates(tmp_path: Path, monkeypatch: pytest.Monkey
         rx.shutdown()
 
 
+def wait_until_refused(port: int, timeout: float = 10.0) -> None:
+    """Until a new connection to ``port`` is refused: the receiver closed its listener."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"port {port} still accepts connections"
+        time.sleep(0.005)
+
+
 def test_shutdown_lets_the_request_in_flight_finish_and_closes_the_port() -> None:
     slow = RecordingConsumer()
     rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, slow)
@@ -1131,7 +1143,7 @@ def test_shutdown_lets_the_request_in_flight_finish_and_closes_the_port() -> Non
     assert slow.entered.wait(10)
     stopper = threading.Thread(target=rx.shutdown)
     stopper.start()
-    time.sleep(0.3)  # shutdown is now waiting for the request in flight
+    wait_until_refused(port)  # shutdown has stopped listening: it now waits for the request
     assert stopper.is_alive()
     slow.gate.set()
     sender.join(10)

@@ -411,6 +411,35 @@ def test_agent_from_the_normalised_key_when_the_resource_says_nothing() -> None:
     assert attrs["function_args"] == "kept"  # a Gemini key means nothing on a Codex record
 
 
+def test_every_service_name_the_normalisers_know_maps_to_their_agent() -> None:
+    from processors.redaction import agent_of_service
+    from processors.vendors import all_vendors
+
+    names = {name: v.agent.value for v in all_vendors() for name in v.service_names}
+    assert "gemini_cli" in names  # Gemini CLI's own default service name
+    assert {name: agent_of_service(name) for name in names} == names
+
+
+def test_the_normalisers_agent_wins_over_a_service_name_that_says_another() -> None:
+    """normalize's service_names may send a codex-looking service.name to Claude Code's
+    normaliser; redaction must then remove Claude's content keys, not only Codex's."""
+    from processors.normalize import NormalizeConfig, NormalizeProcessor
+
+    normalize = NormalizeProcessor(
+        "normalize", NormalizeConfig(service_names={"codex-claude-wrapper": am.Agent.CLAUDE_CODE})
+    )
+    data = logs(
+        {"event.name": "tool_result", "tool_input": ARGS, "response": RESPONSE},
+        service="codex-claude-wrapper",
+    )
+    out = normalize.consume_logs(data)
+    assert out is not None
+    attrs = run(out)
+    assert attrs[am.AGENT] == "claude_code"
+    assert "tool_input" not in attrs and "response" not in attrs
+    assert attrs["response_length"] == len(RESPONSE)
+
+
 def test_claude_placeholder_is_removed_without_a_fake_length() -> None:
     attrs = run(
         logs(
@@ -799,7 +828,12 @@ def _content_values(path: Path) -> set[str]:
 CAPTURES = sorted(CAPTURED.glob("*/*.json")) if CAPTURED.is_dir() else []
 
 
-@pytest.mark.skipif(not CAPTURES, reason="no captured CLI telemetry in tests/data/captured")
+def test_captured_cli_telemetry_is_committed() -> None:
+    """The two tests below are parametrized over the captures: without them they would run
+    nothing, so their absence is a failure, not a skip."""
+    assert {p.parent.name for p in CAPTURES} >= {"claude", "codex", "gemini"}
+
+
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_content_from_real_cli_telemetry_survives_by_default(path: Path) -> None:
     content = _content_values(path)
@@ -824,7 +858,6 @@ def test_no_content_from_real_cli_telemetry_survives_by_default(path: Path) -> N
         assert "arguments.length" in text and "output.length" in text
 
 
-@pytest.mark.skipif(not CAPTURES, reason="no captured CLI telemetry in tests/data/captured")
 @pytest.mark.parametrize(
     "path",
     [p for p in CAPTURES if "nocontent" not in p.name],

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from collector.component import ComponentConfig, ConfigContext, Duration, ExporterConfig
+from collector.config import resolve_path
 from exporters.clickhouse import schema
 
 
@@ -17,6 +18,12 @@ class TLSConfig(ComponentConfig):
     ca_file: str = Field(default="", description="CA bundle to verify the server with.")
     cert_file: str = Field(default="", description="Client certificate for mutual TLS.")
     key_file: str = Field(default="", description="Key of the client certificate.")
+
+    def file(self, key: str, base_dir: str) -> str:
+        """The file named by ``key`` as it is opened: ``~`` expanded, a relative path under
+        ``base_dir``, so the config check and the connection look at the same file."""
+        name: str = getattr(self, key)
+        return str(resolve_path(name, base_dir)) if name else ""
 
 
 class EmbeddedConfig(ComponentConfig):
@@ -100,7 +107,7 @@ class ClickHouseExporterConfig(ExporterConfig):
         errors = []
         for key in ("ca_file", "cert_file", "key_file"):
             name = getattr(self.tls, key)
-            if name and not os.path.isfile(os.path.join(ctx.base_dir, name)):
+            if name and not os.path.isfile(self.tls.file(key, ctx.base_dir)):
                 errors.append(f"{path}.tls.{key}: file {name!r} does not exist")
         if bool(self.tls.cert_file) != bool(self.tls.key_file):
             errors.append(f"{path}.tls: cert_file and key_file go together")

@@ -55,6 +55,11 @@ CONFIG_XML = """<clickhouse>
 """
 PID_FILE = "server.pid"
 LOG_FILE = "server.log"
+# A live server busy with a big insert on a loaded machine can miss a health check, and a
+# restart would cost it that insert: only this many failed checks in a row, each waiting this
+# long, count as hung. A child that exited is restarted at the first check.
+HEALTH_TIMEOUT = 5.0
+FAILED_CHECKS_BEFORE_RESTART = 3
 _PR_SET_PDEATHSIG = 1
 
 
@@ -134,6 +139,8 @@ class EmbeddedClickHouse:
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         python: str = sys.executable,
+        health_timeout: float = HEALTH_TIMEOUT,
+        failed_checks_before_restart: int = FAILED_CHECKS_BEFORE_RESTART,
     ) -> None:
         self.root = Path(root).resolve()
         self.configured_port = port
@@ -141,6 +148,10 @@ class EmbeddedClickHouse:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.python = python
+        self.health_timeout = health_timeout
+        self.failed_checks_before_restart = failed_checks_before_restart
+        self.failed_checks = 0
+        """Health checks the running child failed in a row."""
         self.restarts = 0
         self.startup_seconds = 0.0
         self.last_exit_code: int | None = None
@@ -184,7 +195,8 @@ class EmbeddedClickHouse:
         self._call(self._start)
 
     def ensure_running(self) -> bool:
-        """Restart the child if it died or stopped answering; True if a restart happened."""
+        """Restart the child if it exited, or if it failed ``failed_checks_before_restart``
+        health checks in a row (hung); True if a restart happened."""
         return bool(self._call(self._ensure_running))
 
     def watch(self, interval: float = 2.0) -> None:
@@ -206,7 +218,11 @@ class EmbeddedClickHouse:
     def healthy(self) -> bool:
         """The child is alive and answers a query."""
         process = self._process
-        return process is not None and process.poll() is None and ping(self.port, tag=self._tag)
+        return (
+            process is not None
+            and process.poll() is None
+            and ping(self.port, self.health_timeout, tag=self._tag)
+        )
 
     def _call(self, operation: Callable[[], Any]) -> Any:
         if self._thread is None:
@@ -280,6 +296,7 @@ class EmbeddedClickHouse:
         while time.monotonic() < deadline and process.poll() is None:
             if ping(self.port, tag=self._tag):
                 self.startup_seconds = time.monotonic() - began
+                self.failed_checks = 0
                 return
             time.sleep(0.05)
         self._kill_child()
@@ -319,8 +336,15 @@ class EmbeddedClickHouse:
         self.pid_file.unlink(missing_ok=True)
 
     def _ensure_running(self) -> bool:
-        if self.healthy():
-            return False
+        process = self._process
+        if process is not None and process.poll() is None:
+            if ping(self.port, self.health_timeout, tag=self._tag):
+                self.failed_checks = 0
+                return False
+            self.failed_checks += 1
+            if self.failed_checks < self.failed_checks_before_restart:
+                return False  # maybe only busy: a restart would lose its work
+        self.failed_checks = 0
         self._kill_child()
         self.configured_port = self.configured_port or self.port  # keep the URL clients use
         self._start()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 from clickhouse_connect.driver.external import ExternalData
 
 from collector import telemetry
@@ -96,6 +97,8 @@ def classify(exc: BaseException, what: str) -> ExportError:
         return ExportError(f"{what}: ClickHouse unreachable: {exc}")
     if isinstance(exc, DatabaseError):
         code = getattr(exc, "code", None)
+        if code is None and isinstance(exc, DataError):  # the client could not encode a value
+            return PermanentExportError(f"{what}: cannot serialise the batch: {exc}")
         if code in PERMANENT_CODES:
             return PermanentExportError(f"{what}: ClickHouse rejected the data: {exc}")
         return ExportError(f"{what}: ClickHouse error: {exc}")
@@ -133,11 +136,12 @@ def connect(cfg: ClickHouseExporterConfig, url: str) -> Client:
         kwargs["proxy_path"] = parts.path.rstrip("/")
     if secure:
         kwargs["verify"] = cfg.tls.verify
+        base_dir = os.getcwd()  # what config.load checked relative paths against
         if cfg.tls.ca_file:
-            kwargs["ca_cert"] = cfg.tls.ca_file
+            kwargs["ca_cert"] = cfg.tls.file("ca_file", base_dir)
         if cfg.tls.cert_file:
-            kwargs["client_cert"] = cfg.tls.cert_file
-            kwargs["client_cert_key"] = cfg.tls.key_file
+            kwargs["client_cert"] = cfg.tls.file("cert_file", base_dir)
+            kwargs["client_cert_key"] = cfg.tls.file("key_file", base_dir)
     return clickhouse_connect.get_client(**kwargs)
 
 

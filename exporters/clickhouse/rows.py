@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,10 @@ from exporters.clickhouse import schema
 
 SERVICE_NAME = "service.name"
 UINT64_MAX = 2**64 - 1
+MAX_TIME_NS = 2**32 * 10**9 - 1
+"""The last instant every time column holds: DateTime64(9) ends at 2^63 ns (2262) and the
+tables derive DateTime from it for partitions, sort keys and TTLs, which wraps after 2^32 s
+(2106). A later time (valid OTLP, up to 2^64-1) is replaced, see docs/data-model.md."""
 
 _SPAN_KIND = {v.number: v.name for v in Span.SpanKind.DESCRIPTOR.values}
 _STATUS_CODE = {v.number: v.name for v in Status.StatusCode.DESCRIPTOR.values}
@@ -44,6 +49,13 @@ def float_text(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(value)
+
+
+def _times(times: list[int], fallback: int) -> list[int]:
+    """An Array(DateTime64(9)) value with times past MAX_TIME_NS replaced by ``fallback``."""
+    if times and max(times) > MAX_TIME_NS:
+        return [t if t <= MAX_TIME_NS else fallback for t in times]
+    return times
 
 
 def any_raw(value: AnyValue) -> Any:
@@ -338,6 +350,7 @@ def convert_logs(data: LogsData) -> Batch:
     ) = raw.columns
     agents = AgentRowBuilder()
     event_key = am.EVENT
+    now = time.time_ns()
     for resource_logs in data.resource_logs:
         resource = attributes_text(resource_logs.resource.attributes)
         resource_agent = agent_resource_keys(resource)
@@ -350,6 +363,9 @@ def convert_logs(data: LogsData) -> Batch:
             for record in scope_logs.log_records:
                 attrs = attributes_text(record.attributes)
                 timestamp = record.time_unix_nano or record.observed_time_unix_nano
+                if timestamp > MAX_TIME_NS:
+                    observed = record.observed_time_unix_nano
+                    timestamp = observed if 0 < observed <= MAX_TIME_NS else now
                 trace_hex = record.trace_id.hex()
                 span_hex = record.span_id.hex()
                 ts.append(timestamp)
@@ -413,6 +429,7 @@ def convert_traces(data: TracesData) -> Batch:
     ) = raw.columns
     agents = AgentRowBuilder()
     event_key = am.EVENT
+    now = time.time_ns()
     for resource_spans in data.resource_spans:
         resource = attributes_text(resource_spans.resource.attributes)
         resource_agent = agent_resource_keys(resource)
@@ -423,7 +440,8 @@ def convert_traces(data: TracesData) -> Batch:
                 attrs = attributes_text(span.attributes)
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
-                ts.append(start)
+                stored_start = start if start <= MAX_TIME_NS else now
+                ts.append(stored_start)
                 trace.append(trace_hex)
                 span_col.append(span_hex)
                 parent.append(span.parent_span_id.hex())
@@ -438,7 +456,7 @@ def convert_traces(data: TracesData) -> Batch:
                 duration.append(max(end - start, 0))
                 status_code.append(_STATUS_CODE.get(span.status.code, ""))
                 status_message.append(span.status.message)
-                ev_ts.append([e.time_unix_nano for e in span.events])
+                ev_ts.append(_times([e.time_unix_nano for e in span.events], stored_start))
                 ev_name.append([e.name for e in span.events])
                 ev_attrs.append([attributes_text(e.attributes) for e in span.events])
                 ln_trace.append([link.trace_id.hex() for link in span.links])
@@ -450,7 +468,7 @@ def convert_traces(data: TracesData) -> Batch:
                     agents.add(
                         attrs,
                         resource_agent,
-                        start,
+                        stored_start,
                         _digest_id(span),
                         service,
                         trace_hex,
@@ -467,7 +485,8 @@ def convert_traces(data: TracesData) -> Batch:
 def _exemplars(point: Any, columns: list[list[Any]], first: int) -> None:
     exemplars = point.exemplars
     columns[first].append([attributes_text(e.filtered_attributes) for e in exemplars])
-    columns[first + 1].append([e.time_unix_nano for e in exemplars])
+    point_time = columns[13][-1]  # already within range
+    columns[first + 1].append(_times([e.time_unix_nano for e in exemplars], point_time))
     columns[first + 2].append(
         [
             e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int)
@@ -494,6 +513,7 @@ _COMMON = 14  # leading columns shared by every metric table, see schema._metric
 
 def convert_metrics(data: MetricsData) -> Batch:
     tables = {kind: TableRows.for_table(table) for kind, table in METRIC_TABLES.items()}
+    now = time.time_ns()
     for resource_metrics in data.resource_metrics:
         resource = attributes_text(resource_metrics.resource.attributes)
         service = resource.get(SERVICE_NAME, "")
@@ -521,8 +541,9 @@ def convert_metrics(data: MetricsData) -> Batch:
                     for i, value in enumerate(common):
                         columns[i].append(value)
                     columns[11].append(attributes_text(point.attributes))
-                    columns[12].append(point.start_time_unix_nano)
-                    columns[13].append(point.time_unix_nano)
+                    start_time, point_time = point.start_time_unix_nano, point.time_unix_nano
+                    columns[12].append(start_time if start_time <= MAX_TIME_NS else now)
+                    columns[13].append(point_time if point_time <= MAX_TIME_NS else now)
                     _POINT_WRITERS[kind](point, body, columns)
     return Batch([rows for rows in tables.values() if len(rows)], {})
 

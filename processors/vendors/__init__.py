@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
+from collector.otlp_values import any_value
 
 Attrs = dict[str, Any]
 """OTLP attributes as plain Python values (str, bool, int, float, list, dict or None)."""
@@ -43,18 +44,6 @@ TOOL_RESULT = "result"
 
 
 # --- reading OTLP values ----------------------------------------------------------------------
-def any_value(value: AnyValue) -> Any:
-    """The Python value of an OTLP ``AnyValue``; ``None`` for an empty one (Codex sends those)."""
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
-    return getattr(value, kind)
-
-
 def attrs_dict(key_values: Iterable[KeyValue]) -> Attrs:
     out: Attrs = {}
     for kv in key_values:  # the hot loop of every normaliser: strings first, no extra call

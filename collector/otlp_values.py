@@ -1,0 +1,71 @@
+"""OTLP ``AnyValue`` to Python, and point counts, in one place.
+
+Processors and exporters read the same attributes with different needs: a normaliser wants
+every value (lists and maps included), a rule engine and a metric label want text, a counter
+wants a scalar. These helpers keep those readings consistent instead of each file carrying
+its own copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
+
+Scalar = str | int | float | bool
+
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
+def any_value(value: AnyValue) -> Any:
+    """The Python value of an ``AnyValue``: lists and dicts for arrays and maps, ``bytes`` for
+    bytes, ``None`` for an empty one (Codex sends those)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def scalar(value: AnyValue) -> Scalar | None:
+    """A string, int, double or bool value; ``None`` for anything else (arrays, maps, bytes)."""
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in _SCALARS else None  # type: ignore[no-any-return]
+
+
+def scalar_text(value: Scalar | None) -> str:
+    """A scalar as text, booleans as ``true``/``false`` (as OTLP JSON writes them); "" for
+    ``None``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def text(value: AnyValue) -> str:
+    """``scalar_text(scalar(value))`` without the intermediate call: rule engines read many
+    attributes per record."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value" or kind == "double_value":
+        return str(getattr(value, kind))
+    return ""
+
+
+def metric_points(rm: ResourceMetrics) -> int:
+    """Data points of one ``ResourceMetrics``: the unit OTLP counts metrics in."""
+    n = 0
+    for sm in rm.scope_metrics:
+        for metric in sm.metrics:
+            kind = metric.WhichOneof("data")
+            if kind is not None:
+                n += len(getattr(metric, kind).data_points)
+    return n
