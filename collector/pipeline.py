@@ -34,19 +34,30 @@ nowhere and the client's retry duplicates nothing."""
 
 
 class ExporterRunner:
-    """One exporter, its queue and the worker thread that delivers from the queue with retries."""
+    """One exporter's queue of one signal and the worker that delivers from it with retries.
 
-    def __init__(self, exporter: Exporter, config: ExporterConfig, queue: ExporterQueue) -> None:
+    Each signal has its own queue, so batches never mix signals (a logs batch is not cut short
+    by a metrics request queued in between) and one signal's backlog never holds up another's.
+    """
+
+    def __init__(
+        self, exporter: Exporter, config: ExporterConfig, queue: ExporterQueue, signal: Signal
+    ) -> None:
         self.exporter = exporter
         self.name = exporter.name
+        self.signal = signal
         self.config = config
         self.queue = queue
         self._stop = threading.Event()
         self._abandon = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"export:{self.name}", daemon=True)
-        self._size = telemetry.EXPORTER_QUEUE_SIZE.labels(self.name)
-        self._wal_bytes = telemetry.EXPORTER_WAL_BYTES.labels(self.name)
-        telemetry.EXPORTER_QUEUE_CAPACITY.labels(self.name).set(config.sending_queue.queue_size)
+        self._thread = threading.Thread(
+            target=self._run, name=f"export:{self.name}:{signal.value}", daemon=True
+        )
+        self._size = telemetry.EXPORTER_QUEUE_SIZE.labels(self.name, signal.value)
+        self._wal_bytes = telemetry.EXPORTER_WAL_BYTES.labels(self.name, signal.value)
+        telemetry.EXPORTER_QUEUE_CAPACITY.labels(self.name, signal.value).set(
+            config.sending_queue.queue_size
+        )
 
     def start(self) -> None:
         self._update_gauges()
@@ -162,7 +173,9 @@ class ExporterRunner:
                     extra={"component": self.name, "items": left},
                 )
             else:
-                telemetry.EXPORTER_DROPPED.labels(self.name, "all", "shutdown_timeout").inc(left)
+                telemetry.EXPORTER_DROPPED.labels(
+                    self.name, self.signal.value, "shutdown_timeout"
+                ).inc(left)
                 log.error(
                     "shutdown timeout: in-memory queue dropped",
                     extra={"component": self.name, "items": left},

@@ -26,7 +26,7 @@ class Service:
         self.data_dir = config.service.data_dir
         self.host = Host(self.data_dir, ready=self.ready)
         self.exporters: dict[str, Exporter] = {}
-        self.runners: dict[str, ExporterRunner] = {}
+        self.runners: dict[tuple[str, Signal], ExporterRunner] = {}
         self.processors: dict[str, Processor] = {}
         self.receivers: dict[str, Receiver] = {}
         self.pipelines: list[Pipeline] = []
@@ -43,11 +43,11 @@ class Service:
                 exp.start(self.host)
                 self.exporters[name] = exp
                 ecfg = exporter_config(spec)
-                runner = ExporterRunner(
-                    exp, ecfg, make_queue(ecfg.sending_queue, self.data_dir, name)
-                )
-                runner.start()
-                self.runners[name] = runner
+                for sig in sorted({p.signal for p in cfg.pipelines if name in p.exporters}):
+                    queue = make_queue(ecfg.sending_queue, self.data_dir, name, sig)
+                    runner = ExporterRunner(exp, ecfg, queue, sig)
+                    runner.start()
+                    self.runners[(name, sig)] = runner
                 log.info("exporter started", extra={"component": name})
             for name, spec in cfg.processors.items():
                 proc = spec.factory.create(name, spec.config)
@@ -59,7 +59,7 @@ class Service:
                         p.name,
                         p.signal,
                         [self.processors[n] for n in p.processors],
-                        [self.runners[n] for n in p.exporters],
+                        [self.runners[(n, p.signal)] for n in p.exporters],
                     )
                 )
             self.host.extras["pipelines"] = self.pipelines
@@ -103,10 +103,9 @@ class Service:
         ClickHouse outage does not take every replica out of a load balancer)."""
         if not self._started or self._stopped.is_set():
             return False
-        for name, exporter in self.exporters.items():
-            runner = self.runners[name]
+        for (name, _), runner in self.runners.items():
             durable = runner.config.sending_queue.storage == "wal" and runner.queue.has_room(1)
-            if not durable and not exporter.ready():
+            if not durable and not self.exporters[name].ready():
                 return False
         return True
 

@@ -89,18 +89,18 @@ EXPORTER_FAILED_ATTEMPTS = counter(
 )
 EXPORTER_QUEUE_SIZE = gauge(
     "agentwatch_exporter_queue_size",
-    "Items waiting in an exporter's queue.",
-    ("exporter",),
+    "Items waiting in an exporter's queue of one signal.",
+    ("exporter", "signal"),
 )
 EXPORTER_QUEUE_CAPACITY = gauge(
     "agentwatch_exporter_queue_capacity",
-    "Items an exporter's queue may hold before it pushes back.",
-    ("exporter",),
+    "Items an exporter's queue of one signal may hold before it pushes back.",
+    ("exporter", "signal"),
 )
 EXPORTER_WAL_BYTES = gauge(
     "agentwatch_exporter_wal_bytes",
-    "Bytes of undelivered records in an exporter's write-ahead log.",
-    ("exporter",),
+    "Bytes of undelivered records in an exporter's write-ahead log of one signal.",
+    ("exporter", "signal"),
 )
 EXPORTER_SEND_SECONDS = histogram(
     "agentwatch_exporter_send_duration_seconds",

@@ -344,7 +344,8 @@ def self_metric(collector: CollectorProcess, name: str, **labels: str) -> float:
 
 
 def wal_dir(workdir: Path) -> Path:
-    return workdir / "data" / "wal" / EXPORTER
+    """The write-ahead log of the exporter's logs queue (the signal these tests send)."""
+    return workdir / "data" / "wal" / EXPORTER / "logs"
 
 
 def wal_int(workdir: Path, name: str) -> int:

@@ -315,20 +315,25 @@ def http_upstream() -> Iterator[tuple[ScriptedHttp, int]]:
 
 
 class Runner:
-    """An exporter behind the real exporter queue and its retrying worker."""
+    """An exporter behind the real exporter queues (one per signal) and their retrying workers."""
 
     def __init__(self, exporter: OtlpGrpcExporter | OtlpHttpExporter, tmp_path: Path) -> None:
         self.exporter = exporter
         cfg = exporter.cfg
-        self.runner = ExporterRunner(exporter, cfg, MemoryQueue(cfg.sending_queue))
+        self.runners = {
+            sig: ExporterRunner(exporter, cfg, MemoryQueue(cfg.sending_queue), sig)
+            for sig in Signal
+        }
         exporter.start(Host(str(tmp_path)))
-        self.runner.start()
+        for runner in self.runners.values():
+            runner.start()
 
     def offer(self, signal: Signal, data: Telemetry) -> None:
-        self.runner.offer(signal, data, count_items(data))
+        self.runners[signal].offer(signal, data, count_items(data))
 
     def close(self) -> None:
-        assert self.runner.drain(time.monotonic() + 10)
+        deadline = time.monotonic() + 10
+        assert all([runner.drain(deadline) for runner in self.runners.values()])
         self.exporter.shutdown()
 
 

@@ -156,7 +156,8 @@ def test_wal_queue_keeps_undelivered_data_for_the_next_run(tmp_path: Path) -> No
     rec = svc.receivers["inject"]
     assert isinstance(rec, InjectReceiver)
     rec.push(logs(3))
-    assert telemetry.value("agentwatch_exporter_wal_bytes", exporter="recording/durable") > 0
+    wal_bytes = {"exporter": "recording/durable", "signal": "logs"}
+    assert telemetry.value("agentwatch_exporter_wal_bytes", **wal_bytes) > 0
     svc.shutdown(timeout=0.2)  # exporter stalled past the deadline
     assert exp.delivered == []
     exp.gate.set()
