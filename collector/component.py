@@ -123,7 +123,9 @@ class QueueConfig(ComponentConfig):
         description="memory: lost on crash; wal: write-ahead log under the data directory.",
     )
     queue_size: int = Field(
-        default=50_000, gt=0, description="Items (records, points, spans) held before pushing back."
+        default=50_000,
+        gt=0,
+        description="Items (records, points, spans) each signal's queue holds before pushing back.",
     )
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0, description="Byte bound of the wal.")
     on_full: Literal["refuse", "drop"] = Field(
