@@ -163,7 +163,7 @@ def reprice(
         stats = TableReprice(table.table)
         for day in _days(start, end):
             for page in _pages(client, settings, table.table, day, page_size):
-                changes = _reprice_page(pricer, page, stats)
+                changes = _reprice_page(pricer, event, page, stats)
                 if changes:
                     _insert_corrections(client, settings, table, day, changes)
                     stats.rows_repriced += len(changes)
@@ -215,12 +215,14 @@ def _pages(
 
 
 def _reprice_page(
-    pricer: CostProcessor, page: Sequence[Sequence[Any]], stats: TableReprice
+    pricer: CostProcessor, event: str, page: Sequence[Sequence[Any]], stats: TableReprice
 ) -> list[_Change]:
     changes = []
     for row in page:
         event_id, revision, ts, provider, model, *tokens, reported, cost, computed = row
-        new_cost, new_computed = _price(pricer, provider, model, tokens, reported, int(ts))
+        new_cost, new_computed = _price(
+            pricer, event, provider, model, tokens, reported, int(ts)
+        )
         stats.rows_scanned += 1
         stats.cost_usd_before += cost or 0.0
         stats.cost_usd_after += new_cost or 0.0
@@ -233,6 +235,7 @@ def _reprice_page(
 
 def _price(
     pricer: CostProcessor,
+    event: str,
     provider: str,
     model: str,
     tokens: Sequence[int],
@@ -244,7 +247,8 @@ def _price(
     Storage keeps 0 for an absent count, so a row with no tokens at all is treated as a record
     that had none (unpriced, as on ingest), and a cache-write split only when it is non-zero.
     """
-    attrs = [KeyValue(key=am.EVENT, value=AnyValue(string_value=am.EventType.API_CALL.value))]
+    # The event type matters: api_usage (an interval's total) is priced at base rates.
+    attrs = [KeyValue(key=am.EVENT, value=AnyValue(string_value=str(event)))]
     if provider:
         attrs.append(KeyValue(key=am.PROVIDER, value=AnyValue(string_value=provider)))
     if model:

@@ -1044,6 +1044,7 @@ def test_redelivering_the_same_requests_changes_no_agent_row(
         "agentwatch_prometheus_skipped_items_total", reason="duplicate"
     )
     dropped_before = stack.self_metric("agentwatch_processor_dropped_items_total", signal="logs")
+    raised_before = stack.self_metric("agentwatch_detections_raised_total")
     with TIMINGS.part("re-deliver the HTTP runs' logs requests"):
         # Accepted (200) means queued: once every queue is empty, all of it was delivered.
         assert [tap.repost(t) for t in resend] == [200] * len(resend)
@@ -1054,8 +1055,11 @@ def test_redelivering_the_same_requests_changes_no_agent_row(
         stack.self_metric("agentwatch_processor_dropped_items_total", signal="logs")
         - dropped_before
     )
+    # A resent request raises its detections again (same ids: one row in the agent tables).
+    raised = stack.self_metric("agentwatch_detections_raised_total") - raised_before
+    assert raised > 0
     assert records - dropped > 0
-    assert stack.scalar("SELECT count() FROM otel_logs") - raw_before == records - dropped
+    assert stack.scalar("SELECT count() FROM otel_logs") - raw_before == records - dropped + raised
     assert _agent_rows(stack) == before
     assert _prometheus_samples(stack) == counters_before
     assert (
