@@ -248,6 +248,13 @@ class SignalRouter(Consumer):
                 copy.CopyFrom(data)
             try:
                 out = pipeline.process(copy)
+            except Refused:
+                # Telemetry a processor derived was refused (its queues are full): the client
+                # retries the request, and the derived part with it.
+                telemetry.RECEIVER_REFUSED.labels(
+                    self.receiver, signal.value, "derived_queue_full"
+                ).inc(items_in)
+                raise
             except Exception:
                 # Refuse rather than pass on half-processed data: a failed redaction must not
                 # leak. The client is told (500 / INTERNAL) and keeps the data.

@@ -23,6 +23,7 @@ from collector.component import (
     Refused,
     Signal,
     Telemetry,
+    count_items,
 )
 from collector.config import parse
 from collector.service import Service
@@ -360,8 +361,12 @@ def test_usage_rows_refused_by_full_queues_arrive_with_the_clients_retry(
         receiver.push(log_request("some-other-app", [{"event.name": "x"}]))
         second = {"input": 1600, "output": 80} if cumulative else {"input": 600, "output": 30}
         request = token_metrics(service, metric_name, second, cumulative=cumulative, interval=2)
+        refused = {"receiver": "inject", "signal": "metrics", "reason": "derived_queue_full"}
+        before = telemetry.value("agentwatch_receiver_refused_items_total", **refused)
         with pytest.raises(Refused):
             receiver.push(copy.deepcopy(request))
+        after = telemetry.value("agentwatch_receiver_refused_items_total", **refused)
+        assert after - before == count_items(request)
         logs_out.gate.set()
         wait_for(lambda: len(logs_out.delivered) == 2)
         runner = next(r for p in svc.pipelines for r in p.runners if r.name == logs_out.name)
