@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +23,9 @@ from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse, EmbeddedStartError, http_query
 from exporters.clickhouse.exporter import ClickHouseExporter, open_store
 from tests.clickhouse_fixture import agent_record, logs_request
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll for an outcome (not a timing assertion: the deadline only bounds a hang)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pid_gone(pid: int) -> bool:
@@ -58,7 +49,7 @@ def pause(pid: int) -> None:
                 states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
         return bool(states) and all(state in ("T", "t") for state in states)
 
-    wait_until(all_stopped, f"pid {pid} to stop")
+    wait_for(all_stopped, what=f"pid {pid} to stop")
 
 
 @pytest.fixture
@@ -93,9 +84,9 @@ def test_restart_after_kill_9_keeps_data(server: EmbeddedClickHouse) -> None:
     assert old_pid is not None
     server.watch(interval=0.2)
     os.kill(old_pid, signal.SIGKILL)
-    wait_until(
+    wait_for(
         lambda: server.restarts >= 1 and server.pid not in (None, old_pid) and server.healthy(),
-        "the supervisor's restart",
+        what="the supervisor's restart",
     )
     assert server.restarts == 1  # an exited child is restarted once, not again while it starts
     assert server.port == port  # clients keep their URL
@@ -127,7 +118,9 @@ def test_a_hung_server_is_restarted_only_after_several_failed_checks(tmp_path: P
         assert (ch.pid, ch.restarts, ch.failed_checks) == (first, 0, 2)
         os.kill(first, signal.SIGCONT)
         # Two checks to spare before a restart, for a slow first answer after the pause.
-        wait_until(lambda: not ch.ensure_running() and ch.failed_checks == 0, "an answered check")
+        wait_for(
+            lambda: not ch.ensure_running() and ch.failed_checks == 0, what="an answered check"
+        )
         assert ch.pid == first and ch.restarts == 0
         pause(first)
         assert [ch.ensure_running() for _ in range(3)] == [False, False, False]
@@ -163,7 +156,7 @@ def test_server_dies_with_a_crashed_supervisor_and_data_survives(tmp_path: Path)
         child_pid = json.loads(supervisor.stdout.readline())["pid"]
         supervisor.kill()
         supervisor.wait()
-        wait_until(lambda: pid_gone(child_pid), "the orphaned server to exit")
+        wait_for(lambda: pid_gone(child_pid), what="the orphaned server to exit")
     finally:
         if supervisor.poll() is None:
             supervisor.kill()

@@ -41,6 +41,7 @@ from exporters.clickhouse.embedded import EmbeddedClickHouse, http_query
 from tests.clickhouse_fixture import ResponseDroppingProxy
 from tests.collector_process import CollectorProcess, free_port
 from tests.otlp_factory import attr
+from tests.polling import wait_for
 
 DATABASE = "delivery"
 EXPORTER = "clickhouse"
@@ -91,14 +92,6 @@ def agent_rows(server: EmbeddedClickHouse) -> int:
         )
     except (OSError, urllib.error.URLError, ValueError, IndexError):
         return 0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -401,13 +394,13 @@ def test_clickhouse_outage_while_clients_send(
     client = SteadyClient(collector.http_port, ledger)
     client.start()
     try:
-        wait_until(lambda: stored_rows(clickhouse) >= 200, 30, "the first rows in ClickHouse")
+        wait_for(lambda: stored_rows(clickhouse) >= 200, 30, "the first rows in ClickHouse")
         clickhouse.stop()
         during_outage = client.accepted()
         time.sleep(OUTAGE_SECONDS)  # the outage itself, while the client keeps sending
         accepted_while_down = client.accepted() - during_outage
         clickhouse.start()  # same port, same data directory
-        wait_until(
+        wait_for(
             lambda: client.accepted() >= during_outage + accepted_while_down + 200,
             30,
             "more records after recovery",
@@ -415,9 +408,7 @@ def test_clickhouse_outage_while_clients_send(
     finally:
         client.finish()
     assert accepted_while_down >= 200, "the wal must keep accepting while ClickHouse is down"
-    wait_until(
-        lambda: stored_rows(clickhouse) >= len(ledger.accepted), 90, "every record to arrive"
-    )
+    wait_for(lambda: stored_rows(clickhouse) >= len(ledger.accepted), 90, "every record to arrive")
     assert collector.stop() == 0, collector.logs()  # drains: nothing is still on its way
     assert not ledger.refused and not ledger.unknown
     assert_exactly_once(clickhouse, ledger)
@@ -437,14 +428,14 @@ def test_kill_9_with_acknowledged_data_in_the_wal(
         ledger.record("accepted", range(first, first + 50))
     # Wait until the worker has formed its first batch and is retrying it against the dead
     # server, so the kill also exercises the re-forming of an in-flight batch.
-    wait_until(lambda: wal_int(tmp_path, "inflight") > 0, 30, "a batch in flight")
+    wait_for(lambda: wal_int(tmp_path, "inflight") > 0, 30, "a batch in flight")
     assert wal_int(tmp_path, "acked") == 0
     assert wal_segment_bytes(tmp_path) > 0
     collector.kill9()
 
     clickhouse.start()
     restarted = start_collector(collectors, tmp_path, config)
-    wait_until(lambda: stored_rows(clickhouse) >= 2000, 60, "the wal to be delivered")
+    wait_for(lambda: stored_rows(clickhouse) >= 2000, 60, "the wal to be delivered")
     assert restarted.stop() == 0, restarted.logs()
     assert_exactly_once(clickhouse, ledger)
     assert wal_int(tmp_path, "acked") == 2000 // 50  # one wal record per request
@@ -474,7 +465,7 @@ def test_kill_9_after_commit_before_ack_does_not_duplicate(
             collector = start_collector(collectors, tmp_path, config)
             # Every earlier request (wal seq 1..round_no-1) is delivered, the batch that was in
             # flight at the kill included, and it did not add a single row.
-            wait_until(acked_at_least(tmp_path, round_no - 1), 60, "the re-sent batch")
+            wait_for(acked_at_least(tmp_path, round_no - 1), 60, "the re-sent batch")
             assert (stored_rows(clickhouse), agent_rows(clickhouse)) == (total, total)
             if round_no > 1:
                 # The restarted collector really sent that batch again; ClickHouse dropped it.
@@ -492,7 +483,7 @@ def test_kill_9_after_commit_before_ack_does_not_duplicate(
             seqs = range(total, total + per_request)
             assert post_logs(collector.http_port, agent_logs(seqs)).status == 200
             ledger.record("accepted", seqs)
-            wait_until(cut_since(proxy, cuts), 60, "an insert committed without an answer")
+            wait_for(cut_since(proxy, cuts), 60, "an insert committed without an answer")
             collector.kill9()
             proxy.arm("", 0)  # the next collector reaches ClickHouse normally
             # Committed, though never acknowledged: the agent tables, written after the raw
@@ -587,7 +578,7 @@ def test_full_queue_pushes_back_on_http_and_grpc_and_loses_nothing(
     ) == len(ledger.accepted)
 
     clickhouse.start()
-    wait_until(lambda: stored_rows(clickhouse) >= len(ledger.accepted), 60, "the queue to drain")
+    wait_for(lambda: stored_rows(clickhouse) >= len(ledger.accepted), 60, "the queue to drain")
     # Pushback is over on both protocols.
     seqs = range(seq, seq + batch)
     seq += batch
@@ -595,7 +586,7 @@ def test_full_queue_pushes_back_on_http_and_grpc_and_loses_nothing(
     seqs = range(seq, seq + batch)
     assert grpc_export(collector.grpc_port, agent_logs(seqs)) == grpc.StatusCode.OK
     ledger.record("accepted", seqs)
-    wait_until(lambda: stored_rows(clickhouse) >= len(ledger.accepted), 60, "the last records")
+    wait_for(lambda: stored_rows(clickhouse) >= len(ledger.accepted), 60, "the last records")
     assert self_metric(collector, "agentwatch_exporter_dropped_items_total") == 0
     assert collector.stop() == 0, collector.logs()
     assert_exactly_once(clickhouse, ledger)

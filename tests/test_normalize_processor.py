@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,7 @@ from processors.directory import Directory, DirectoryError
 from processors.normalize import FACTORY, NormalizeConfig, NormalizeProcessor
 from processors.vendors import USER_DISPLAY_NAME
 from tests.components import InjectReceiver, RecordingExporter
+from tests.polling import wait_for
 from tests.test_normalize_support import (
     CAPTURED,
     Hooks,
@@ -382,13 +381,6 @@ def test_usage_rows_refused_by_full_queues_arrive_with_the_clients_retry(
         assert usage == [("s-metrics-only", 1000, 50), ("s-metrics-only", 600, 30)]
     finally:
         assert svc.shutdown()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_derived_records_are_not_normalised_again() -> None:

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,16 +65,9 @@ from exporters.otlp import (
 )
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import logs, seqs
+from tests.polling import wait_for
 
 FAST_RETRY = {"initial_interval": 0.01, "max_interval": 0.05}
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def metrics(n: int, start: int = 0) -> MetricsData:
@@ -444,9 +437,9 @@ def test_reexport_into_a_second_agentwatch(tmp_path: Path, transport: str) -> No
         inject.push(metrics(7))
         inject.push(traces(3))
         name = "recording/downstream"
-        wait_for(lambda: len(log_seqs(delivered(name, Signal.LOGS))) >= 100, "logs downstream")
-        wait_for(lambda: len(metric_values(delivered(name, Signal.METRICS))) >= 7, "metrics")
-        wait_for(lambda: len(span_names(delivered(name, Signal.TRACES))) >= 3, "traces")
+        wait_for(lambda: len(log_seqs(delivered(name, Signal.LOGS))) >= 100, what="logs downstream")
+        wait_for(lambda: len(metric_values(delivered(name, Signal.METRICS))) >= 7, what="metrics")
+        wait_for(lambda: len(span_names(delivered(name, Signal.TRACES))) >= 3, what="traces")
         assert up.shutdown()
         assert log_seqs(delivered(name, Signal.LOGS)) == list(range(100))
         assert metric_values(delivered(name, Signal.METRICS)) == list(range(7))
@@ -508,9 +501,11 @@ def test_backpressure_from_a_full_agentwatch_is_retried_until_everything_arrives
     try:
         for i in range(6):
             runner.offer(Signal.LOGS, logs(5, start=i * 5))
-        wait_for(lambda: failed() > before, "the downstream to push back")
+        wait_for(lambda: failed() > before, what="the downstream to push back")
         stalled.gate.set()
-        wait_for(lambda: len(log_seqs(delivered("recording/downstream", Signal.LOGS))) >= 30, "all")
+        wait_for(
+            lambda: len(log_seqs(delivered("recording/downstream", Signal.LOGS))) >= 30, what="all"
+        )
         runner.close()
         assert log_seqs(delivered("recording/downstream", Signal.LOGS)) == list(range(30))
     finally:
@@ -531,7 +526,7 @@ def test_http_503_with_retry_after_then_200_delivers_everything_once(
     runner = Runner(http_exporter("otlphttp/503", port), tmp_path)
     for i in range(4):
         runner.offer(Signal.LOGS, logs(10, start=i * 10))
-    wait_for(lambda: len(log_seqs(upstream.of(Signal.LOGS))) >= 40, "delivery")
+    wait_for(lambda: len(log_seqs(upstream.of(Signal.LOGS))) >= 40, what="delivery")
     runner.close()
     assert log_seqs(upstream.of(Signal.LOGS)) == list(range(40))
     assert upstream.attempts == len(upstream.accepted) + 2
@@ -549,9 +544,9 @@ def test_http_400_is_not_retried_and_the_drop_is_counted(
     )
     runner = Runner(http_exporter("otlphttp/400", port), tmp_path)
     runner.offer(Signal.LOGS, logs(7))
-    wait_for(lambda: dropped("otlphttp/400", "permanent_error") == 7, "the drop to be counted")
+    wait_for(lambda: dropped("otlphttp/400", "permanent_error") == 7, what="the drop to be counted")
     runner.offer(Signal.LOGS, logs(3, start=7))  # the queue moves on
-    wait_for(lambda: len(upstream.accepted) == 1, "the next batch")
+    wait_for(lambda: len(upstream.accepted) == 1, what="the next batch")
     runner.close()
     assert upstream.attempts == 2
     assert log_seqs(upstream.of(Signal.LOGS)) == [7, 8, 9]
@@ -566,7 +561,7 @@ def test_grpc_unavailable_then_ok_delivers_everything_once(
     runner.offer(Signal.LOGS, logs(10))
     runner.offer(Signal.TRACES, traces(2))
     runner.offer(Signal.METRICS, metrics(4))
-    wait_for(lambda: len(upstream.accepted) >= 3, "delivery")
+    wait_for(lambda: len(upstream.accepted) >= 3, what="delivery")
     runner.close()
     assert log_seqs(upstream.of(Signal.LOGS)) == list(range(10))
     assert span_names(upstream.of(Signal.TRACES)) == ["span 0", "span 1"]
@@ -581,7 +576,7 @@ def test_grpc_invalid_argument_is_dropped_and_counted(
     upstream.script.append((grpc.StatusCode.INVALID_ARGUMENT, None))
     runner = Runner(grpc_exporter("otlp/invalid", port), tmp_path)
     runner.offer(Signal.METRICS, metrics(5))
-    wait_for(lambda: dropped("otlp/invalid", "permanent_error", "metrics") == 5, "the drop")
+    wait_for(lambda: dropped("otlp/invalid", "permanent_error", "metrics") == 5, what="the drop")
     runner.close()
     assert upstream.attempts == 1 and not upstream.accepted
 
@@ -909,7 +904,8 @@ def test_mutual_tls_into_a_second_agentwatch(tmp_path: Path, pki: Pki, transport
         finally:
             exp.shutdown()
         wait_for(
-            lambda: len(log_seqs(delivered("recording/tls", Signal.LOGS))) >= 4, "tls delivery"
+            lambda: len(log_seqs(delivered("recording/tls", Signal.LOGS))) >= 4,
+            what="tls delivery",
         )
         assert log_seqs(delivered("recording/tls", Signal.LOGS)) == [0, 1, 2, 3]
     finally:
@@ -1033,8 +1029,8 @@ def test_processed_pipeline_reexports_clean_records_and_a_bare_one_tees_the_raw_
         assert PROMPT in raw_bytes and RESPONSE in raw_bytes
         for request in requests:
             inject.push(request)
-        wait_for(lambda: sum(count_items(d) for d in vendor.of(Signal.LOGS)) == sent, "clean")
-        wait_for(lambda: sum(count_items(d) for d in tee.of(Signal.LOGS)) == sent, "raw")
+        wait_for(lambda: sum(count_items(d) for d in vendor.of(Signal.LOGS)) == sent, what="clean")
+        wait_for(lambda: sum(count_items(d) for d in tee.of(Signal.LOGS)) == sent, what="raw")
     finally:
         assert svc.shutdown()
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from collector.config import parse
 from collector.service import Service
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import logs, seqs
+from tests.polling import wait_for
 
 
 def make_service(tmp_path: Path, exporters: dict, names: list[str] | None = None) -> Service:  # type: ignore[type-arg]
@@ -27,14 +27,6 @@ def make_service(tmp_path: Path, exporters: dict, names: list[str] | None = None
     svc = Service(parse(raw, source="test", env={}, base_dir=str(tmp_path)))
     svc.start()
     return svc
-
-
-def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def delivered_seqs(exp: RecordingExporter) -> list[int]:

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from collector.service import Service
 from exporters.prometheus import OVERFLOW, PrometheusConfig, PrometheusExporter
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import attr
+from tests.polling import wait_for
 from tests.prometheus_server import PrometheusServer, promtool_check_metrics
 
 Attrs = dict[str, Any]
@@ -382,13 +383,6 @@ def test_real_prometheus_shows_team_cost_and_tokens_of_a_real_claude_session(
         prometheus_server.wait_for('sum(claude_code_session_count_total{job="claude"})', 1)
     finally:
         assert svc.shutdown()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 COPILOT = Path(__file__).parent / "data" / "copilot"
