@@ -147,7 +147,7 @@ class OtlpCapture:
         signal = handler.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         chunked = handler.headers.get("Transfer-Encoding", "").lower() == "chunked"
         raw = (
-            _read_chunked(handler)
+            read_chunked(handler)
             if chunked
             else handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         )
@@ -245,7 +245,8 @@ class OtlpCapture:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
 
 
-def _read_chunked(handler: BaseHTTPRequestHandler) -> bytes:
+def read_chunked(handler: BaseHTTPRequestHandler) -> bytes:
+    """A chunked request body, de-chunked (stdlib http.server does not do it)."""
     parts: list[bytes] = []
     while True:
         size = int(handler.rfile.readline().split(b";")[0].strip(), 16)

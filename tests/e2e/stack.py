@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.clickhouse.exporter import running_embedded_url
 from tests.collector_process import CollectorProcess, free_port
-from tests.e2e.otlp_capture import REQUEST_TYPES, OtlpCapture, parse_otlp_json
+from tests.e2e.otlp_capture import REQUEST_TYPES, OtlpCapture, parse_otlp_json, read_chunked
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
@@ -144,7 +144,7 @@ class HttpTap:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         chunked = handler.headers.get("Transfer-Encoding", "").lower() == "chunked"
         if chunked:
-            body = _read_chunked(handler)
+            body = read_chunked(handler)
         else:
             body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         headers = {k.lower(): v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -172,18 +172,6 @@ class HttpTap:
                 pass
 
         return Handler
-
-
-def _read_chunked(handler: BaseHTTPRequestHandler) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
-        if size == 0:
-            while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(parts)
-        parts.append(handler.rfile.read(size))
-        handler.rfile.readline()
 
 
 def stack_config(workdir: Path, reexport: OtlpCapture) -> dict[str, Any]:
