@@ -131,6 +131,28 @@ class PrometheusServer:
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 
+    def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """The matrix result of ``expr`` over [start, end] (``[{"metric", "values"}]``), as a
+        Grafana time series panel asks for it."""
+        params = {"query": expr, "start": start, "end": end, "step": step}
+        body = self._get("/api/v1/query_range?" + urllib.parse.urlencode(params))
+        assert body is not None, "query API unreachable"
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def label_values(self, label: str, match: str) -> list[str]:
+        """``label_values(match, label)`` as a Grafana variable query asks for it."""
+        path = f"/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": match})
+        body = self._get(path)
+        assert body is not None, "query API unreachable"
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        return [str(v) for v in answer["data"]]
+
     def scalar(self, expr: str) -> float | None:
         """The single value of ``expr``, or None while it has no result."""
         result = self.query(expr)
