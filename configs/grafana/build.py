@@ -316,7 +316,8 @@ def prometheus_dashboard() -> model.Dashboard:
                 "Tokens by type",
                 [
                     _pq(
-                        f'sum by (type) (rate(agentwatch_tokens_total{{{F_USAGE}, type!="reasoning"}}'
+                        "sum by (type) (rate("
+                        f'agentwatch_tokens_total{{{F_USAGE}, type!="reasoning"}}'
                         "[$__rate_interval]))",
                         "{{type}}",
                     )
@@ -400,8 +401,9 @@ def prometheus_dashboard() -> model.Dashboard:
                         ref="A",
                     ),
                     _pq(
-                        f"sum by (signal, reason) (rate(agentwatch_receiver_refused_items_total{{{JOB}}}"
-                        "[$__rate_interval])) or vector(0)",
+                        f"sum by (signal, reason) (rate("
+                        f"agentwatch_receiver_refused_items_total{{{JOB}}}[$__rate_interval]))"
+                        " or vector(0)",
                         "refused {{signal}} {{reason}}",
                         ref="B",
                     ),
@@ -422,14 +424,16 @@ def prometheus_dashboard() -> model.Dashboard:
                         ref="A",
                     ),
                     _pq(
-                        f"sum by (exporter, reason) (rate(agentwatch_exporter_dropped_items_total{{{JOB}}}"
-                        "[$__rate_interval])) or vector(0)",
+                        f"sum by (exporter, reason) (rate("
+                        f"agentwatch_exporter_dropped_items_total{{{JOB}}}[$__rate_interval]))"
+                        " or vector(0)",
                         "dropped {{exporter}} {{reason}}",
                         ref="B",
                     ),
                     _pq(
-                        f"sum by (exporter) (rate(agentwatch_exporter_failed_attempts_total{{{JOB}}}"
-                        "[$__rate_interval])) or vector(0)",
+                        f"sum by (exporter) (rate("
+                        f"agentwatch_exporter_failed_attempts_total{{{JOB}}}[$__rate_interval]))"
+                        " or vector(0)",
                         "failed attempts {{exporter}}",
                         ref="C",
                     ),
