@@ -819,6 +819,9 @@ SDK_ONLY_VARIABLE_KEYS = ("auto", "auto_count", "auto_min", "id")
 def tidy(document: dict[str, Any]) -> dict[str, Any]:
     """The SDK's JSON without the keys that current Grafana's schema no longer has."""
     document.pop("style", None)  # the dark/light choice moved to user preferences
+    for panel in document.get("panels", []):
+        if panel.get("type") == "table":
+            panel.get("options", {}).pop("footer", None)  # now a field option
     for variable in document.get("templating", {}).get("list", []):
         if variable.get("type") != "interval":
             for key in SDK_ONLY_VARIABLE_KEYS:

@@ -30,6 +30,7 @@ import pytest
 from google.protobuf.message import Message
 
 from processors import pricing
+from tests.e2e import dashboard_checks
 from tests.e2e.agent_clis import (
     ECHO_COMMAND,
     FAILING_COMMAND,
@@ -1065,4 +1066,182 @@ def test_redelivering_the_same_requests_changes_no_agent_row(
     assert (
         stack.self_metric("agentwatch_prometheus_skipped_items_total", reason="duplicate")
         > duplicates_before
+    )
+
+
+# =============================================================================================
+# issue 13: the Grafana dashboards (configs/grafana/*.json), every panel query run for real
+# against this module's Prometheus and ClickHouse after the CLIs ran. The query runner and the
+# macro expansion live in tests/e2e/dashboard_checks.py.
+# =============================================================================================
+
+BUDGET_METRICS = (
+    "agentwatch_budget_ratio",
+    "agentwatch_budget_spend_usd",
+    "agentwatch_budget_forecast_usd",
+    "agentwatch_budget_limit_usd",
+)
+
+
+def _dashboard_range(runs: dict[str, AgentRun]) -> dashboard_checks.TimeRange:
+    """From the hour before the first run (usage_hourly's buckets start on the hour) to now."""
+    first = min(run.started for run in runs.values())
+    start = int(first // 3600 * 3600) - 3600
+    return dashboard_checks.TimeRange(start=start, end=int(time.time()) + 1, interval_s=60)
+
+
+def _clickhouse_dashboard(
+    stack: AgentwatchStack, runs: dict[str, AgentRun]
+) -> dashboard_checks.ClickHouseDashboard:
+    for run in runs.values():
+        run.require()
+    wait_for(stack.drained, 30, "every queue to drain")
+    return dashboard_checks.ClickHouseDashboard(stack.dicts, _dashboard_range(runs))
+
+
+def test_clickhouse_dashboard_every_panel_returns_the_views_totals(
+    stack: AgentwatchStack, runs: dict[str, AgentRun]
+) -> None:
+    board = _clickhouse_dashboard(stack, runs)
+    every = board.variable_values({})
+    assert {run.team for run in runs.values()} <= set(every["team"])
+    assert set(every["agent"]) == set(AGENT.values())
+    assert {SPECS[run.agent].model for run in runs.values()} <= set(every["model"])
+
+    results = board.results({})
+    mcp_calls = stack.scalar("SELECT count() FROM tool_calls WHERE mcp_server != ''")
+    for title, result in results.items():
+        if title == "MCP server calls" and mcp_calls == 0:
+            # The scripted sessions call no MCP server: the panel is empty exactly when the view is.
+            assert result.rows == [], result.query
+            continue
+        assert result.rows, f"{title}: no rows for\n{result.query}"
+
+    hourly = stack.dicts(
+        "SELECT sum(cost_usd) AS cost, sum(api_calls) AS calls, "
+        "sum(unpriced_api_calls + unpriced_usage_records) AS unpriced FROM usage_hourly"
+    )[0]
+    assert float(hourly["cost"]) > 0
+    for title in ("Cost by team", "Cost by user", "Cost by model"):
+        total = dashboard_checks.column_total(results[title].rows, "cost_usd")
+        assert total == pytest.approx(float(hourly["cost"]), rel=1e-9), title
+    # usage_hourly and sessions apply the same api_call/api_usage rule (docs/data-model.md).
+    assert float(hourly["cost"]) == pytest.approx(
+        float(stack.scalar("SELECT sum(cost_usd) FROM sessions")), rel=1e-9
+    )
+    (totals,) = results["Cost, calls and unpriced records in range"].rows
+    assert float(totals["cost_usd"]) == pytest.approx(float(hourly["cost"]), rel=1e-9)
+    assert totals["api_calls"] == hourly["calls"] == stack.scalar("SELECT count() FROM api_calls")
+    assert totals["unpriced"] == hourly["unpriced"]
+
+    sessions = results["Sessions"].rows
+    assert sorted(r["session_id"] for r in sessions) == sorted(
+        s for (s,) in stack.rows("SELECT session_id FROM sessions")
+    )
+    for run in runs.values():
+        row = next(r for r in sessions if r["session_id"] == session_of(stack, run)["session_id"])
+        assert (row["team"], row["api_calls"]) == (run.team, len(run.answered()))
+
+    tool_calls = stack.scalar("SELECT count() FROM tool_calls")
+    assert sum(r["calls"] for r in results["Tool usage"].rows) == tool_calls
+    assert sum(r["tool_calls"] for r in results["Tool calls by agent"].rows) == tool_calls
+    assert sum(r["calls"] for r in results["MCP server calls"].rows) == mcp_calls
+    detections = stack.scalar("SELECT count() FROM detections")
+    assert detections >= len(runs)
+    assert len(results["Detections"].rows) == detections
+    assert sum(r["detections"] for r in results["Detections by rule"].rows) == detections
+
+
+def test_clickhouse_dashboard_variables_filter_each_panel(
+    stack: AgentwatchStack, runs: dict[str, AgentRun]
+) -> None:
+    board = _clickhouse_dashboard(stack, runs)
+    run = next(iter(runs.values()))
+    results = board.results({"team": [run.team]})
+    by_team = results["Cost by team"].rows
+    assert {r["team"] for r in by_team} == {run.team}
+    assert dashboard_checks.column_total(by_team, "cost_usd") == pytest.approx(
+        float(
+            stack.scalar(
+                "SELECT sum(cost_usd) FROM usage_hourly WHERE team = {t:String}", t=run.team
+            )
+        ),
+        rel=1e-9,
+    )
+    assert [r["session_id"] for r in results["Sessions"].rows] == [
+        session_of(stack, run)["session_id"]
+    ]
+    model = SPECS[run.agent].model
+    by_model = board.results({"model": [model]})["Cost by model"].rows
+    assert {r["model"] for r in by_model} == {model}
+
+
+def test_clickhouse_dashboard_session_links_open_the_console_session_page() -> None:
+    board = dashboard_checks.load(dashboard_checks.CLICKHOUSE_DASHBOARD)
+    assert "console_url" in dashboard_checks.variables(board)
+    sessions = next(p for p in dashboard_checks.panels(board) if p["title"] == "Sessions")
+    (override,) = [
+        o for o in sessions["fieldConfig"]["overrides"] if o["matcher"]["options"] == "session_id"
+    ]
+    (link,) = override["properties"][0]["value"]
+    assert link["url"] == "${console_url}/sessions/${__data.fields.session_id}"
+
+
+def test_prometheus_dashboard_every_panel_query_returns_the_views_totals(
+    stack: AgentwatchStack, runs: dict[str, AgentRun], prometheus_server: PrometheusServer
+) -> None:
+    for run in runs.values():
+        run.require()
+    # The scrape after the last run has arrived once Prometheus agrees with ClickHouse.
+    stored_cost = float(stack.scalar("SELECT sum(cost_usd) FROM api_calls"))
+    prometheus_server.wait_for(
+        f'sum(agentwatch_cost_usd_total{{job="{PROMETHEUS_JOB}"}})', stored_cost, timeout=30
+    )
+    board = dashboard_checks.PrometheusDashboard(
+        prometheus_server, _dashboard_range(runs), scrape_interval_s=1
+    )
+    every = board.variable_values()
+    assert PROMETHEUS_JOB in every["job"]
+    assert {run.team for run in runs.values()} <= set(every["team"])
+    assert set(every["agent"]) == set(AGENT.values())
+    selected: dict[str, list[str] | None] = {"job": [PROMETHEUS_JOB]}
+    results = board.results(selected)
+    budgets_exposed = any(prometheus_server.label_values("__name__", m) for m in BUDGET_METRICS)
+    for result in results:
+        if not budgets_exposed and "agentwatch_budget_" in result.query:
+            # No budget is configured in this stack: the query runs (valid PromQL) and is empty.
+            assert result.rows == [], result.query
+            continue
+        assert result.rows, f"{result.panel} {result.ref_id}: no rows for\n{result.query}"
+
+    def last(title: str) -> float:
+        """A stat panel's value: the last point of the range, summed over series."""
+        (result,) = [r for r in results if r.panel == title]
+        return sum(float(series["values"][-1][1]) for series in result.rows)
+
+    assert last("Spend since agentwatch started") == pytest.approx(stored_cost, rel=1e-9)
+    assert last("Sessions since agentwatch started") == stack.scalar("SELECT count() FROM sessions")
+    (by_model,) = [r for r in results if r.panel == "Spend by model since start"]
+    assert {row["metric"]["model"]: float(row["value"][1]) for row in by_model.rows} == (
+        pytest.approx(
+            {
+                m: float(c)
+                for m, c in stack.rows("SELECT model, sum(cost_usd) FROM api_calls GROUP BY model")
+            },
+            rel=1e-9,
+        )
+    )
+    (detections,) = [r for r in results if r.panel == "Detections since start"]
+    assert dashboard_checks.range_total(detections.rows) == stack.scalar(
+        "SELECT count() FROM detections"
+    )
+    # A team filter narrows every cost query to that team.
+    run = next(iter(runs.values()))
+    narrowed = board.results({**selected, "team": [run.team]})
+    (team_total,) = [r for r in narrowed if r.panel == "Spend since agentwatch started"]
+    assert sum(float(s["values"][-1][1]) for s in team_total.rows) == pytest.approx(
+        float(
+            stack.scalar("SELECT sum(cost_usd) FROM api_calls WHERE team = {t:String}", t=run.team)
+        ),
+        rel=1e-9,
     )
