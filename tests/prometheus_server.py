@@ -115,6 +115,8 @@ class PrometheusServer:
         try:
             with urllib.request.urlopen(self.url + path, timeout=5) as resp:
                 return bytes(resp.read())
+        except urllib.error.HTTPError:
+            raise
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(
@@ -137,7 +139,10 @@ class PrometheusServer:
         """The matrix result of ``expr`` over [start, end] (``[{"metric", "values"}]``), as a
         Grafana time series panel asks for it."""
         params = {"query": expr, "start": start, "end": end, "step": step}
-        body = self._get("/api/v1/query_range?" + urllib.parse.urlencode(params))
+        try:
+            body = self._get("/api/v1/query_range?" + urllib.parse.urlencode(params))
+        except urllib.error.HTTPError as exc:  # 400/422: the query's own error
+            raise AssertionError(f"{expr}: {exc.read().decode()}") from None
         assert body is not None, "query API unreachable"
         answer = json.loads(body)
         assert answer["status"] == "success", answer

@@ -179,9 +179,10 @@ def test_prometheus_dashboard_queries_parse_and_run(
     """Syntax and types, on a real Prometheus (no data needed); the e2e suite checks the rows."""
     document = dashboard_checks.load(dashboard_checks.PROMETHEUS_DASHBOARD)
     rng = dashboard_checks.TimeRange(start=1_700_000_000, end=1_700_003_600, interval_s=60)
-    every = {name: ["x"] for name in dashboard_checks.variables(document)}
+    every: dict[str, list[str]] = {n: ["a.b", "o'c"] for n in dashboard_checks.variables(document)}
+    chosen: dict[str, list[str] | None] = dict(every)  # escaped as Grafana escapes them
     exprs = [
-        dashboard_checks.expand_promql(t["expr"], rng, 15, {}, every)
+        dashboard_checks.expand_promql(t["expr"], rng, 15, chosen, every)
         for p in dashboard_checks.panels(document)
         for t in p["targets"]
     ]

@@ -839,16 +839,21 @@ def render(build: Any) -> str:
     return json.dumps(as_json(build()), indent=2, sort_keys=True) + "\n"
 
 
+CHART_DASHBOARDS = HERE.parent.parent / "helm" / "agentwatch" / "dashboards"
+"""The Helm chart's copies (helm reads files only from inside the chart)."""
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     for path, build in DASHBOARDS.items():
         text = render(build)
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
-        else:
-            path.write_text(text)
+        for target in (path, CHART_DASHBOARDS / path.name):
+            if check:
+                if not target.exists() or target.read_text() != text:
+                    stale.append(str(target))
+            else:
+                target.write_text(text)
     if stale:
         print(f"out of date, run python -m configs.grafana.build: {', '.join(stale)}")
         return 1

@@ -161,7 +161,13 @@ def expand_sql(
 def _prom_value(values: list[str], fmt: str | None, is_all: bool) -> str:
     if is_all:
         return ".*"  # the variables' allValue
-    return "|".join(re.escape(v) for v in values)
+    return "|".join(_prometheus_regex_escape(v) for v in values)
+
+
+def _prometheus_regex_escape(value: str) -> str:
+    """Grafana's escaping of a multi-value variable inside a PromQL regex string."""
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(0), value)
 
 
 def rate_interval(rng: TimeRange, scrape_interval_s: int) -> int:

@@ -1084,10 +1084,13 @@ BUDGET_METRICS = (
 
 
 def _dashboard_range(runs: dict[str, AgentRun]) -> dashboard_checks.TimeRange:
-    """From the hour before the first run (usage_hourly's buckets start on the hour) to now."""
+    """From the hour before the first run (usage_hourly's buckets start on the hour) to the
+    first whole step after now, so a range query's last point sees the latest scrape."""
     first = min(run.started for run in runs.values())
     start = int(first // 3600 * 3600) - 3600
-    return dashboard_checks.TimeRange(start=start, end=int(time.time()) + 1, interval_s=60)
+    step = 60
+    end = start + (int(time.time()) - start) // step * step + step
+    return dashboard_checks.TimeRange(start=start, end=end, interval_s=step)
 
 
 def _clickhouse_dashboard(
