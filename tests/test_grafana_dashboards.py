@@ -25,6 +25,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from configs.grafana import build
 from exporters.clickhouse.schema import PUBLIC_VIEWS
+from tests.clickhouse_fixture import ClickHouseDatabase, new_client
 from tests.e2e import dashboard_checks
 from tests.prometheus_server import PrometheusServer
 
@@ -224,3 +225,32 @@ def test_macro_expansion_is_what_the_clickhouse_plugin_sends() -> None:
     )
     with pytest.raises(AssertionError, match="unexpanded"):
         dashboard_checks.expand_sql("SELECT $__unknownMacro(t)", rng, {}, every)
+
+
+def test_clickhouse_dashboard_queries_run_on_the_current_schema(
+    clickhouse_schema: ClickHouseDatabase,
+) -> None:
+    """Every panel and variable query, macros expanded, on a real ClickHouse with agentwatch's
+    schema (empty: the e2e suite checks rows and totals). With "All" and with one value chosen."""
+    client = new_client(clickhouse_schema.server, clickhouse_schema.name)
+
+    def run(sql: str) -> list[dict[str, Any]]:
+        result = client.query(sql)
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    try:
+        rng = dashboard_checks.TimeRange(start=1_700_000_000, end=1_700_086_400, interval_s=3600)
+        board = dashboard_checks.ClickHouseDashboard(run, rng)
+        assert board.variable_values() == {"team": [], "agent": [], "model": []}
+        for chosen in ({}, {"team": ["o'brien"], "agent": ["codex"], "model": ["gpt-5.5"]}):
+            results = board.results(dict(chosen))
+            assert len(results) >= 9
+            for title, result in results.items():
+                assert "$" not in result.query, title
+                if title == "Cost, calls and unpriced records in range":
+                    (row,) = result.rows  # an aggregate without GROUP BY: one row, even empty
+                    assert set(row) == {"cost_usd", "api_calls", "unpriced"}
+                else:
+                    assert result.rows == [], title
+    finally:
+        client.close()

@@ -5,8 +5,11 @@ Grafana expands its macros and variables before a query reaches the data source.
 does the same for a fixed time range: the Prometheus data source's ``$__range``,
 ``$__rate_interval`` and ``$__interval``, and the ClickHouse plugin's (grafana-clickhouse-datasource
 v4) ``$__timeFilter``, ``$__timeInterval``, ``$__interval_s``, ``$__fromTime``/``$__toTime`` and
-``$__conditionalAll``, plus ``$var`` / ``${var}`` / ``${var:singlequote}``. Anything left with a
-``$`` is an error, so a macro this module does not know cannot slip through unexpanded.
+``$__conditionalAll``, plus ``$var`` / ``${var}`` / ``${var:singlequote}``. The ClickHouse macros
+are written as the plugin's backend writes them (grafana/clickhouse-datasource, pkg/macros/
+macros.go); ``$__conditionalAll`` as its frontend does (the condition, or ``1=1`` while the
+variable is "All"); Prometheus variables as Grafana escapes them inside a regex. Anything left
+with a ``$`` is an error, so a macro this module does not know cannot slip through unexpanded.
 
 The checks are called from the end of tests/e2e/test_agents_through_agentwatch.py, which owns the
 stack and the runs.
@@ -211,7 +214,7 @@ class ClickHouseDashboard:
         self.document = load(CLICKHOUSE_DASHBOARD)
         self.run, self.rng = run, rng
 
-    def variable_values(self, selected: dict[str, list[str] | None]) -> dict[str, list[str]]:
+    def variable_values(self) -> dict[str, list[str]]:
         """Each query variable's options, from its own query."""
         values: dict[str, list[str]] = {}
         for name, variable in variables(self.document).items():
@@ -223,7 +226,7 @@ class ClickHouseDashboard:
 
     def results(self, selected: dict[str, list[str] | None]) -> dict[str, PanelResult]:
         """Every panel's result by panel title (one query per panel)."""
-        every = self.variable_values(selected)
+        every = self.variable_values()
         out: dict[str, PanelResult] = {}
         for panel in panels(self.document):
             (target,) = panel["targets"]

@@ -1106,7 +1106,7 @@ def test_clickhouse_dashboard_every_panel_returns_the_views_totals(
     stack: AgentwatchStack, runs: dict[str, AgentRun]
 ) -> None:
     board = _clickhouse_dashboard(stack, runs)
-    every = board.variable_values({})
+    every = board.variable_values()
     assert {run.team for run in runs.values()} <= set(every["team"])
     assert set(every["agent"]) == set(AGENT.values())
     assert {SPECS[run.agent].model for run in runs.values()} <= set(every["model"])
