@@ -22,6 +22,7 @@ from processors.normalize import NormalizeConfig, NormalizeProcessor
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
     agent_record,
+    as_of_version,
     kv,
     logs_request,
     make_exporter,
@@ -413,7 +414,9 @@ def test_migrate_to_api_usage_schema_from_each_earlier_version(
         try:
             client = exporter._ensure_ready()
             for table_rows in old.agent.values():
-                exporter._insert(client, table_rows, f"old:{table_rows.table}")
+                exporter._insert(
+                    client, as_of_version(table_rows, start), f"old:{table_rows.table}"
+                )
         finally:
             exporter.shutdown()
 

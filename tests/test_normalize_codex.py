@@ -11,7 +11,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import LogsData, MetricsData, Signal
-from processors.vendors import TOOL_PHASE, vendor_for
+from processors.vendors import TOOL_PHASE, codex, vendor_for
 from tests.test_normalize_support import (
     CAPTURED,
     SAMPLES,
@@ -148,9 +148,12 @@ def test_tool_calls_and_session_facts(codex_run: Path) -> None:
     decisions = [t for t in tools if t[TOOL_PHASE] == "decision"]
     assert [(r[am.TOOL_NAME], r[am.SUCCESS]) for r in results] == [
         ("exec_command", True),
-        ("exec_command", True),  # `ls` exits 2, yet Codex reports the tool itself succeeded
+        ("exec_command", False),  # Codex says success=true; the output says exit code 2
         ("delete_everything", False),
     ]
+    assert [r.get(am.ERROR_MESSAGE) for r in results] == [None, "exit code 2", None]
+    assert {t[am.TOOL_SOURCE] for t in tools} == {"builtin"}
+    assert all(am.MCP_SERVER not in t for t in tools)
     assert [r.get(am.COMMAND) for r in results] == [
         "echo hello",
         "ls /nonexistent-agentwatch-e2e",
@@ -170,6 +173,15 @@ def test_tool_calls_and_session_facts(codex_run: Path) -> None:
     sessions = {e[am.SESSION_ID] for e in found}
     assert len(sessions) == 1 and {e[am.TEAM] for e in found} == {"platform"}
     assert {e[am.AGENT_VERSION] for e in found} == {"0.169.0"}
+
+
+def test_exit_code_comes_from_the_output_header_only() -> None:
+    header = "Chunk ID: 1\nWall time: 0.1 seconds\nProcess exited with code {}\nOutput:\n{}"
+    assert codex.exit_code_of(header.format(0, "fine")) == 0
+    assert codex.exit_code_of(header.format(137, "")) == 137
+    # the command's own output saying so is not the exit status
+    assert codex.exit_code_of(header.format(0, "Process exited with code 3\n")) == 0
+    assert codex.exit_code_of("unsupported call: x") is None
 
 
 def test_derived_duration_metric_has_the_error(codex_run: Path) -> None:
