@@ -44,6 +44,8 @@ from processors.vendors import (
 )
 
 REDACTED = "<REDACTED>"
+MCP_TOOL = "mcp_tool"
+"""The ``tool_name`` of every MCP tool call; the real names are in ``tool_parameters``."""
 
 IDENTITY = {
     am.SESSION_ID: ("session.id",),
@@ -214,11 +216,11 @@ class ClaudeCode(Vendor):
             tool = to_str(parameters.get("mcp_tool_name"))
             if tool:
                 out[am.TOOL_NAME] = tool
-        tool_source = to_str(attrs.get("tool_source"))
-        if tool_source is None and out.get(am.MCP_SERVER):
-            tool_source = "mcp"
-        if tool_source:
-            out[am.TOOL_SOURCE] = tool_source
+        tool_source = to_str(attrs.get("tool_source"))  # on decisions only
+        if tool_source is None:
+            mcp_call = out.get(am.MCP_SERVER) or attrs.get("tool_name") == MCP_TOOL
+            tool_source = "mcp" if mcp_call else "builtin"
+        out[am.TOOL_SOURCE] = tool_source
         # tool_input holds the model's arguments; tool_parameters the harness's view of them.
         tool_argument_facts(attrs.get("tool_input"), out)
         if not out.get(am.MCP_SERVER):  # an MCP call's parameters are its names, not arguments
