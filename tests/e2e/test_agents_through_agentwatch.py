@@ -891,7 +891,10 @@ def test_reexport_sends_normalised_priced_redacted_records_only(
         assert len(prompts) == len(runs), transport
         assert {r["agentwatch.prompt_length"] for r in prompts} == {len(PROMPT)}
         detections = [r for r in records if r.get("agentwatch.rule_id") == "download-and-execute"]
-        assert len(detections) == len(runs), transport
+        # One detection per dangerous call. Claude's decision and result both carry the command;
+        # when they travel in different batches each raises it again with the same id
+        # (docs/detections.md: nothing is remembered across batches), so count the ids.
+        assert len({r["agentwatch.event_id"] for r in detections}) == len(runs), transport
 
 
 def _attributes(record: Any) -> dict[str, Any]:
