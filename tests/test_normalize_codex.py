@@ -289,3 +289,42 @@ def test_turn_token_usage_histogram_is_marked_not_derived() -> None:
     assert out is not None
     assert [p[am.AGENT] for p in records(out)] == ["codex"] * 3
     assert hooks.logs == []
+
+
+def test_mcp_tool_server_from_namespace_or_name() -> None:
+    """What Codex 0.169 logs for a namespaced (MCP) tool: the bare name and
+    ``tool_namespace=mcp__<server>__``; older builds put ``mcp__<server>__`` in the name."""
+    common = {"conversation.id": "c-1", "call_id": "call_1", "success": "true", "output": "hi"}
+    data = log_request(
+        "codex_exec",
+        [
+            {
+                **common,
+                "event.name": "codex.tool_result",
+                "tool_name": "echo",
+                "tool_namespace": "mcp__awecho__",
+                "mcp_server": "",
+            },
+            {
+                **common,
+                "event.name": "codex.tool_result",
+                "call_id": "call_2",
+                "tool_name": "mcp__docs__search",
+                "mcp_server": "docs",
+            },
+            {
+                **common,
+                "event.name": "codex.tool_result",
+                "call_id": "call_3",
+                "tool_name": "exec_command",
+                "tool_namespace": "functions",
+                "mcp_server": "",
+            },
+        ],
+    )
+    found = events(processor().consume_logs(data), "tool_call")
+    assert [(t[am.TOOL_NAME], t.get(am.MCP_SERVER), t[am.TOOL_SOURCE]) for t in found] == [
+        ("echo", "awecho", "mcp"),
+        ("search", "docs", "mcp"),
+        ("exec_command", None, "builtin"),
+    ]

@@ -103,10 +103,19 @@ def exit_code_of(output: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def mcp_tool_facts(out: dict[str, Scalar]) -> None:
-    """``mcp_server`` is sent empty for built-in tools; an MCP tool's name may carry the
-    ``mcp__<server>__`` prefix, which is dropped so per-tool views see the real name."""
+MCP_NAMESPACE = re.compile(r"^mcp__(.+?)__$")
+"""``tool_namespace`` of an MCP tool (``functions`` for built-in ones): Codex logs the bare
+tool name with ``tool_namespace=mcp__<server>__``."""
+
+
+def mcp_tool_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
+    """``mcp_server`` is sent empty for built-in tools; the server of an MCP tool also shows in
+    its ``tool_namespace``, and a ``mcp__<server>__`` prefix on its name is dropped so per-tool
+    views see the real name."""
     server = out.get(am.MCP_SERVER)
+    if not server:
+        namespace = MCP_NAMESPACE.match(to_str(attrs.get("tool_namespace")) or "")
+        server = out[am.MCP_SERVER] = namespace.group(1) if namespace else ""
     if not server:
         out.pop(am.MCP_SERVER, None)
         out[am.TOOL_SOURCE] = "builtin"
@@ -166,14 +175,14 @@ class Codex(Vendor):
             source = out.get(am.DECISION_SOURCE)
             if isinstance(source, str):
                 out[am.DECISION_SOURCE] = source.lower()  # "Config", "User"
-            mcp_tool_facts(out)
+            mcp_tool_facts(attrs, out)
             out[TOOL_PHASE] = TOOL_DECISION
             return self.finish(
                 out, EventType.TOOL_CALL, session, TOOL_DECISION, out.get(am.TOOL_CALL_ID) or when
             )
         if name == "codex.tool_result":
             apply_map(attrs, TOOL_RESULT_MAP, out)
-            mcp_tool_facts(out)
+            mcp_tool_facts(attrs, out)
             tool_argument_facts(attrs.get("arguments"), out)
             output = attrs.get("output")
             if isinstance(output, str):
