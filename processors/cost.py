@@ -280,7 +280,14 @@ class CostProcessor(Processor):
         else:
             self._unpriced(outcome, provider, model)
 
-        if reported is not None and list_usd is not None and self._differs(reported, list_usd):
+        split = found.get(am.CACHE_WRITE_SPLIT_UNKNOWN)
+        split_unknown = split is not None and split.bool_value
+        if (
+            reported is not None
+            and list_usd is not None
+            and not split_unknown  # differs by the 1h writes: counted apart, below
+            and self._differs(reported, list_usd)
+        ):
             DISCREPANCIES.labels(self.name, *self._label(provider, model)).inc()
 
         # A discount is what you pay: it applies to the agent's list-price figure as well.
@@ -299,8 +306,7 @@ class CostProcessor(Processor):
             source = "reported" if self.cfg.cost_source == "computed" else "computed"
         if chosen is None:
             source = None
-        split = found.get(am.CACHE_WRITE_SPLIT_UNKNOWN)
-        if split is not None and split.bool_value and reported_billed is not None:
+        if split_unknown and reported_billed is not None:
             chosen, source = reported_billed, SPLIT_UNKNOWN_SOURCE
             labels = self._label(provider, model)
             SPLIT_UNKNOWN.labels(self.name, *labels).inc()

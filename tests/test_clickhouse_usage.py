@@ -213,16 +213,17 @@ def test_metrics_only_cache_writes_without_split_use_the_agents_own_cost(
     no_writes = (30 * 3 + 400 * 15) / 1e6
     labels = {"processor": "cost/usage-test", "provider": "anthropic", "model": MODEL}
 
-    def counted() -> tuple[float, float, float]:
+    def counted() -> tuple[float, float, float, float]:
         values = [
             telemetry.REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
             for name, extra in (
                 ("agentwatch_cost_cache_split_unknown_items_total", {}),
                 ("agentwatch_cost_cache_split_unknown_usd_total", {"figure": "reported"}),
                 ("agentwatch_cost_cache_split_unknown_usd_total", {"figure": "computed"}),
+                ("agentwatch_cost_discrepancies_total", {}),
             )
         ]
-        return values[0], values[1], values[2]
+        return values[0], values[1], values[2], values[3]
 
     before = counted()
     pipeline = Pipeline()
@@ -265,6 +266,7 @@ def test_metrics_only_cache_writes_without_split_use_the_agents_own_cost(
         1,
         pytest.approx(reported),
         pytest.approx(at_5m_rate),
+        0,  # not a price-book discrepancy: the split is what differs
     ]
 
 
