@@ -1233,7 +1233,7 @@ was not logged). ``success`` is NULL when there is no result. ``event_id`` is th
 its events' ids; ``events`` says how many were merged; the events themselves are in
 ``tool_events``."""
 
-PUBLIC_VIEWS: dict[str, str] = {
+PUBLIC_VIEWS_V6: dict[str, str] = {
     **PUBLIC_VIEWS_V5,
     "api_calls": PUBLIC_VIEWS_V5["api_calls"].replace(
         "revision FROM {agent_api_calls}",
@@ -1254,11 +1254,16 @@ PUBLIC_VIEWS: dict[str, str] = {
         ", sum(t.tool_calls) AS tool_events FROM {agent_sessions} AS t",
     ),
 }
+"""The public views as migration 6 left them."""
+assert "uniqExactMerge" in PUBLIC_VIEWS_V6["sessions"]
+assert "tool_events FROM" in PUBLIC_VIEWS_V6["sessions"]
+
+PUBLIC_VIEWS: dict[str, str] = PUBLIC_VIEWS_V6
 """The public contract (docs/data-model.md): names and leading columns never change; new
 columns are only appended. Agent views read FINAL so the ReplacingMergeTree backstop hides any
 duplicate that slipped past the exporter's check, and show the latest revision of a repriced
-row."""
-assert "uniqExactMerge" in PUBLIC_VIEWS["sessions"] and "tool_events" in PUBLIC_VIEWS["sessions"]
+row. A migration renders its own version's dict, so a later one (``PUBLIC_VIEWS_V7 =
+{**PUBLIC_VIEWS_V6, ...}``) changes no earlier migration."""
 
 
 def render_public_view(
@@ -1464,7 +1469,7 @@ def _m6_tool_invocations(s: SchemaSettings) -> list[Statement]:
             {"insert_deduplication_token": "migration-6:tool_invocations", **insert_settings(s)},
         )
     )
-    out += [Statement(render_public_view(name, s)) for name in PUBLIC_VIEWS]
+    out += [Statement(render_public_view(name, s, PUBLIC_VIEWS_V6)) for name in PUBLIC_VIEWS_V6]
     return out
 
 
