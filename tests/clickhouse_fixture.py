@@ -28,7 +28,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector.component import Host, LogsData
-from exporters.clickhouse import schema
+from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse
 from exporters.clickhouse.exporter import ClickHouseExporter
@@ -250,3 +250,17 @@ class ResponseDroppingProxy:
     def close(self) -> None:
         self._closed.set()
         self.listener.close()
+
+
+def as_of_version(table_rows: rows.AgentRows, version: int) -> rows.AgentRows:
+    """The columns an agentwatch at schema ``version`` inserted (later ones left out)."""
+    table = next(t for t in schema.AGENT_TABLES.values() if t.table == table_rows.table)
+    known = {c.name for c in table.spec(version).columns}
+    keep = [i for i, name in enumerate(table_rows.names) if name in known]
+    return rows.AgentRows(
+        table_rows.table,
+        [table_rows.names[i] for i in keep],
+        [table_rows.types[i] for i in keep],
+        [table_rows.columns[i] for i in keep],
+        event_ids=table_rows.event_ids,
+    )

@@ -228,14 +228,19 @@ class _TablePlan:
         return cls(spec, [f.key for f in fields], typed, text)
 
     def finish(self) -> AgentRows:
-        flat = flat_columns(self.table.spec())
+        types = dict(flat_columns(self.table.spec()))
+        names = [
+            *(c.name for c in schema.ENVELOPE_COLUMNS),
+            *(f.column for f in self.table.all_fields),
+            *(c.name for c in schema.TRAILER_COLUMNS),
+        ]  # the row tuple's order; columns a later migration added are named, not positional
         columns = [list(column) for column in zip(*self.rows, strict=True)]
         for i in self.text_positions:  # absent text attributes are empty strings
             columns[2 + i] = [value or "" for value in columns[2 + i]]
         return AgentRows(
             self.table.table,
-            [n for n, _ in flat],
-            [t for _, t in flat],
+            names,
+            [types[n] for n in names],
             columns,
             event_ids=self.event_ids,
         )
