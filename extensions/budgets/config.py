@@ -160,6 +160,11 @@ class BudgetsConfig(ComponentConfig):
         description="Name of the clickhouse exporter whose views are read; needed only when "
         "there are several.",
     )
+    only_on_host: str | None = Field(
+        default=None,
+        description="Run only on the host of this name (e.g. the first StatefulSet pod), so "
+        "that several replicas reading one ClickHouse notify once; elsewhere it stays idle.",
+    )
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     budgets: list[BudgetConfig] = Field(default_factory=list)
     silence: SilenceConfig = Field(default_factory=SilenceConfig)

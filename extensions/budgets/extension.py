@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,9 @@ class BudgetsExtension(Extension):
         return self.outbox
 
     def start(self, host: Host) -> None:
+        if self.cfg.only_on_host and self.cfg.only_on_host != socket.gethostname():
+            log.info("%s: idle, runs on %s only", self.name, self.cfg.only_on_host)
+            return
         outbox = self.attach(host)
         self.sender = WebhookSender(outbox, self.cfg.notify.webhook, self.name)
         self.sender.start()
