@@ -14,7 +14,7 @@ from collector import agent_model as am
 from collector import telemetry
 from collector.component import Host
 from collector.config import ConfigError, parse
-from extensions.budgets.config import BudgetsConfig, RetryConfig, WebhookConfig
+from extensions.budgets.config import BudgetsConfig, WebhookConfig, WebhookRetryConfig
 from extensions.budgets.extension import BudgetsExtension
 from extensions.budgets.internal.notify import Outbox, WebhookSender
 from extensions.budgets.internal.periods import Window, forecast, period_window
@@ -395,7 +395,7 @@ def _sender(tmp_path: Path, url: str, name: str, **retry: Any) -> tuple[Outbox, 
     cfg = WebhookConfig(
         url=url,
         timeout=5,
-        retry=RetryConfig.model_validate(
+        retry=WebhookRetryConfig.model_validate(
             {"initial_interval": "10ms", "max_interval": "50ms", **retry}
         ),
     )

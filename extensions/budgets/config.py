@@ -94,6 +94,16 @@ class BudgetConfig(ComponentConfig):
         return v
 
 
+class WebhookRetryConfig(RetryConfig):
+    """Notifications are few and late ones still matter: wait longer, give up after a day."""
+
+    initial_interval: Duration = 1.0
+    max_interval: Duration = 300.0
+    max_elapsed_time: Duration = Field(
+        default=86400.0, description="Give up (and count a drop) after this long; 0 never."
+    )
+
+
 class WebhookConfig(ComponentConfig):
     url: str = Field(
         description="Where notifications are POSTed as JSON (Slack incoming webhooks accept "
@@ -103,10 +113,8 @@ class WebhookConfig(ComponentConfig):
         default_factory=dict, description="Extra request headers (e.g. Authorization)."
     )
     timeout: Duration = Field(default=10.0, description="Per attempt.")
-    retry: RetryConfig = Field(
-        default_factory=lambda: RetryConfig(
-            initial_interval=1.0, max_interval=300.0, max_elapsed_time=86400.0
-        ),
+    retry: WebhookRetryConfig = Field(
+        default_factory=WebhookRetryConfig,
         description="Back-off between attempts; after max_elapsed_time the notification is "
         "dropped and counted.",
     )
