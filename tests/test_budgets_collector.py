@@ -282,5 +282,13 @@ def test_budget_notifies_each_threshold_once_with_the_sessions_spend(
                 == 2
             )  # since the restart
             assert sample(metrics, "agentwatch_notifications_pending", extension="budgets") == 0
+            # The silence checks saw Claude Code just now: not silent, and no session gap.
+            assert sample(metrics, "agentwatch_agent_silent", agent="claude_code") == 0
+            last_seen = sample(
+                metrics, "agentwatch_agent_last_seen_timestamp_seconds", agent="claude_code"
+            )
+            assert last_seen is not None and abs(last_seen - time.time()) < 3600
+            assert sample(metrics, "agentwatch_silent_users", extension="budgets") == 0
+            assert sink.bodies("silence") == [] and sink.bodies("session_gap") == []
         finally:
             assert collector.stop() == 0
