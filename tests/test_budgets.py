@@ -381,6 +381,22 @@ def test_silent_agents_users_and_sessions(stored: Any, tmp_path: Path) -> None:
         ("session_gap", None, "s1"),
         ("session_gap", None, "s4"),
     }
+    # A week later nobody reported within the lookback: the agents' series are gone.
+    ext.attach(_host(tmp_path, stored))
+    try:
+        ext.evaluate(NOW + dt.timedelta(days=8))
+    finally:
+        ext.shutdown()
+    assert (
+        telemetry.REGISTRY.get_sample_value("agentwatch_agent_silent", {"agent": "claude_code"})
+        is None
+    )
+    assert (
+        telemetry.REGISTRY.get_sample_value(
+            "agentwatch_session_telemetry_gaps", {"agent": "codex", "stopped": "events"}
+        )
+        is None
+    )
     user = next(p.body for p in outbox.pending if p.body.get("subject") == "user")
     assert user["user"] == "a@example.com" and user["silent_seconds"] == 5 * 3600
     gap = next(p.body for p in outbox.pending if p.body.get("session_id") == "s4")
@@ -482,3 +498,15 @@ def test_pending_notifications_survive_a_restart(tmp_path: Path) -> None:
             sender.stop()
         assert [b["text"] for b in sink.bodies()] == ["later"]
         assert not reloaded.decide("k", {"text": "later", "kind": "budget"}, 1e12)
+
+
+def test_only_on_host_leaves_other_hosts_idle(tmp_path: Path) -> None:
+    """With several replicas, only the named pod evaluates and notifies."""
+    ext = _extension(only_on_host="some-other-pod-0")
+    host = Host(str(tmp_path))  # no clickhouse exporter at all: it is never looked up
+    ext.start(host)
+    try:
+        assert ext.outbox is None and ext.sender is None
+        assert not (tmp_path / "budgets").exists()
+    finally:
+        ext.shutdown()

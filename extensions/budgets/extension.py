@@ -94,6 +94,7 @@ class BudgetsExtension(Extension):
         self._client: Any = None
         self.outbox: Outbox | None = None
         self.sender: WebhookSender | None = None
+        self._agents: set[str] = set()
 
     def attach(self, host: Host) -> Outbox:
         """Find the store and load the outbox, without starting any thread (tests call
@@ -194,6 +195,12 @@ class BudgetsExtension(Extension):
         rows = self._query(queries.LAST_SEEN, {"since_us": _us(now - s.lookback)})
         agents, found = silences([(a, u, ms / 1000.0) for a, u, ms in rows], now, s.after)
         silent_agents = {x.name for x in found if x.subject == "agent"}
+        for gone in self._agents - set(agents):  # out of the lookback: no series, no alert
+            AGENT_LAST_SEEN.remove(gone)
+            AGENT_SILENT.remove(gone)
+            for stopped in ("events", "metrics"):
+                SESSION_GAPS.remove(gone, stopped)
+        self._agents = set(agents)
         for agent, seen in agents.items():
             AGENT_LAST_SEEN.labels(agent).set(seen)
             AGENT_SILENT.labels(agent).set(1 if agent in silent_agents else 0)
@@ -210,6 +217,7 @@ class BudgetsExtension(Extension):
         for agent in agents:
             counts[(agent, "events")] = counts[(agent, "metrics")] = 0
         for agent, session_id, event_ms, metric_ms in gaps:
+            self._agents.add(agent)
             n = gap_notification(
                 agent, session_id, event_ms / 1000.0, metric_ms / 1000.0, s.session_lookback
             )
