@@ -4,11 +4,14 @@ their paths, spend and silences read from a real ClickHouse, and webhook deliver
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from collector import agent_model as am
 from collector import telemetry
@@ -163,6 +166,28 @@ def test_invalid_budgets_are_errors_with_their_path(tmp_path: Path) -> None:
     assert any(e.startswith(f"{p}.timezone: unknown time zone 'Mars/Olympus'") for e in errors)
     assert f"{p}.budgets.3.thresholds: thresholds must be strictly ascending" in errors
     assert f"{p}.notify.webhook.url: must be an http:// or https:// URL" in errors
+
+
+def test_agentwatch_validate_prints_the_budget_error_paths(tmp_path: Path) -> None:
+    raw = _raw(
+        tmp_path,
+        {
+            "budgets": [
+                {"name": "a", "scope": {"region": "eu"}, "period": "month", "amount_usd": -5}
+            ]
+        },
+    )
+    config = tmp_path / "agentwatch.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "validate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "extensions.budgets.budgets.0.scope.region: unknown key" in done.stderr
+    assert "extensions.budgets.budgets.0.amount_usd: Input should be greater than 0" in done.stderr
 
 
 def test_duplicate_budget_names_and_empty_scope_lists_are_errors(tmp_path: Path) -> None:
