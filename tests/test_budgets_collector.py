@@ -27,6 +27,7 @@ from tests.prometheus_server import PrometheusServer
 from tests.webhook_sink import WebhookSink
 
 CAPTURE = Path(__file__).parent / "data" / "captured" / "claude" / "retry-tools-http-protobuf.json"
+ALERT_RULES = Path(__file__).resolve().parent.parent / "configs" / "prometheus" / "alerts.yaml"
 CAPTURED_SESSION = "6d76f337-39b7-406d-a78f-4e1d4e510849"
 TIME_KEYS = ("timeUnixNano", "observedTimeUnixNano", "startTimeUnixNano", "endTimeUnixNano")
 
@@ -158,7 +159,9 @@ def test_budget_notifies_each_threshold_once_with_the_sessions_spend(
             config, tmp_path, env={"AGENTWATCH_BUDGET_WEBHOOK": sink.url}
         ).start()
         try:
-            prometheus_server.set_targets({"budgets": f"127.0.0.1:{metrics_port}"})
+            prometheus_server.set_targets(
+                {"budgets": f"127.0.0.1:{metrics_port}"}, rule_files=(ALERT_RULES,)
+            )
             post(collector, first)
 
             def sessions_spend() -> float:
@@ -200,6 +203,14 @@ def test_budget_notifies_each_threshold_once_with_the_sessions_spend(
                 )
                 or 0.0
             ) > amount
+            # The shipped rules, evaluated by the real Prometheus: the overrun is pending (it
+            # needs 30 minutes), the budget is not exceeded yet.
+            prometheus_server.wait_for(
+                'count(ALERTS{alertname="AgentwatchBudgetForecastOverrun",'
+                'budget="platform-monthly",alertstate="pending"})',
+                1,
+            )
+            assert prometheus_server.query('ALERTS{alertname="AgentwatchBudgetExceeded"}') == []
         finally:
             assert collector.stop() == 0
 
@@ -243,6 +254,11 @@ def test_budget_notifies_each_threshold_once_with_the_sessions_spend(
                 assert f"spent ${total:,.2f} of ${amount:,.2f}" in body["text"]
             prometheus_server.wait_for(
                 'agentwatch_budget_spend_usd{job="budgets",budget="platform-monthly"}', total
+            )
+            prometheus_server.wait_for(
+                'count(ALERTS{alertname="AgentwatchBudgetExceeded",budget="platform-monthly",'
+                'alertstate="firing",severity="critical"})',
+                1,
             )
             # Further evaluations send nothing more.
             evaluations = (
