@@ -6,18 +6,21 @@ scrapes the gauges."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from collector import agent_model as am
 from collector import otlp_json
 from collector.component import LogsData, Signal
+from extensions.budgets.internal.periods import period_window
 from processors.cost import CostConfig, CostProcessor
 from processors.normalize import NormalizeConfig, NormalizeProcessor
 from tests.clickhouse_fixture import ClickHouseDatabase
@@ -93,6 +96,14 @@ def session_cost(data: LogsData) -> float:
     return sum(costs)
 
 
+def month_zone() -> str:
+    """UTC, unless its month ends within a day: then UTC-12, whose month has 12 hours more, so
+    the test never runs across a month's end or right before it."""
+    now = dt.datetime.now(dt.UTC)
+    window = period_window("month", now, ZoneInfo("UTC"))
+    return "UTC" if window.end.timestamp() - now.timestamp() > 86400 else "Etc/GMT+12"
+
+
 def post(collector: CollectorProcess, data: LogsData) -> None:
     req = urllib.request.Request(
         f"http://127.0.0.1:{collector.http_port}/v1/logs",
@@ -150,6 +161,11 @@ def test_budget_notifies_each_threshold_once_with_the_sessions_spend(
                         "scope": {"team": "platform"},
                         "period": "month",
                         "amount_usd": amount,
+                        # The test's sessions make the whole rate, so the forecast overruns
+                        # whenever more than 36 minutes of the month are left, which the time
+                        # zone below guarantees.
+                        "burn_rate_window": "1h",
+                        "timezone": month_zone(),
                     }
                 ],
             }
