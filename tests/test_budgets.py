@@ -535,3 +535,9 @@ def test_only_on_host_leaves_other_hosts_idle(tmp_path: Path) -> None:
         assert not (tmp_path / "budgets").exists()
     finally:
         ext.shutdown()
+
+
+def test_a_damaged_state_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "b.json").write_text('{"decided": ')
+    with pytest.raises(RuntimeError, match=r"not a notification state file.*move it away"):
+        Outbox(tmp_path / "b.json", "damaged")

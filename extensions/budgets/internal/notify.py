@@ -71,9 +71,15 @@ class Outbox:
         self.decided: dict[str, float] = {}
         self.pending: list[Pending] = []
         if path.exists():
-            raw = json.loads(path.read_text())
-            self.decided = {str(k): float(v) for k, v in raw.get("decided", {}).items()}
-            self.pending = [Pending(**p) for p in raw.get("pending", [])]
+            try:
+                raw = json.loads(path.read_text())
+                self.decided = {str(k): float(v) for k, v in raw.get("decided", {}).items()}
+                self.pending = [Pending(**p) for p in raw.get("pending", [])]
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise RuntimeError(
+                    f"{path}: not a notification state file ({exc}); move it away to start "
+                    "afresh (notifications of the current periods are then sent again)"
+                ) from exc
         PENDING.labels(extension).set(len(self.pending))
 
     def _save(self) -> None:
