@@ -27,13 +27,16 @@ SPEND = (
     "UNION ALL "
     f"SELECT timestamp AS ts, ifNull(cost_usd, 0) AS cost, isNull(cost_usd) AS unpriced "
     f"FROM api_usage WHERE {_SINCE} AND {_SCOPE} AND (agent, session_id) NOT IN ("
-    "SELECT agent, session_id FROM sessions WHERE api_calls > 0)"
+    "SELECT agent, session_id FROM sessions WHERE api_calls > 0 AND (agent, session_id) IN ("
+    f"SELECT agent, session_id FROM api_usage WHERE {_SINCE}))"
     ") AS c"
 )
 """Known costs of the scope since the period start and since the burn-rate window start, and
 the calls without a price. A session's cost comes from its api_call rows when it has any, else
 from its api_usage rows (metrics-only set-ups): the rule of the ``sessions`` view, so a budget's
-spend equals the sum of ``sessions.cost_usd`` over the same sessions."""
+spend equals the sum of ``sessions.cost_usd`` over the same sessions. The inner ``IN`` names
+only sessions with api_usage rows in the window; ClickHouse pushes it into the ``sessions``
+view's grouping, so the view aggregates those sessions, not every session ever stored."""
 
 LAST_SEEN = (
     "SELECT agent, if(user_email != '', user_email, user_id) AS who, "
