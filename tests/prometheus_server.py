@@ -52,8 +52,10 @@ class PrometheusServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self._write_config({})
 
-    def _write_config(self, jobs: dict[str, dict[str, Any]]) -> None:
-        config = {
+    def _write_config(
+        self, jobs: dict[str, dict[str, Any]], rule_files: tuple[Path, ...] = ()
+    ) -> None:
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
                 "scrape_timeout": "1s",
@@ -68,6 +70,8 @@ class PrometheusServer:
                 for job, spec in jobs.items()
             ],
         }
+        if rule_files:
+            config["rule_files"] = [str(f) for f in rule_files]
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config))
         tmp.replace(self.config_path)
@@ -102,10 +106,14 @@ class PrometheusServer:
             self.proc.wait(5)
         self.proc = None
 
-    def set_targets(self, jobs: dict[str, str], path: str = "/metrics") -> None:
-        """Scrape ``{job: "127.0.0.1:port"}`` from now on (replacing earlier targets)."""
+    def set_targets(
+        self, jobs: dict[str, str], path: str = "/metrics", rule_files: tuple[Path, ...] = ()
+    ) -> None:
+        """Scrape ``{job: "127.0.0.1:port"}`` from now on (replacing earlier targets), and
+        evaluate the alerting rules of ``rule_files`` every second."""
         self._write_config(
-            {job: {"targets": [target], "path": path} for job, target in jobs.items()}
+            {job: {"targets": [target], "path": path} for job, target in jobs.items()},
+            rule_files,
         )
         req = urllib.request.Request(self.url + "/-/reload", method="POST")
         with urllib.request.urlopen(req, timeout=10) as resp:
