@@ -16,6 +16,25 @@ from collector.component import LogsData, MetricsData, Telemetry, TracesData
 T = TypeVar("T", LogsData, MetricsData, TracesData)
 
 
+def items(data: Telemetry) -> Iterator[Any]:
+    """Every log record, span or metric data point of ``data``, in order."""
+    if isinstance(data, LogsData):
+        for rl in data.resource_logs:
+            for sl in rl.scope_logs:
+                yield from sl.log_records
+    elif isinstance(data, TracesData):
+        for rs in data.resource_spans:
+            for ss in rs.scope_spans:
+                yield from ss.spans
+    else:
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is not None:
+                        yield from getattr(metric, kind).data_points
+
+
 def singles(data: T) -> Iterator[T]:
     """Every log record, span or metric data point of ``data`` as a request of its own."""
     if isinstance(data, LogsData):
@@ -107,4 +126,4 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__} at {where}" if where else type(exc).__name__
 
 
-__all__ = ["Telemetry", "describe", "merge", "partition", "singles"]
+__all__ = ["Telemetry", "describe", "items", "merge", "partition", "singles"]

@@ -169,6 +169,28 @@ def raw_records(clickhouse: EmbeddedClickHouse, database: str, sessions: list[st
     return int(text.strip() or 0)
 
 
+def first_requests(collector: CollectorProcess, sessions: list[str]) -> dict[str, object]:
+    """One Claude Code api_request per session, all sent at once (half over HTTP, half over
+    gRPC) as the first requests the process sees; the answer to each."""
+    barrier = threading.Barrier(len(sessions))
+    answers: dict[str, object] = {}
+
+    def send(i: int, session: str) -> None:
+        data = claude_request([api_request(session, f"req-{session}")])
+        barrier.wait()
+        if i % 2:
+            answers[session] = export_grpc(collector.grpc_port, data)
+        else:
+            answers[session] = post_http(collector.http_port, data)[0]
+
+    threads = [threading.Thread(target=send, args=(i, s)) for i, s in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return answers
+
+
 @pytest.fixture
 def database(clickhouse_server: EmbeddedClickHouse) -> str:
     return f"robust_{uuid.uuid4().hex[:10]}"
@@ -186,24 +208,7 @@ def test_concurrent_first_requests_after_a_fresh_start_are_all_normalised(
         collector.start()
         try:
             sessions = [str(uuid.uuid4()) for _ in range(CONCURRENT_FIRST_REQUESTS)]
-            barrier = threading.Barrier(CONCURRENT_FIRST_REQUESTS)
-            answers: dict[str, object] = {}
-
-            def send(i: int, session: str) -> None:
-                data = claude_request([api_request(session, f"req-{session}")])
-                barrier.wait()
-                if i % 2:
-                    answers[session] = export_grpc(collector.grpc_port, data)
-                else:
-                    answers[session] = post_http(collector.http_port, data)[0]
-
-            threads = [
-                threading.Thread(target=send, args=(i, s)) for i, s in enumerate(sessions)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
+            answers = first_requests(collector, sessions)
             assert len(answers) == len(sessions)
             for session, answer in answers.items():
                 if isinstance(answer, int):
@@ -212,8 +217,9 @@ def test_concurrent_first_requests_after_a_fresh_start_are_all_normalised(
                     assert isinstance(answer, ExportLogsServiceResponse)
                     assert not answer.HasField("partial_success"), answer
             expected = {f"req-{s}" for s in sessions}
+            n = len(sessions)
             wait_for(
-                lambda n=len(sessions): sent_logs(collector) >= n,
+                lambda c=collector, n=n: sent_logs(c) >= n,  # type: ignore[misc]
                 timeout=60,
                 what="every acknowledged record stored (raw and agent tables)",
             )
