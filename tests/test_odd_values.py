@@ -18,7 +18,9 @@ ClickHouse row conversion. The properties:
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from collector.config import parse
 from collector.isolation import items
 from collector.service import Service
 from exporters.clickhouse import rows
+from processors import vendors
+from processors.vendors import vendor_for
 from tests.collector_process import free_port
 from tests.components import InjectReceiver, RecordingExporter
 from tests.polling import wait_for
@@ -79,16 +83,33 @@ def resources(signal: Signal, data: Telemetry) -> list[Any]:
     return [r.resource for r in getattr(data, key)]
 
 
+def service_of(signal: Signal, data: Telemetry) -> str:
+    for resource in resources(signal, data):
+        for kv in resource.attributes:
+            if kv.key == "service.name":
+                return kv.value.string_value
+    return ""
+
+
+def _normaliser_literals(service: str) -> set[str]:
+    """Every key-like string literal of the service's vendor module and the shared vendor
+    vocabulary: a superset of the attribute keys its normaliser reads."""
+    vendor = vendor_for(service)
+    if vendor is None:
+        return set()
+    source = "".join(
+        Path(inspect.getsourcefile(module) or "").read_text() for module in (type(vendor), vendors)
+    )
+    return set(re.findall(r'"([A-Za-z][A-Za-z0-9_.]*)"', source))
+
+
 def _agent_keys() -> dict[str, list[str]]:
-    """Per request's service.name: every attribute key any item of that agent carries."""
+    """Per service.name: the keys its normaliser reads and every key any of its items carry."""
     keys: dict[str, set[str]] = {}
     for _, signal, data in REQUESTS:
+        service = service_of(signal, data)
+        found = keys.setdefault(service, _normaliser_literals(service))
         for resource in resources(signal, data):
-            service = next(
-                (kv.value.string_value for kv in resource.attributes if kv.key == "service.name"),
-                "",
-            )
-            found = keys.setdefault(service, set())
             found.update(kv.key for kv in resource.attributes)
         for item in items(data):
             found.update(kv.key for kv in item.attributes)
@@ -176,13 +197,11 @@ def odd_requests(draw: st.DrawFn) -> tuple[str, Signal, Telemetry, set[int]]:
     )
     for seq in targets:
         item = all_items[seq]
-        service = next(iter(AGENT_KEYS), "")
-        for resource in resources(signal, data):
-            for kv in resource.attributes:
-                if kv.key == "service.name":
-                    service = kv.value.string_value
-        candidates = sorted({kv.key for kv in item.attributes} - {SEQ} | set(AGENT_KEYS[service]))
-        for key in draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=4)):
+        service = service_of(signal, data)
+        own = sorted({kv.key for kv in item.attributes} - {SEQ})
+        read = st.sampled_from(AGENT_KEYS[service])
+        keys = st.one_of(st.sampled_from(own), read) if own else read
+        for key in draw(st.lists(keys, min_size=1, max_size=4)):
             value = draw(ANY_VALUES)
             existing = [kv for kv in item.attributes if kv.key == key]
             if existing:

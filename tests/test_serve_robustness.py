@@ -277,6 +277,8 @@ def test_odd_values_never_fail_a_request_and_good_records_are_stored(
         http_data, http_good, http_odd = mixed_request("http")
         status, body = post_http(collector.http_port, http_data)
         assert status == 200, body
+        answer = ExportLogsServiceResponse.FromString(body)
+        assert answer.partial_success.rejected_log_records == 0, answer
         grpc_data, grpc_good, grpc_odd = mixed_request("grpc")
         response = export_grpc(collector.grpc_port, grpc_data)  # raises on a non-OK status
         assert response.partial_success.rejected_log_records == 0, response
