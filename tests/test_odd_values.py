@@ -7,7 +7,8 @@ empty values -- on the keys the normalisers read (their own keys, and every key 
 the same agent carries: ``session.id``, token counts, ``model``, ``tool_name`` ...), on the
 record or on its resource. Each request runs through the processors of configs/default.yaml
 in a real service, into a real Prometheus exporter, and what comes out goes through the
-ClickHouse row conversion. The properties:
+ClickHouse row conversion. Metric points also get odd values (NaN, infinities, int64 extremes).
+The properties:
 
 * the request is answered (no exception), and nothing is refused;
 * every record is accounted for: delivered, or counted in
@@ -30,6 +31,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 import tests.components  # noqa: F401  (registers the inject receiver and recording exporter)
 from collector import agent_model as am
@@ -171,6 +173,11 @@ SCALARS = st.one_of(
     ),
     st.just(AnyValue()),
 )
+ODD_NUMBERS = st.one_of(
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e308, -1e308, -1.0]),
+    st.sampled_from([2**63 - 1, -(2**63), -1, 0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
 ANY_VALUES = st.recursive(
     SCALARS,
     lambda children: st.one_of(
@@ -208,6 +215,15 @@ def odd_requests(draw: st.DrawFn) -> tuple[str, Signal, Telemetry, set[int]]:
                 existing[0].value.CopyFrom(value)
             else:
                 item.attributes.add(key=key).value.CopyFrom(value)
+        if signal is Signal.METRICS and draw(st.booleans()):  # an odd number as the value too
+            number = draw(ODD_NUMBERS)
+            if isinstance(item, NumberDataPoint):
+                if isinstance(number, int):
+                    item.as_int = number
+                else:
+                    item.as_double = number
+            elif hasattr(item, "sum"):
+                item.sum = float(number)
         changed.add(seq)
     if draw(st.booleans()):  # odd identity on the resource too: every item of it changes
         resource = draw(st.sampled_from(resources(signal, data)))
