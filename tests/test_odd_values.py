@@ -14,7 +14,8 @@ The properties:
 * every record is accounted for: delivered, or counted in
   ``agentwatch_processor_dropped_items_total``;
 * the records that were not changed are processed as they are without the odd sibling;
-* neither the Prometheus exporter nor the row conversion fails on what was delivered.
+* neither the Prometheus exporter nor the row conversion fails on what was delivered;
+* (fewer examples) a real ClickHouse, through the real exporter, takes all of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,10 @@ from collector.config import parse
 from collector.isolation import items
 from collector.service import Service
 from exporters.clickhouse import rows
+from exporters.clickhouse.exporter import ClickHouseExporter
 from processors import vendors
 from processors.vendors import vendor_for
+from tests.clickhouse_fixture import ClickHouseDatabase, make_exporter
 from tests.collector_process import free_port
 from tests.components import InjectReceiver, RecordingExporter
 from tests.polling import wait_for
@@ -330,6 +334,14 @@ def by_seq(signal: Signal, delivered: list[tuple[Signal, Telemetry, str]]) -> di
 
 def run(svc: Service, signal: Signal, data: Telemetry) -> tuple[dict[int, Any], float]:
     """Push one request: the delivered items by SEQ, and how many items processors dropped."""
+    delivered, dropped = push(svc, signal, data)
+    return by_seq(signal, delivered), dropped
+
+
+def push(
+    svc: Service, signal: Signal, data: Telemetry
+) -> tuple[list[tuple[Signal, Telemetry, str]], float]:
+    """Push one request: every batch delivered for it, and how many items processors dropped."""
     receiver = svc.receivers["inject"]
     assert isinstance(receiver, InjectReceiver)
     recording = RecordingExporter.instances["recording"]
@@ -348,7 +360,7 @@ def run(svc: Service, signal: Signal, data: Telemetry) -> tuple[dict[int, Any], 
         assert sum(len(t) for t in batch.raw) == count_items(out)
     # what the client is told it lost is what processors failed on
     assert result.rejected == processor_drops(signal, "processor_error") - errors
-    return by_seq(signal, delivered), processor_drops(signal) - drops
+    return delivered, processor_drops(signal) - drops
 
 
 @settings(
@@ -385,3 +397,49 @@ def test_odd_values_never_fail_the_default_pipeline(
         if seq in baseline:
             assert seq in delivered, (name, seq)
             assert agent_view(delivered[seq]) == agent_view(baseline[seq]), (name, seq)
+
+
+RAW_TABLES = {Signal.LOGS: "otel_logs", Signal.TRACES: "otel_traces"}
+
+
+@pytest.fixture
+def clickhouse_exporter(
+    clickhouse_schema: ClickHouseDatabase, tmp_path: Path
+) -> Iterator[ClickHouseExporter]:
+    exporter = make_exporter(clickhouse_schema, str(tmp_path), name="clickhouse/odd")
+    yield exporter
+    exporter.shutdown()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(example=odd_requests())
+def test_what_odd_values_become_is_stored_by_a_real_clickhouse(
+    service: Service,
+    clickhouse_exporter: ClickHouseExporter,
+    example: tuple[str, Signal, Telemetry, set[int]],
+) -> None:
+    """The delivered output of the same requests, inserted by the real exporter: no batch is
+    refused by the server or dropped in conversion."""
+    name, signal, data, _ = example
+    delivered, _ = push(service, signal, data)
+    for sig, out, _ in delivered:
+        table = RAW_TABLES.get(sig)
+        labels = {"exporter": "clickhouse/odd", "table": table or ""}
+        before = telemetry.value("agentwatch_clickhouse_inserted_rows_total", **labels)
+        clickhouse_exporter.export(sig, out, f"odd-{uuid.uuid4().hex}")  # raises on any failure
+        if table:  # (the server's TTL may then drop rows of old samples at once)
+            after = telemetry.value("agentwatch_clickhouse_inserted_rows_total", **labels)
+            assert after - before == count_items(out), name
+    assert (
+        telemetry.value(
+            "agentwatch_exporter_dropped_items_total",
+            exporter="clickhouse/odd",
+            signal=signal.value,
+            reason="conversion_error",
+        )
+        == 0
+    )
