@@ -8,6 +8,8 @@ its own copy.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -29,6 +31,24 @@ def any_value(value: AnyValue) -> Any:
     if kind == "kvlist_value":
         return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
     return getattr(value, kind)
+
+
+def bytes_text(value: bytes) -> str:
+    """Bytes as text the way the raw tables show them (base64, as the Go exporter's
+    ``AsString``), so a bytes identity reads the same in every table."""
+    return base64.b64encode(value).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes_text(bytes(value))
+    return str(value)
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON of an attribute's Python value (``any_value``); bytes anywhere inside are
+    base64, NaN and infinities are written as JavaScript writes them, so any tree encodes."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_json_default)
 
 
 def scalar(value: AnyValue) -> Scalar | None:

@@ -24,6 +24,7 @@ from collector.component import (
     Telemetry,
     count_items,
 )
+from collector.isolation import describe, merge, singles
 from collector.queue import Batch, ExporterQueue, WalQueue
 
 log = logging.getLogger("agentwatch.pipeline")
@@ -212,13 +213,67 @@ class Pipeline:
         self.processors = list(processors)
         self.runners = list(runners)
 
-    def process(self, data: Telemetry) -> Telemetry | None:
+    def process(self, data: Telemetry) -> tuple[Telemetry | None, int]:
+        """The processed request (``None`` when processors dropped it all) and how many of its
+        items were dropped because a processor failed on them.
+
+        A processor that raises on a request does not fail it: the request is processed again
+        from what was received, one item at a time, and only the items that still make a
+        processor raise are dropped, counted (``agentwatch_processor_dropped_items_total``,
+        ``reason="processor_error"``) and reported to the client as a partial success. Dropping,
+        not passing on, is what keeps a record whose redaction failed from being stored.
+        ``Refused`` (derived telemetry refused by full queues) refuses the request as before.
+        """
+        if not self.processors:
+            return data, 0
+        received = type(data)()
+        received.CopyFrom(data)  # processors change data in place; ~5 us per record
+        try:
+            return self._run(data), 0
+        except _ProcessorFailed as failed:
+            log.warning(
+                "processor failed on a request; processing it record by record",
+                extra={"component": failed.processor, "error": describe(failed.error)},
+            )
+        outputs: list[Telemetry] = []
+        dropped = 0
+        for one in singles(received):
+            try:
+                out = self._run(one)
+            except _ProcessorFailed as failed:
+                dropped += 1
+                telemetry.PROCESSOR_DROPPED.labels(
+                    failed.processor, self.signal.value, "processor_error"
+                ).inc(count_items(one))
+                log.error(
+                    "processor failed on a record; record dropped",
+                    extra={"component": failed.processor, "error": describe(failed.error)},
+                )
+                continue
+            if out is not None and count_items(out):
+                outputs.append(out)
+        merged = merge(outputs, type(data)())
+        return (merged if count_items(merged) else None), dropped
+
+    def _run(self, data: Telemetry) -> Telemetry | None:
         for p in self.processors:
-            out = p.process(self.signal, data)
+            try:
+                out = p.process(self.signal, data)
+            except Refused:
+                raise
+            except Exception as exc:
+                raise _ProcessorFailed(p.name, exc) from exc
             if out is None:
                 return None
             data = out
         return data
+
+
+class _ProcessorFailed(Exception):
+    def __init__(self, processor: str, error: Exception) -> None:
+        super().__init__(processor)
+        self.processor = processor
+        self.error = error
 
 
 class SignalRouter(Consumer):
@@ -245,13 +300,14 @@ class SignalRouter(Consumer):
             runners = [r for p in self.pipelines for r in p.runners]
             full_names = self._admit([(r, items_in) for r in runners], items_in)
         outputs: list[tuple[Pipeline, Telemetry, int]] = []
+        rejected = 0
         for i, pipeline in enumerate(self.pipelines):
             copy = data
             if i < len(self.pipelines) - 1:
                 copy = type(data)()
                 copy.CopyFrom(data)
             try:
-                out = pipeline.process(copy)
+                out, dropped = pipeline.process(copy)
             except Refused:
                 # Telemetry a processor derived was refused (its queues are full): the client
                 # retries the request, and the derived part with it.
@@ -259,16 +315,7 @@ class SignalRouter(Consumer):
                     self.receiver, signal.value, "derived_queue_full"
                 ).inc(items_in)
                 raise
-            except Exception:
-                # Refuse rather than pass on half-processed data: a failed redaction must not
-                # leak. The client is told (500 / INTERNAL) and keeps the data.
-                telemetry.RECEIVER_REFUSED.labels(
-                    self.receiver, signal.value, "processor_error"
-                ).inc(items_in)
-                log.exception(
-                    "processor failed; request refused", extra={"component": pipeline.name}
-                )
-                raise
+            rejected = max(rejected, dropped)
             if out is not None:
                 outputs.append((pipeline, out, count_items(out)))
         targets = [(r, out, n) for p, out, n in outputs for r in p.runners if n]
@@ -300,6 +347,12 @@ class SignalRouter(Consumer):
                     continue
                 offered += 1
         self._accepted.inc(items_in)
+        if rejected:
+            return ConsumeResult(
+                rejected=rejected,
+                message=f"{rejected} item(s) dropped: a processor failed on them"
+                " (counted in agentwatch_processor_dropped_items_total{reason=processor_error})",
+            )
         return ConsumeResult()
 
     def _admit(self, targets: list[tuple[ExporterRunner, int]], items_in: int) -> set[str]:

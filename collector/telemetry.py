@@ -116,6 +116,7 @@ EXPORTER_SEND_SECONDS = histogram(
 )
 PROCESSOR_DROPPED = counter(
     "agentwatch_processor_dropped_items",
-    "Items a processor removed on purpose (filtering, dedup), by reason.",
+    "Items a processor removed, by reason: on purpose (filtering, dedup) or because it "
+    "failed on them (processor_error).",
     ("processor", "signal", "reason"),
 )

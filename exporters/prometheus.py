@@ -60,6 +60,7 @@ from collector.component import (
     Signal,
     TracesData,
 )
+from collector.isolation import describe
 from collector.otlp_values import Scalar, scalar, scalar_text
 
 log = logging.getLogger("agentwatch.exporter.prometheus")
@@ -79,7 +80,8 @@ SERIES_FOLDED = telemetry.counter(
 SKIPPED = telemetry.counter(
     "agentwatch_prometheus_skipped_items",
     "Log records, spans or metric points the Prometheus exporter did not count, by reason "
-    "(not an agent event, duplicate event id, unsupported or non-delta metric).",
+    "(not an agent event, duplicate event id, unsupported or non-delta metric, a NaN or "
+    "infinite value, or an error counting it).",
     ("exporter", "signal", "reason"),
 )
 
@@ -537,7 +539,14 @@ class DerivedMetrics:
                 if event_id and not self._events.add(event_id):
                     skipped["duplicate"] = skipped.get("duplicate", 0) + 1
                     continue
-                self._event(ev, now)
+                try:
+                    self._event(ev, now)
+                except Exception as exc:  # one odd event must not cost the batch its counts
+                    skipped["error"] = skipped.get("error", 0) + 1
+                    log.error(
+                        "cannot count an event",
+                        extra={"component": self._name, "error": describe(exc)},
+                    )
         for reason, n in skipped.items():
             SKIPPED.labels(self._name, signal.value, reason).inc(n)
 
@@ -663,7 +672,14 @@ class DerivedMetrics:
                             continue
                         for point in metric.sum.data_points:
                             attrs = {**resource, **_attributes(point.attributes, prefix=None)}
-                            reason = self._point(metric.name, point, attrs, now)
+                            try:
+                                reason = self._point(metric.name, point, attrs, now)
+                            except Exception as exc:  # as in _count_events
+                                reason = "error"
+                                log.error(
+                                    "cannot count a metric point",
+                                    extra={"component": self._name, "error": describe(exc)},
+                                )
                             if reason:
                                 skipped[reason] = skipped.get(reason, 0) + 1
         for reason, n in skipped.items():
@@ -678,6 +694,8 @@ class DerivedMetrics:
         if not self._events.add(_point_key(name, point, attrs)):
             return "duplicate"
         value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+        if not math.isfinite(value):  # NaN or infinity would poison the counter for good
+            return "invalid_value"
         who = self._who(attrs, fallback=attrs)
         who.agent = who.agent or am.Agent.CLAUDE_CODE.value
         self._seen(who, now)

@@ -274,14 +274,22 @@ def _key_values(attributes: tuple[tuple[str, Scalar], ...]) -> list[KeyValue]:
     return out
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def set_any_value(kv: KeyValue, value: Scalar) -> None:
+    """Write a derived value; an int beyond int64 (a sum of huge counts) is written as its
+    decimal text, which OTLP can carry and the stores parse or count as invalid."""
     kind = type(value)
     if kind is str:
         kv.value.string_value = value  # type: ignore[assignment]
     elif kind is bool:
         kv.value.bool_value = value  # type: ignore[assignment]
     elif kind is int:
-        kv.value.int_value = value  # type: ignore[assignment]
+        if value in _INT64:
+            kv.value.int_value = value  # type: ignore[assignment]
+        else:
+            kv.value.string_value = str(value)
     elif kind is float:
         kv.value.double_value = value  # type: ignore[assignment]
     else:

@@ -16,10 +16,12 @@ from collector.component import (
     Extension,
     Factory,
     Host,
+    Processor,
     Receiver,
     Signal,
     Telemetry,
 )
+from collector.isolation import items
 
 
 class InjectConfig(ComponentConfig):
@@ -80,11 +82,33 @@ class ProbeExtension(Extension):
         ProbeExtension.events.append(f"shutdown {self.name}")
 
 
+class FaultConfig(ComponentConfig):
+    attribute: str = "fault"
+
+
+class FaultProcessor(Processor):
+    """Raises on any request holding an item with the ``attribute`` key (an injected processor
+    bug), after marking every item it saw, as a processor that fails half-way would."""
+
+    def __init__(self, name: str, config: FaultConfig) -> None:
+        super().__init__(name, config)
+        self.cfg = config
+
+    def process(self, signal: Signal, data: Telemetry) -> Telemetry | None:
+        if any(kv.key == self.cfg.attribute for item in items(data) for kv in item.attributes):
+            for item in items(data):
+                item.attributes.add(key="half.processed").value.bool_value = True
+            raise ValueError("injected processor fault")
+        return data
+
+
 INJECT = Factory("inject", "receiver", InjectConfig, lambda n, c: InjectReceiver(n, c))
 RECORDING = Factory("recording", "exporter", RecordingConfig, lambda n, c: RecordingExporter(n, c))
 
 PROBE = Factory("probe", "extension", ProbeConfig, lambda n, c: ProbeExtension(n, c))
+FAULT = Factory("fault", "processor", FaultConfig, lambda n, c: FaultProcessor(n, c))
 
 registry.register("receiver", "inject", "tests.components:INJECT")
 registry.register("extension", "probe", "tests.components:PROBE")
+registry.register("processor", "fault", "tests.components:FAULT")
 registry.register("exporter", "recording", "tests.components:RECORDING")

@@ -423,9 +423,10 @@ FAIL_ONCE = Factory("fail_once", "processor", FailOnceConfig, lambda n, c: FailO
 registry.register("processor", "fail_once", "tests.test_detections:FAIL_ONCE")
 
 
-def test_a_refused_batch_raises_its_detections_again(tmp_path: Path) -> None:
-    """The pipeline refuses a batch when a processor after detections fails; the client's retry
-    must carry the detection, or it is never stored."""
+def test_a_batch_processed_again_raises_its_detections_again(tmp_path: Path) -> None:
+    """When a processor after detections fails on a batch, the pipeline processes it again
+    record by record (as a client's retry would): the second pass must carry the detection,
+    or it is never stored."""
     raw = {
         "receivers": {"inject": {}},
         "processors": {"detections": {}, "fail_once": {}},
@@ -447,9 +448,7 @@ def test_a_refused_batch_raises_its_detections_again(tmp_path: Path) -> None:
         receiver = svc.receivers["inject"]
         assert isinstance(receiver, InjectReceiver)
         request = batch(tool_call(**{am.COMMAND: "rm -rf /", am.TOOL_CALL_ID: "toolu_r"}))
-        with pytest.raises(RuntimeError, match="injected"):
-            receiver.push(_copy(request))
-        receiver.push(_copy(request))  # the client's retry
+        assert receiver.push(_copy(request)).rejected == 0  # the second pass succeeded
         recorder = RecordingExporter.instances["recording/detections"]
         deadline = time.monotonic() + 10
         while not recorder.delivered and time.monotonic() < deadline:

@@ -466,3 +466,18 @@ def test_codex_tokens_in_any_form(
         visible + reasoning,
     )
     assert call["gen_ai.usage.input_tokens"] == uncached + cached
+
+
+def test_odd_values_are_read_as_well_as_they_can_be() -> None:
+    """The values that used to fail a whole request (issue 10): a bytes session id is its
+    base64 text (as the raw tables show it), a count beyond int64 or a NaN is not reported,
+    never clamped, and a map holding bytes is JSON with the bytes in base64."""
+    from processors.vendors import to_float, to_int, to_str
+
+    assert to_str(b"\xde\xad\xbe\xef") == "3q2+7w=="
+    assert to_str({"raw": b"\xff", "n": float("nan")}) == '{"n":NaN,"raw":"/w=="}'
+    assert to_int("1e30") is None and to_int(str(2**64)) is None and to_int(1e300) is None
+    assert to_int(2**63 - 1) == 2**63 - 1 and to_int("1200.0") == 1200
+    assert to_int(float("inf")) is None and to_int("nan") is None and to_int("9" * 5000) is None
+    assert to_float("nan") is None and to_float(float("-inf")) is None
+    assert to_float("1e400") is None and to_float(" 1.5 ") == 1.5

@@ -6,11 +6,11 @@ import pytest
 
 import tests.components  # noqa: F401
 from collector import telemetry
-from collector.component import Refused
+from collector.component import LogsData, Refused
 from collector.config import parse
 from collector.service import Service
 from tests.components import InjectReceiver, RecordingExporter
-from tests.otlp_factory import logs, seqs
+from tests.otlp_factory import attr, logs, seqs
 from tests.polling import wait_for
 
 
@@ -210,3 +210,132 @@ def test_an_exporter_bug_is_retried_then_given_up_on_and_counted(tmp_path: Path)
     )
     assert exp.attempts >= 2  # retried like an outage before giving up
     svc.shutdown()
+
+
+# --- a processor failing on some records ------------------------------------------------------
+
+
+def _fault_service(tmp_path: Path, signal: str) -> Service:
+    raw = {
+        "receivers": {"inject": {}},
+        "processors": {"normalize": {}, "fault": {}, "redaction": {}},
+        "exporters": {"recording/fault": {"sending_queue": {"batch_timeout": 0}}},
+        "service": {
+            "data_dir": str(tmp_path),
+            "shutdown_timeout": 5,
+            "pipelines": {
+                signal: {
+                    "receivers": ["inject"],
+                    "processors": ["normalize", "fault", "redaction"],
+                    "exporters": ["recording/fault"],
+                }
+            },
+        },
+    }
+    svc = Service(parse(raw, source="test", env={}, base_dir=str(tmp_path)))
+    svc.start()
+    return svc
+
+
+def _claude_prompts(n: int, faulty: set[int]) -> LogsData:
+    """Claude Code ``user_prompt`` events carrying prompt text, some marked to make the fault
+    processor raise."""
+    data = logs(n, service="claude-code")
+    for i, record in enumerate(data.resource_logs[0].scope_logs[0].log_records):
+        record.attributes.extend(
+            [
+                attr("event.name", "user_prompt"),
+                attr("session.id", "s-1"),
+                attr("event.sequence", i),
+                attr("prompt", f"secret prompt number {i}"),
+            ]
+        )
+        if i in faulty:
+            record.attributes.append(attr("fault", "raise"))
+    return data
+
+
+def test_a_processor_failing_on_a_record_costs_only_that_record(tmp_path: Path) -> None:
+    svc = _fault_service(tmp_path, "logs")
+    try:
+        rec = svc.receivers["inject"]
+        assert isinstance(rec, InjectReceiver)
+        exp = RecordingExporter.instances["recording/fault"]
+        dropped = telemetry.value(
+            "agentwatch_processor_dropped_items_total",
+            processor="fault",
+            signal="logs",
+            reason="processor_error",
+        )
+        result = rec.push(_claude_prompts(6, faulty={1, 4}))
+        # accepted, with the two items reported as rejected (OTLP partial success)
+        assert result.rejected == 2
+        assert "processor_error" in result.message
+        assert (
+            telemetry.value(
+                "agentwatch_processor_dropped_items_total",
+                processor="fault",
+                signal="logs",
+                reason="processor_error",
+            )
+            == dropped + 2
+        )
+        wait_for(lambda: len(delivered_seqs(exp)) == 4)
+        assert delivered_seqs(exp) == [0, 2, 3, 5]
+        for _, data, _ in exp.delivered:
+            for record in data.resource_logs[0].scope_logs[0].log_records:  # type: ignore[union-attr]
+                keys = {kv.key: kv.value for kv in record.attributes}
+                # processed from what was received, fully: normalised and redacted, no trace
+                # of the failed first attempt
+                assert keys["agentwatch.event"].string_value == "user_prompt"
+                assert "half.processed" not in keys
+                assert "secret prompt" not in str(keys.get("prompt", ""))  # redacted
+        # nothing of the failed records went anywhere
+        stored = b"".join(data.SerializeToString() for _, data, _ in exp.delivered)
+        assert b"secret prompt" not in stored
+    finally:
+        assert svc.shutdown()
+
+
+def test_a_failing_metric_point_costs_only_that_point(tmp_path: Path) -> None:
+    from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+    from collector.component import MetricsData
+
+    svc = _fault_service(tmp_path, "metrics")
+    try:
+        rec = svc.receivers["inject"]
+        assert isinstance(rec, InjectReceiver)
+        exp = RecordingExporter.instances["recording/fault"]
+        data = MetricsData()
+        rm = data.resource_metrics.add()
+        rm.resource.attributes.append(attr("service.name", "claude-code"))
+        metric = rm.scope_metrics.add().metrics.add(name="claude_code.session.count", unit="1")
+        metric.sum.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+        metric.sum.is_monotonic = True
+        for i in range(3):
+            point = metric.sum.data_points.add(as_int=i + 1, time_unix_nano=1_700_000_000 + i)
+            point.attributes.append(attr("session.id", f"s-{i}"))
+            if i == 1:
+                point.attributes.append(attr("fault", "raise"))
+        assert rec.push(data).rejected == 1
+        wait_for(lambda: len(exp.delivered) >= 1 and idle(svc))
+        points = [
+            (m.name, m.sum.aggregation_temporality, m.sum.is_monotonic, p.as_int)
+            for _, out, _ in exp.delivered
+            for r in out.resource_metrics  # type: ignore[union-attr]
+            for s in r.scope_metrics
+            for m in s.metrics
+            for p in m.sum.data_points
+        ]
+        delta = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+        assert points == [
+            ("claude_code.session.count", delta, True, 1),
+            ("claude_code.session.count", delta, True, 3),
+        ]
+    finally:
+        assert svc.shutdown()
+
+
+def idle(svc: Service) -> bool:
+    return all(runner.queue.items == 0 for runner in svc.runners.values())

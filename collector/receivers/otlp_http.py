@@ -8,8 +8,10 @@ beyond it is small and has to be exactly right: chunked request bodies with no C
 Status codes follow the OTLP/HTTP spec: 400 with a ``google.rpc.Status`` body (in the request's
 content type) for undecodable payloads, 401 without a valid bearer token, 404 for unknown paths
 and signals no pipeline takes, 405 for other methods on ``/v1/*``, 413 over the body limit, 415
-for other content types or encodings, 429 with ``Retry-After`` under backpressure, 500 when the
-pipeline fails. Any response sent before the body was fully read closes the connection.
+for other content types or encodings, 429 with ``Retry-After`` under backpressure, 200 with a
+partial success when processors failed on some records (docs/architecture.md, "Errors"), 500
+only when the router itself fails. Any response sent before the body was fully read closes the
+connection.
 """
 
 from __future__ import annotations

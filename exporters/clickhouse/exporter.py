@@ -38,8 +38,10 @@ from collector.component import (
     LogsData,
     MetricsData,
     PermanentExportError,
+    Signal,
     TracesData,
 )
+from collector.isolation import describe, partition
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import PID_FILE, EmbeddedClickHouse, ping
@@ -294,19 +296,34 @@ class ClickHouseExporter(Exporter):
     # --- export ---------------------------------------------------------------------------
 
     def consume_logs(self, data: LogsData, batch_id: str) -> None:
-        self._store(self._convert(rows.convert_logs, data), batch_id)
+        self._store(self._convert(rows.convert_logs, data, Signal.LOGS), batch_id)
 
     def consume_traces(self, data: TracesData, batch_id: str) -> None:
-        self._store(self._convert(rows.convert_traces, data), batch_id)
+        self._store(self._convert(rows.convert_traces, data, Signal.TRACES), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
-        self._store(self._convert(rows.convert_metrics, data), batch_id)
+        self._store(self._convert(rows.convert_metrics, data, Signal.METRICS), batch_id)
 
-    def _convert(self, convert: Any, data: Any) -> rows.Batch:
+    def _convert(self, convert: Any, data: Any, signal: Signal) -> rows.Batch:
+        """Rows of ``data``; an item that cannot be converted is dropped and counted
+        (``reason="conversion_error"``), never the batch it came in."""
         try:
             batch: rows.Batch = convert(data)
         except Exception as exc:
-            raise classify(exc, "convert") from exc
+            good, errors = partition(data, convert)
+            if not errors:
+                raise classify(exc, "convert") from exc
+            telemetry.EXPORTER_DROPPED.labels(self.name, signal.value, "conversion_error").inc(
+                len(errors)
+            )
+            log.error(
+                "cannot convert items to rows; dropped",
+                extra={"component": self.name, "items": len(errors), "error": describe(errors[0])},
+            )
+            try:
+                batch = convert(good)
+            except Exception as again:
+                raise classify(again, "convert") from again
         if batch.invalid_values:
             INVALID_VALUES.labels(self.name).inc(batch.invalid_values)
         return batch

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
-from collector.otlp_values import any_value
+from collector.otlp_values import any_value, bytes_text, json_text
 
 Attrs = dict[str, Any]
 """OTLP attributes as plain Python values (str, bool, int, float, list, dict or None)."""
@@ -74,43 +75,57 @@ def to_str(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, bytes):
+        return bytes_text(value) or None
+    return json_text(value)
+
+
+INT64_MAX = 2**63 - 1
 
 
 def to_int(value: Any) -> int | None:
-    """Token counts arrive as ints, doubles or strings ("1200", "1200.0") depending on agent."""
+    """Token counts arrive as ints, doubles or strings ("1200", "1200.0") depending on agent.
+
+    ``None`` for what is no count: not a number, NaN, infinite, or beyond int64 (``"1e30"``).
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value == value else None
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        number = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         if not text:
             return None
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
+            parsed = to_float(text)
+            if parsed is None:
                 return None
-            return int(number) if number == number and abs(number) != float("inf") else None
-    return None
+            number = int(parsed)
+    else:
+        return None
+    return number if -INT64_MAX <= number <= INT64_MAX else None
 
 
 def to_float(value: Any) -> float | None:
+    """A finite number, or ``None``: NaN and infinities are no duration or price."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
-        except ValueError:
+            number = float(value.strip())
+        except (ValueError, OverflowError):
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def to_bool(value: Any) -> bool | None:
@@ -198,7 +213,7 @@ def tool_argument_facts(arguments: Any, out: dict[str, Scalar]) -> None:
     """Command, file path and size from a tool's JSON arguments, whatever the agent named them."""
     if arguments is None:
         return
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    text = arguments if isinstance(arguments, str) else to_str(arguments) or ""
     if text and text != "<REDACTED>":
         out.setdefault(am.TOOL_ARGUMENTS, text)
         out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text.encode()))
@@ -241,7 +256,8 @@ class UsageTotals:
     values: dict[str, float] = field(default_factory=dict)
 
     def add(self, name: str, amount: float) -> None:
-        self.values[name] = self.values.get(name, 0.0) + amount
+        if math.isfinite(amount):  # a NaN or infinite point is no usage; it stays raw
+            self.values[name] = self.values.get(name, 0.0) + amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,13 +367,11 @@ def register(vendor: Vendor) -> Vendor:
 
 
 def all_vendors() -> list[Vendor]:
-    _load_builtin()
     return list(_REGISTRY)
 
 
 def vendor_for(service_name: str, overrides: Mapping[str, str] | None = None) -> Vendor | None:
     """The normaliser of a ``service.name``: exact names first, then prefixes, then overrides."""
-    _load_builtin()
     if overrides and service_name in overrides:
         wanted = overrides[service_name]
         return next((v for v in _REGISTRY if v.agent.value == wanted), None)
@@ -370,12 +384,9 @@ def vendor_for(service_name: str, overrides: Mapping[str, str] | None = None) ->
     return None
 
 
-_LOADED = False
 
-
-def _load_builtin() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from processors.vendors import claude_code, codex, copilot, gemini_cli  # noqa: F401
+# The built-in vendors register themselves when imported. Importing them here, at the end of
+# the package, means nothing can use the registry before it is complete: Python's import lock
+# makes a concurrent importer wait for the whole package (a lazy first-use load let requests
+# racing the first one see an empty registry and store agent events as unknown services).
+from processors.vendors import claude_code, codex, copilot, gemini_cli  # noqa: E402, F401
