@@ -90,6 +90,8 @@ COST_USD_REPORTED = P + "cost_usd_reported"  # double, the agent's own figure
 COST_USD_COMPUTED = P + "cost_usd_computed"  # double, from the price book (cost processor)
 COST_USD = P + "cost_usd"  # double, the one to bill (config chooses reported or computed)
 COST_SOURCE = P + "cost_source"  # computed | reported: which figure cost_usd is
+PREMIUM_REQUESTS = P + "premium_requests"  # double, GitHub Copilot's premium-request count
+NANO_AIU = P + "nano_aiu"  # int, GitHub Copilot's AI credits in billionths (1e9 = 1 credit)
 DERIVED_FROM = P + "derived_from"  # "metrics" on records the normaliser made from metrics
 
 # --- tool_call ------------------------------------------------------------------------------

@@ -38,8 +38,9 @@ def test_copilot_chat_calls_from_chat_spans_only() -> None:
     assert calls[0][am.TTFT_MS] == 450.0
     assert calls[0][am.DURATION_MS] == 3000.0
     assert {c[am.AGENT] for c in calls} == {"copilot_chat"}
-    assert {c[am.PROVIDER] for c in calls} == {"github_copilot"}
-    assert {c["gen_ai.provider.name"] for c in calls} == {"github"}  # the agent's value is kept
+    # priced as the model's own vendor; the agent's value is kept
+    assert {c[am.PROVIDER] for c in calls} == {"openai"}
+    assert {c["gen_ai.provider.name"] for c in calls} == {"github"}
 
 
 def test_copilot_chat_tools_prompts_and_session() -> None:
@@ -95,7 +96,9 @@ def test_copilot_cli_tokens_subtract_both_cache_spellings() -> None:
         (3000, 10000, 500, 350, 120),  # 13500 - 10000 read - 500 cache_write
         (2500, 9000, 0, 350, 0),  # the task subagent's haiku call
     ]
-    assert [c[am.COST_USD_REPORTED] for c in calls] == [0.0234, 0.0211, 0.0044]
+    # github.copilot.cost is a premium-request multiplier, never a dollar figure
+    assert [c[am.PREMIUM_REQUESTS] for c in calls] == [0.0234, 0.0211, 0.0044]
+    assert all(am.COST_USD_REPORTED not in c for c in calls)
     assert calls[0][am.TTFT_MS] == pytest.approx(800.0)
     assert {c[am.AGENT] for c in calls} == {"copilot_cli"}
     # semconv input on the span was already inclusive; it is not rewritten

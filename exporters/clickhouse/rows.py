@@ -220,7 +220,7 @@ class _TablePlan:
     def of(cls, spec: schema.AgentTable) -> _TablePlan:
         fields = spec.all_fields
         typed = [
-            (i, f.kind, UINT64_MAX if f.type == "UInt64" else 2**32 - 1)
+            (i, f.kind, UINT64_MAX if "UInt64" in f.type else 2**32 - 1)
             for i, f in enumerate(fields)
             if f.kind != "str"
         ]
@@ -228,14 +228,19 @@ class _TablePlan:
         return cls(spec, [f.key for f in fields], typed, text)
 
     def finish(self) -> AgentRows:
-        flat = flat_columns(self.table.spec())
+        types = dict(flat_columns(self.table.spec()))
+        names = [
+            *(c.name for c in schema.ENVELOPE_COLUMNS),
+            *(f.column for f in self.table.all_fields),
+            *(c.name for c in schema.TRAILER_COLUMNS),
+        ]
         columns = [list(column) for column in zip(*self.rows, strict=True)]
         for i in self.text_positions:  # absent text attributes are empty strings
             columns[2 + i] = [value or "" for value in columns[2 + i]]
         return AgentRows(
             self.table.table,
-            [n for n, _ in flat],
-            [t for _, t in flat],
+            names,
+            [types[n] for n in names],
             columns,
             event_ids=self.event_ids,
         )
@@ -294,7 +299,7 @@ class AgentRowBuilder:
             text = values[i]
             if not text:
                 values[i] = [] if kind == "list" else (0 if kind == "uint" else None)
-            elif kind == "uint":
+            elif kind == "uint" or kind == "nullable_uint":
                 values[i], ok = _uint(text, limit)
                 self.invalid += not ok
             elif kind == "float":

@@ -335,6 +335,13 @@ def _f(column: str, key: str) -> AgentField:
     return AgentField(column, "Nullable(Float64)", key, "float")
 
 
+VENDOR_BILLING_FIELDS = (
+    _f("premium_requests", am.PREMIUM_REQUESTS),
+    AgentField("nano_aiu", "Nullable(UInt64)", am.NANO_AIU, "nullable_uint"),
+)
+"""Added by migration 7: what a call counts against the agent vendor's own allowance (GitHub
+Copilot's premium requests and AI credits in billionths); NULL when the agent reports none."""
+
 COMMON_FIELDS = (
     _s("agent", am.AGENT, True),
     _s("agent_version", am.AGENT_VERSION, True),
@@ -388,20 +395,30 @@ class AgentTable:
     fields: tuple[AgentField, ...]
     since: int = 2
     repriced_since: int | None = None
+    added: tuple[tuple[int, tuple[AgentField, ...]], ...] = ()
+    """(migration, fields) appended by later migrations, after every older column."""
 
     @property
     def all_fields(self) -> tuple[AgentField, ...]:
-        return COMMON_FIELDS + self.fields
+        """Every inserted field, in the order the row builder reads them (not table order:
+        inserts name their columns)."""
+        return COMMON_FIELDS + self.fields + tuple(f for _, fields in self.added for f in fields)
+
+    def added_in(self, version: int) -> tuple[AgentField, ...]:
+        return tuple(f for v, fields in self.added if v == version for f in fields)
 
     def spec(self, version: int | None = None) -> Table:
         """The table as of schema ``version`` (default: the latest)."""
         columns = (
             ENVELOPE_COLUMNS
-            + tuple(Column(f.column, f.type) for f in self.all_fields)
+            + tuple(Column(f.column, f.type) for f in COMMON_FIELDS + self.fields)
             + TRAILER_COLUMNS
         )
         if self.repriced_since is not None and (version is None or version >= self.repriced_since):
             columns += REPRICE_COLUMNS
+        for added_in, fields in self.added:
+            if version is None or version >= added_in:
+                columns += tuple(Column(f.column, f.type) for f in fields)
         return Table(
             name=self.table,
             columns=columns,
@@ -444,6 +461,7 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                 _u("attempt", am.ATTEMPT, 32),
             ),
             repriced_since=5,
+            added=((7, VENDOR_BILLING_FIELDS),),
         ),
         AgentTable(
             am.EventType.API_ERROR,
@@ -622,7 +640,16 @@ SESSION_COLUMNS_V5 = (
 sums so the ``sessions`` view can use them only when the session has no api_call rows, and
 the change reprice made to the number of priced api calls (signed, hence its own column)."""
 
-AGENT_SESSIONS = replace(AGENT_SESSIONS_V3, columns=AGENT_SESSIONS_V3.columns + SESSION_COLUMNS_V5)
+SESSION_COLUMNS_V7 = (
+    Column("premium_requests", _saf("sum", "Float64")),
+    Column("nano_aiu", _saf("sum", "UInt64")),
+)
+"""Added by migration 7: the session's sums of ``VENDOR_BILLING_FIELDS``."""
+
+AGENT_SESSIONS = replace(
+    AGENT_SESSIONS_V3,
+    columns=AGENT_SESSIONS_V3.columns + SESSION_COLUMNS_V5 + SESSION_COLUMNS_V7,
+)
 
 USAGE_KEYS = ("hour", "agent", "team", "user_id", "user_email", "provider", "model")
 USAGE_SUMS = (
@@ -955,6 +982,16 @@ def _api_call_session_select_v5(source: str) -> str:
     return f"SELECT {', '.join(columns)} {_session_tail(source)}"
 
 
+def _api_call_session_select_v7(source: str) -> str:
+    """Version 5's, plus the vendor's own billing measures (a repriced revision changes none)."""
+    columns = [
+        f"toFloat64(sumIf(ifNull(src.premium_requests, 0), {_FIRST})) AS premium_requests",
+        f"toUInt64(sumIf(ifNull(src.nano_aiu, 0), {_FIRST})) AS nano_aiu",
+    ]
+    head, tail = _api_call_session_select_v5(source).split(" FROM ", 1)
+    return f"{head}, {', '.join(columns)} FROM {tail}"
+
+
 def _api_usage_session_select(source: str) -> str:
     columns = _session_head()
     columns.append(f"toUInt64(countIf({_FIRST})) AS usage_records")
@@ -1139,7 +1176,7 @@ _USAGE_HOURLY_V5 = (
 """api_call rollups plus the api_usage rollups of sessions that have no api_call rows, the
 same rule as ``sessions``. GLOBAL: on a cluster the session list is gathered once."""
 
-PUBLIC_VIEWS: dict[str, str] = {
+PUBLIC_VIEWS_V5: dict[str, str] = {
     **PUBLIC_VIEWS_V4,
     "api_calls": PUBLIC_VIEWS_V4["api_calls"].replace(
         "span_id FROM {agent_api_calls}", "span_id, revision FROM {agent_api_calls}"
@@ -1154,11 +1191,26 @@ PUBLIC_VIEWS: dict[str, str] = {
         "revision FROM {agent_api_usage} FINAL"
     ),
 }
+"""The public views as migration 5 created them."""
+
+PUBLIC_VIEWS: dict[str, str] = {
+    **PUBLIC_VIEWS_V5,
+    "api_calls": PUBLIC_VIEWS_V5["api_calls"].replace(
+        "revision FROM {agent_api_calls}",
+        "revision, premium_requests, nano_aiu FROM {agent_api_calls}",
+    ),
+    "sessions": _SESSIONS_V5.replace(
+        " FROM {agent_sessions} AS t GROUP BY",
+        ", sum(t.premium_requests) AS premium_requests, sum(t.nano_aiu) AS nano_aiu"
+        " FROM {agent_sessions} AS t GROUP BY",
+    ),
+}
 """The public contract (docs/data-model.md): names and leading columns never change; new
 columns are only appended. Agent views read FINAL so the ReplacingMergeTree backstop hides any
 duplicate that slipped past the exporter's check, and show the latest revision of a repriced
 row."""
-assert "revision FROM {agent_api_calls}" in PUBLIC_VIEWS["api_calls"]
+assert "nano_aiu FROM {agent_api_calls}" in PUBLIC_VIEWS["api_calls"]
+assert "nano_aiu FROM {agent_sessions}" in PUBLIC_VIEWS["sessions"]
 
 
 def render_public_view(
@@ -1318,7 +1370,32 @@ def _m5_api_usage_and_reprice(s: SchemaSettings) -> list[Statement]:
             )
         )
     )
-    out += [Statement(render_public_view(name, s)) for name in PUBLIC_VIEWS]
+    out += [Statement(render_public_view(name, s, PUBLIC_VIEWS_V5)) for name in PUBLIC_VIEWS_V5]
+    return out
+
+
+def _m7_vendor_billing(s: SchemaSettings) -> list[Statement]:
+    """Premium requests and AI credits (GitHub Copilot) on api calls and sessions. No
+    backfill: older Copilot rows carried the premium-request multiplier as cost_usd_reported,
+    which the raw otel_traces rows still hold as ``github.copilot.cost``."""
+    calls = AGENT_TABLES[am.EventType.API_CALL]
+    out = [
+        Statement(sql)
+        for sql in render_add_columns(
+            calls.table, [Column(f.column, f.type) for f in calls.added_in(7)], s
+        )
+    ]
+    out += [Statement(sql) for sql in render_add_columns("agent_sessions", SESSION_COLUMNS_V7, s)]
+    out.append(
+        Statement(
+            render_mv_query(
+                "agent_api_calls_sessions_mv",
+                _api_call_session_select_v7(s.local(calls.table)),
+                s,
+            )
+        )
+    )
+    out += [Statement(render_public_view(name, s)) for name in ("api_calls", "sessions")]
     return out
 
 
@@ -1328,6 +1405,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "agent_sessions_and_hourly_rollups", _m3_sessions_rollups),
     Migration(4, "public_contract_views", _m4_public_views),
     Migration(5, "api_usage_and_reprice", _m5_api_usage_and_reprice),
+    Migration(7, "vendor_billing_measures", _m7_vendor_billing),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
