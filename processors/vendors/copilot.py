@@ -91,6 +91,7 @@ def price_book_model(model: str) -> tuple[str, str]:
         return "gcp.gen_ai", name
     return "github_copilot", name
 
+
 CACHE_READ_KEYS = ("gen_ai.usage.cache_read.input_tokens",)
 CACHE_WRITE_KEYS = (
     "gen_ai.usage.cache_creation.input_tokens",

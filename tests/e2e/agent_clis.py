@@ -23,8 +23,10 @@ from typing import Literal
 
 from tests.e2e.mock_models import (
     AnthropicMock,
+    CopilotApiMock,
     GeminiMock,
     MockModelServer,
+    OpenAIChatMock,
     OpenAIResponsesMock,
     RateLimited,
     RecordedCall,
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "scripts" / "install-agent-clis.sh"
 
 Protocol = Literal["http/protobuf", "http/json", "grpc"]
-AgentName = Literal["claude", "codex", "gemini"]
+AgentName = Literal["claude", "codex", "gemini", "copilot"]
 
 PROMPT = (
     "Run `echo hello` in the shell, then run the failing check command, then tell me what happened."
@@ -115,7 +117,19 @@ GEMINI = CliSpec(
     "gemini-2.5-pro",
     ("http/json", "grpc"),
 )
+COPILOT = CliSpec(
+    "copilot",
+    "@github/copilot",
+    "1.0.102",
+    "copilot",
+    "github-copilot",
+    "gpt-4.1",
+    ("http/protobuf", "http/json"),
+)
 SPECS: dict[AgentName, CliSpec] = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
+"""The CLIs that log their calls as events (the acceptance suite's common cases)."""
+ALL_SPECS: dict[AgentName, CliSpec] = {**SPECS, "copilot": COPILOT}
+"""With the Copilot CLI, whose calls are spans only (tests/e2e/test_copilot_through_agentwatch)."""
 
 
 def scenario_for(
@@ -137,6 +151,8 @@ def scenario_for(
     one recorded in tests/data/captured.
     """
     refused: tuple[str, dict[str, object]]
+    if agent == "copilot":
+        return copilot_scenario(extra_command=extra_command, hold_final=hold_final)
     if agent == "claude":
         usages = (
             Usage(
@@ -188,7 +204,77 @@ def scenario_for(
     )
 
 
+COPILOT_SHELL = "bash"
+COPILOT_DENIED_TOOL = "write"
+"""``--deny-tool`` rule of every Copilot run: its file tools (``create``, ``edit``) are refused."""
+
+
+def copilot_scenario(
+    *,
+    extra_command: str | None = None,
+    hold_final: Callable[[], bool] | None = None,
+    nano_aiu: bool = False,
+) -> Scenario:
+    """:func:`scenario_for` for the Copilot CLI: the refused call is a file write that
+    ``--deny-tool write`` forbids. Tools are named directly (``bash``, ``create``) so every wire
+    format asks for the same calls. ``nano_aiu`` sets AI credits per call, as GitHub's model
+    API reports them (``copilot_usage.total_nano_aiu``)."""
+
+    def aiu(n: int) -> int | None:
+        return n if nano_aiu else None
+
+    def shell(command: str) -> dict[str, object]:
+        return {"command": command, "description": "Run the command the scenario asks for"}
+
+    usages = (
+        Usage(
+            4111,
+            cache_read_tokens=6007,
+            cache_write_tokens=1009,
+            output_tokens=89,
+            reasoning_tokens=19,
+        ),
+        Usage(4217, cache_read_tokens=7013, output_tokens=97),
+        Usage(4327, cache_read_tokens=8017, cache_write_tokens=503, output_tokens=103),
+        Usage(4433, cache_read_tokens=9029, output_tokens=113, reasoning_tokens=23),
+    )
+    extra: tuple[ToolCall, ...] = ()
+    if extra_command is not None:
+        extra = (
+            ToolCall(
+                EXTRA_CALL_USAGE["copilot"],
+                tool=COPILOT_SHELL,
+                args=shell(extra_command),
+                nano_aiu=aiu(117_000_003),
+            ),
+        )
+    return Scenario(
+        steps=(
+            RateLimited(retry_after_s=1),
+            ToolCall(
+                usages[0],
+                tool=COPILOT_SHELL,
+                args=shell(ECHO_COMMAND),
+                text="I'll run echo first.",
+                nano_aiu=aiu(123_456_789),
+            ),
+            ToolCall(
+                usages[1], tool=COPILOT_SHELL, args=shell(FAILING_COMMAND), nano_aiu=aiu(98_765_431)
+            ),
+            ToolCall(
+                usages[2],
+                tool="create",
+                args={"path": REFUSED_FILE, "file_text": "must not be written\n"},
+                nano_aiu=aiu(101_010_101),
+            ),
+            *extra,
+            Text(usages[3], FINAL_ANSWER, hold_until=hold_final, nano_aiu=aiu(87_654_329)),
+        )
+    )
+
+
 EXTRA_CALL_USAGE: dict[AgentName, Usage] = {
+    "copilot": Usage(4391, cache_read_tokens=8923, output_tokens=107),
     "claude": Usage(1613, cache_read_tokens=18547, cache_write_tokens=131, output_tokens=67),
     "codex": Usage(2477, cache_read_tokens=8923, output_tokens=139, reasoning_tokens=31),
     "gemini": Usage(3389, cache_read_tokens=9103, output_tokens=97, reasoning_tokens=37),
@@ -198,7 +284,9 @@ EXTRA_CALL_USAGE: dict[AgentName, Usage] = {
 
 def mock_for(agent: AgentName, scenario: Scenario | None = None) -> MockModelServer:
     scenario = scenario or scenario_for(agent)
-    model = SPECS[agent].model
+    model = ALL_SPECS[agent].model
+    if agent == "copilot":
+        return OpenAIChatMock(scenario, model)
     if agent == "claude":
         return AnthropicMock(scenario, model)
     if agent == "codex":
@@ -238,6 +326,8 @@ class Telemetry:
     resource_attributes: dict[str, str] = field(
         default_factory=lambda: {"team": "platform", "cost_center": "cc-42"}
     )
+    service_name: str | None = None
+    """``OTEL_SERVICE_NAME``, where the CLI honours it (Copilot); None keeps the CLI's own."""
 
     def resource_env(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.resource_attributes.items())
@@ -253,13 +343,13 @@ def run_cli(
     keep_home: Path | None = None,
 ) -> CliRun:
     """Run one CLI session against ``mock`` and wait until it has exited (and so flushed)."""
-    spec = SPECS[agent]
+    spec = ALL_SPECS[agent]
     if telemetry.protocol not in spec.protocols:
         raise ValueError(f"{agent} cannot export OTLP as {telemetry.protocol}")
     if not spec.installed():
         raise FileNotFoundError(f"{spec.executable} missing: run {INSTALL_SCRIPT}")
     builders: dict[AgentName, Callable[..., tuple[list[str], dict[str, str], dict[str, str]]]]
-    builders = {"claude": _claude, "codex": _codex, "gemini": _gemini}
+    builders = {"claude": _claude, "codex": _codex, "gemini": _gemini, "copilot": _copilot}
     with tempfile.TemporaryDirectory(prefix=f"agentwatch-e2e-{agent}-") as tmp:
         home = keep_home or Path(tmp)
         workdir = home / "project"
@@ -412,6 +502,53 @@ def _gemini(
     }
     argv = [str(spec.executable), "-p", prompt, "--yolo", "-m", spec.model]
     return argv, env, {".gemini/settings.json": json.dumps(settings, indent=2)}
+
+
+def copilot_cache_home(spec: CliSpec = COPILOT) -> Path:
+    """``XDG_CACHE_HOME`` of every Copilot run: its first run unpacks ~235 MB under
+    ``$XDG_CACHE_HOME/copilot``; kept beside the package instead of in each throwaway HOME."""
+    return spec.package_dir / "xdg-cache"
+
+
+def _copilot(
+    spec: CliSpec, mock: MockModelServer, telemetry: Telemetry, prompt: str
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Bring-your-own-provider offline (documented in ``copilot help providers``): the mock's
+    class picks the wire API. :class:`CopilotApiMock` is the GitHub sign-in path instead: a fake
+    token and the (undocumented) GitHub API URL; only that path reports premium requests."""
+    env = {
+        "XDG_CACHE_HOME": str(copilot_cache_home(spec)),
+        "COPILOT_AUTO_UPDATE": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": telemetry.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": telemetry.protocol,
+        "OTEL_RESOURCE_ATTRIBUTES": telemetry.resource_env(),
+    }
+    if telemetry.content:
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+    if telemetry.service_name:
+        env["OTEL_SERVICE_NAME"] = telemetry.service_name
+    argv = [str(spec.executable), "-p", prompt, "--allow-all-tools"]
+    argv += [f"--deny-tool={COPILOT_DENIED_TOOL}", "--add-dir=/tmp"]
+    if isinstance(mock, CopilotApiMock):
+        env |= {
+            "COPILOT_GITHUB_TOKEN": "gho_agentwatchE2eMockToken0000000000000",
+            "COPILOT_DEBUG_GITHUB_API_URL": mock.base_url,
+            "COPILOT_MODEL": mock.model,
+        }
+        argv.append("--disable-builtin-mcps")
+        return argv, env, {}
+    env |= {
+        "COPILOT_OFFLINE": "true",
+        "COPILOT_PROVIDER_API_KEY": "sk-mock-agentwatch-e2e",
+        "COPILOT_MODEL": mock.model,
+    }
+    if isinstance(mock, AnthropicMock):
+        env |= {"COPILOT_PROVIDER_TYPE": "anthropic", "COPILOT_PROVIDER_BASE_URL": mock.base_url}
+    else:
+        env["COPILOT_PROVIDER_BASE_URL"] = mock.base_url + "/v1"
+        if isinstance(mock, OpenAIResponsesMock):
+            env["COPILOT_PROVIDER_WIRE_API"] = "responses"
+    return argv, env, {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ class ToolCall:
     tool: str | None = None
     args: dict[str, Any] | None = None
     text: str = ""
+    nano_aiu: int | None = None
+    """AI credits (billionths) GitHub's model API reports for the call (CopilotApiMock)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Text:
     text: str
     hold_until: Callable[[], bool] | None = None
     hold_timeout_s: float = 30.0
+    nano_aiu: int | None = None
 
 
 Step = RateLimited | ToolCall | Text
@@ -119,6 +122,8 @@ class RecordedCall:
     response_id: str | None = None
     request_id: str | None = None
     tool_call_id: str | None = None
+    nano_aiu: int | None = None
+    """AI credits the mock reported with the call's usage (GitHub's Copilot API only)."""
     started: float = field(default_factory=time.time)
 
 
@@ -255,6 +260,7 @@ class MockModelServer:
             if call.kind != "extra":
                 call.kind = "tool_call" if isinstance(step, ToolCall) else "text"
             call.usage = step.usage
+            call.nano_aiu = step.nano_aiu
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
             handler.send_header("Cache-Control", "no-cache")
@@ -1038,7 +1044,9 @@ class OpenAIChatMock(MockModelServer):
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         yield chunk({}, finish)
         call.wire_usage = self._wire_usage(step.usage)
-        yield _sse(None, {**base, "choices": [], "usage": call.wire_usage, **self._extra_final(call)})
+        yield _sse(
+            None, {**base, "choices": [], "usage": call.wire_usage, **self._extra_final(call)}
+        )
         yield b"data: [DONE]\n\n"
 
     def _side(self, handler: BaseHTTPRequestHandler, call: RecordedCall) -> None:
@@ -1098,3 +1106,96 @@ def _tool_name(tool: Any) -> str | None:
     if isinstance(function, dict):
         return function.get("name")
     return tool.get("name")
+
+
+# --------------------------------------------------------------------------------------------
+# GitHub's Copilot API (the Copilot CLI signed in to GitHub)
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """One entry of the Copilot API's ``GET /models`` catalog."""
+
+    id: str
+    vendor: str
+    multiplier: float
+    """``billing.multiplier``: the premium requests one call of this model costs."""
+
+
+class CopilotApiMock(OpenAIChatMock):
+    """The GitHub API and the Copilot model API in one server.
+
+    The CLI signed in (``COPILOT_GITHUB_TOKEN``, ``COPILOT_DEBUG_GITHUB_API_URL``) asks
+    ``/copilot_internal/user`` where the model API is (``endpoints.api``: here, this server),
+    reads the model catalog (``GET /models``, whose ``billing.multiplier`` becomes each call's
+    ``github.copilot.cost``) and streams chat completions whose last chunk carries
+    ``copilot_usage.total_nano_aiu`` (AI credits). Everything else (managed settings, memory,
+    telemetry posts) gets an empty answer.
+    """
+
+    vendor = "github-copilot"
+    USER_LOGIN = "octo-e2e"
+    ANALYTICS_ID = "e2e-analytics-7f3a"
+    """The user's ``analytics_tracking_id``: the CLI sends it as ``enduser.pseudo.id``."""
+
+    def __init__(self, scenario: Scenario, model: CatalogModel) -> None:
+        super().__init__(scenario, model.id)
+        self.catalog_model = model
+
+    def _extra_final(self, call: RecordedCall) -> dict[str, Any]:
+        if call.nano_aiu is None:
+            return {}
+        return {"copilot_usage": {"total_nano_aiu": call.nano_aiu}}
+
+    def _side(self, handler: BaseHTTPRequestHandler, call: RecordedCall) -> None:
+        if call.path == "/copilot_internal/user":
+            _send_json(
+                handler,
+                200,
+                {
+                    "login": self.USER_LOGIN,
+                    "analytics_tracking_id": self.ANALYTICS_ID,
+                    "copilot_plan": "business",
+                    "access_type_sku": "copilot_for_business_seat",
+                    "chat_enabled": True,
+                    "endpoints": {
+                        "api": self.base_url,
+                        "proxy": self.base_url,
+                        "telemetry": self.base_url,
+                    },
+                },
+            )
+        elif call.path == "/models" and handler.command == "GET":
+            m = self.catalog_model
+            entry = {
+                "id": m.id,
+                "name": m.id,
+                "vendor": m.vendor,
+                "version": m.id,
+                "object": "model",
+                "model_picker_enabled": True,
+                "preview": False,
+                "is_chat_default": True,
+                "billing": {"is_premium": m.multiplier > 0, "multiplier": m.multiplier},
+                "capabilities": {
+                    "family": m.id,
+                    "type": "chat",
+                    "object": "model_capabilities",
+                    "tokenizer": "o200k_base",
+                    "limits": {
+                        "max_context_window_tokens": 200000,
+                        "max_output_tokens": 16000,
+                        "max_prompt_tokens": 128000,
+                    },
+                    "supports": {
+                        "streaming": True,
+                        "tool_calls": True,
+                        "parallel_tool_calls": True,
+                    },
+                },
+                "policy": {"state": "enabled"},
+                "supported_endpoints": ["/chat/completions"],
+            }
+            _send_json(handler, 200, {"object": "list", "data": [entry]})
+        else:
+            super()._side(handler, call)
