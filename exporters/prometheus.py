@@ -442,6 +442,8 @@ class DerivedMetrics:
             self.tokens,
             self.cost,
             self.unpriced,
+            self.premium_requests,
+            self.ai_credits,
             self.sessions,
             self.prompts,
             self.api_calls,

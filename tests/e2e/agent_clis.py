@@ -205,8 +205,10 @@ def scenario_for(
 
 
 COPILOT_SHELL = "bash"
-COPILOT_DENIED_TOOL = "write"
-"""``--deny-tool`` rule of every Copilot run: its file tools (``create``, ``edit``) are refused."""
+COPILOT_DENIED_COMMAND = f"touch {REFUSED_FILE}"
+COPILOT_DENIED_TOOL = "shell(touch)"
+"""``--deny-tool`` rule of every Copilot run: it refuses the scenario's ``touch``. A shell rule
+works with every model (``gpt-5.4`` offers ``apply_patch`` instead of ``create`` for files)."""
 
 
 def copilot_scenario(
@@ -215,9 +217,9 @@ def copilot_scenario(
     hold_final: Callable[[], bool] | None = None,
     nano_aiu: bool = False,
 ) -> Scenario:
-    """:func:`scenario_for` for the Copilot CLI: the refused call is a file write that
-    ``--deny-tool write`` forbids. Tools are named directly (``bash``, ``create``) so every wire
-    format asks for the same calls. ``nano_aiu`` sets AI credits per call, as GitHub's model
+    """:func:`scenario_for` for the Copilot CLI: the refused call is a shell command that
+    ``--deny-tool`` forbids. The tool is named directly (``bash``) so every wire format asks
+    for the same calls. ``nano_aiu`` sets AI credits per call, as GitHub's model
     API reports them (``copilot_usage.total_nano_aiu``)."""
 
     def aiu(n: int) -> int | None:
@@ -263,8 +265,8 @@ def copilot_scenario(
             ),
             ToolCall(
                 usages[2],
-                tool="create",
-                args={"path": REFUSED_FILE, "file_text": "must not be written\n"},
+                tool=COPILOT_SHELL,
+                args=shell(COPILOT_DENIED_COMMAND),
                 nano_aiu=aiu(101_010_101),
             ),
             *extra,
@@ -528,6 +530,8 @@ def _copilot(
     if telemetry.service_name:
         env["OTEL_SERVICE_NAME"] = telemetry.service_name
     argv = [str(spec.executable), "-p", prompt, "--allow-all-tools"]
+    # The rule must be the refusal's reason: without --add-dir a path outside the working
+    # directory is refused first, for want of anyone to approve it.
     argv += [f"--deny-tool={COPILOT_DENIED_TOOL}", "--add-dir=/tmp"]
     if isinstance(mock, CopilotApiMock):
         env |= {
