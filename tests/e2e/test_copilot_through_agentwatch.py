@@ -458,7 +458,8 @@ def test_cost_is_the_list_price_and_premium_requests_and_credits_their_own(
     if case.nano_aiu:
         assert credits > 0
         # The CLI's own summary line agrees (it prints AI credits to two decimals).
-        assert f"AI Credits {credits / 1e9:.2f}" in " ".join((run.require().stdout + run.require().stderr).split())
+        cli = run.require()
+        assert f"AI Credits {credits / 1e9:.2f}" in " ".join((cli.stdout + cli.stderr).split())
 
 
 def test_prometheus_premium_requests_ai_credits_and_cost_equal_clickhouse(
