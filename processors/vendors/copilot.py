@@ -101,6 +101,9 @@ CACHE_WRITE_KEYS = (
 TOOL: AttributeMap = {
     "gen_ai.tool.name": (am.TOOL_NAME, to_str),
     "gen_ai.tool.call.id": (am.TOOL_CALL_ID, to_str),
+    # the CLI's own copies of a shell command and a file tool's path (content capture on)
+    "github.copilot.tool.parameters.command": (am.COMMAND, to_str),
+    "github.copilot.tool.parameters.file_path": (am.FILE_PATH, to_str),
 }
 
 

@@ -23,10 +23,10 @@ from typing import Literal
 
 from tests.e2e.mock_models import (
     AnthropicMock,
+    CatalogModel,
     CopilotApiMock,
     GeminiMock,
     MockModelServer,
-    OpenAIChatMock,
     OpenAIResponsesMock,
     RateLimited,
     RecordedCall,
@@ -123,7 +123,7 @@ COPILOT = CliSpec(
     "1.0.102",
     "copilot",
     "github-copilot",
-    "gpt-4.1",
+    "claude-sonnet-4.5",
     ("http/protobuf", "http/json"),
 )
 SPECS: dict[AgentName, CliSpec] = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
@@ -152,7 +152,7 @@ def scenario_for(
     """
     refused: tuple[str, dict[str, object]]
     if agent == "copilot":
-        return copilot_scenario(extra_command=extra_command, hold_final=hold_final)
+        return copilot_scenario(extra_command=extra_command, hold_final=hold_final, nano_aiu=True)
     if agent == "claude":
         usages = (
             Usage(
@@ -287,8 +287,8 @@ EXTRA_CALL_USAGE: dict[AgentName, Usage] = {
 def mock_for(agent: AgentName, scenario: Scenario | None = None) -> MockModelServer:
     scenario = scenario or scenario_for(agent)
     model = ALL_SPECS[agent].model
-    if agent == "copilot":
-        return OpenAIChatMock(scenario, model)
+    if agent == "copilot":  # signed in to GitHub: the path that reports premium requests
+        return CopilotApiMock(scenario, CatalogModel(model, "Anthropic", 1.0))
     if agent == "claude":
         return AnthropicMock(scenario, model)
     if agent == "codex":
@@ -578,7 +578,7 @@ class CapturePlan:
 def capture_plans() -> list[CapturePlan]:
     """Every protocol each CLI supports with content on, and its first one with content off."""
     plans = []
-    for agent, spec in SPECS.items():
+    for agent, spec in ALL_SPECS.items():
         plans += [CapturePlan(agent, protocol) for protocol in spec.protocols]
         plans.append(CapturePlan(agent, spec.protocols[0], content=False))
     return plans
@@ -660,6 +660,10 @@ WIRE_NOTES: dict[AgentName, str] = {
     "codex": "OpenAI wire: `input_tokens` = input + cache read + cache write; "
     "`input_tokens_details.cached_tokens` (read) and `.cache_write_tokens` (write, the field "
     "Codex reads); `output_tokens` includes `output_tokens_details.reasoning_tokens`.",
+    "copilot": "Copilot API wire (OpenAI chat completions): `prompt_tokens` = input + cache "
+    "read + cache write; `prompt_tokens_details.cached_tokens` (read) and `.cache_write_tokens` "
+    "(write); `completion_tokens` includes `completion_tokens_details.reasoning_tokens`; the "
+    "last chunk adds `copilot_usage.total_nano_aiu`. The catalog's `billing.multiplier` is 1.",
     "gemini": "Gemini wire: `promptTokenCount` = input + `cachedContentTokenCount`; "
     "`candidatesTokenCount` excludes `thoughtsTokenCount`; `totalTokenCount` = prompt + "
     "candidates + thoughts; no cache write.",
@@ -667,13 +671,13 @@ WIRE_NOTES: dict[AgentName, str] = {
 
 
 def _display_argv(run: CliRun) -> str:
-    spec = SPECS[run.agent]
+    spec = ALL_SPECS[run.agent]
     executable = f"$AGENTWATCH_CACHE/agent-clis/{spec.package}@{spec.version}/node_modules/.bin/"
     return shlex.join([executable + spec.bin_name, *run.argv[1:]])
 
 
 def _readme(agent: AgentName, notes: list[str]) -> str:
-    spec = SPECS[agent]
+    spec = ALL_SPECS[agent]
     scenario = scenario_for(agent)
     usage_rows = [
         f"| {n} | {u.input_tokens} | {u.cache_read_tokens} | {u.cache_write_tokens} "
@@ -719,7 +723,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=record_captures.__doc__)
     parser.add_argument("out_dir", nargs="?", default=str(REPO / "tests" / "data" / "captured"))
-    parser.add_argument("--agent", choices=sorted(SPECS), action="append")
+    parser.add_argument("--agent", choices=sorted(ALL_SPECS), action="append")
     args = parser.parse_args(argv)
     plans = [p for p in capture_plans() if not args.agent or p.agent in args.agent]
     for line in record_captures(Path(args.out_dir), plans):

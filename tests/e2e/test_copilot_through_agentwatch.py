@@ -31,7 +31,12 @@ import pytest
 from processors import pricing
 from tests.e2e.agent_clis import (
     COPILOT,
+    COPILOT_DENIED_COMMAND,
     COPILOT_SHELL,
+    ECHO_COMMAND,
+    FAILING_COMMAND,
+    FINAL_ANSWER,
+    PROMPT,
     REFUSED_FILE,
     CliRun,
     Protocol,
@@ -51,6 +56,7 @@ from tests.e2e.mock_models import (
     Scenario,
 )
 from tests.e2e.stack import AgentwatchStack, Timings, wait_for
+from tests.e2e.test_agents_through_agentwatch import clickhouse_leaks
 from tests.prometheus_server import PrometheusServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -487,3 +493,37 @@ def test_prometheus_premium_requests_ai_credits_and_cost_equal_clickhouse(
     with TIMINGS.part("Prometheus catches up with ClickHouse"):
         for expr, value in checks:
             prometheus_server.wait_for(expr, value)
+
+
+# --- privacy ---------------------------------------------------------------------------------
+
+
+def test_no_prompt_response_output_or_command_anywhere_in_clickhouse(
+    stack: AgentwatchStack, runs: dict[str, Run]
+) -> None:
+    """Every run had content capture on; the default config keeps none of it, raw tables
+    included (the CLI copies shell commands to ``github.copilot.tool.parameters.command``)."""
+    for run in runs.values():
+        run.require()
+    markers = [
+        PROMPT,
+        "then run the failing check command",
+        FINAL_ANSWER[:40],
+        "run echo first",
+        "No such file or directory",
+        ECHO_COMMAND,
+        FAILING_COMMAND,
+        COPILOT_DENIED_COMMAND,
+    ]
+    searched, leaks = clickhouse_leaks(stack, strict=markers, evidence_ok=[])
+    assert searched > 100
+    assert leaks == {}
+    # The search is not vacuous: it finds what is stored (the team, in raw and agent tables).
+    _, found = clickhouse_leaks(stack, strict=[CASES[0].team], evidence_ok=[])
+    assert {"otel_traces.ResourceAttributes", "agent_api_calls.team"} <= found.keys()
+    # The command key is removed from the tool spans; their other keys stay.
+    spans = stack.rows(
+        "SELECT countIf(mapContains(SpanAttributes, 'github.copilot.tool.parameters.command')), "
+        "countIf(mapContains(SpanAttributes, 'process.exit.code')) FROM otel_traces"
+    )
+    assert spans == [(0, 2 * len(runs))]
