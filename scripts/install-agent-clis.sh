@@ -50,6 +50,19 @@ install_one() {
     rm -rf "$staging"
     return 1
   fi
+  # The Copilot CLI unpacks ~235 MB on its first run under $XDG_CACHE_HOME/copilot: do it here,
+  # beside the package (tests/e2e/agent_clis.py points XDG_CACHE_HOME there), so that runs
+  # never unpack concurrently and the marker below means ready.
+  if [[ "$spec" == @github/copilot@* ]]; then
+    if ! HOME="$staging/home" XDG_CACHE_HOME="$staging/xdg-cache" COPILOT_AUTO_UPDATE=false \
+        "$staging/node_modules/.bin/copilot" --version >>"$staging.log" 2>&1; then
+      echo "install-agent-clis: first run of $spec failed:" >&2
+      cat "$staging.log" >&2
+      rm -rf "$staging"
+      return 1
+    fi
+    rm -rf "$staging/home"
+  fi
   rm -rf "$target"
   mv "$staging" "$target"
   mv "$staging.log" "$target/.npm-install.log"

@@ -346,6 +346,8 @@ def test_api_calls_carry_exactly_the_mock_tokens_once(
     assert len({r["event_id"] for r in rows}) == len(rows)
     for i, name in enumerate(("input", "cache_read", "cache_write", "output", "reasoning")):
         assert session[f"{name}_tokens"] == sum(t[i] for t in expected.values())
+    # The CLI's gen_ai.client.* token histograms repeat the spans: they are not counted again.
+    assert (session["tokens_from"], session["usage_records"]) == ("api_calls", 0)
 
 
 EXPECTED_TOOLS = {
