@@ -28,7 +28,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector.component import Host, LogsData
-from exporters.clickhouse import schema
+from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse
 from exporters.clickhouse.exporter import ClickHouseExporter
@@ -250,3 +250,18 @@ class ResponseDroppingProxy:
     def close(self) -> None:
         self._closed.set()
         self.listener.close()
+
+
+def rows_as_of(version: int, table_rows: rows.AgentRows) -> rows.AgentRows:
+    """Agent rows built for the latest schema, cut to the columns their table had at schema
+    ``version`` (what an exporter of that version inserted into an older store)."""
+    table = next(t for t in schema.AGENT_TABLES.values() if t.table == table_rows.table)
+    present = {c.name for c in table.spec(version).columns}
+    keep = [i for i, name in enumerate(table_rows.names) if name in present]
+    return rows.AgentRows(
+        table_rows.table,
+        [table_rows.names[i] for i in keep],
+        [table_rows.types[i] for i in keep],
+        [table_rows.columns[i] for i in keep],
+        event_ids=table_rows.event_ids,
+    )

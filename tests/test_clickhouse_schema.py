@@ -19,6 +19,7 @@ from tests.clickhouse_fixture import (
     logs_request,
     make_exporter,
     new_client,
+    rows_as_of,
 )
 
 HOUR_NS = 3600 * 10**9
@@ -67,21 +68,6 @@ def test_migrate_from_empty_then_status(clickhouse_db: ClickHouseDatabase) -> No
     assert expected <= names
 
 
-def _as_of(version: int, table_rows: rows.AgentRows) -> rows.AgentRows:
-    """The rows of a batch built for the latest schema, cut to the columns the table had at
-    ``version`` (what an exporter of that version inserted)."""
-    table = next(t for t in schema.AGENT_TABLES.values() if t.table == table_rows.table)
-    present = {c.name for c in table.spec(version).columns}
-    keep = [i for i, name in enumerate(table_rows.names) if name in present]
-    return rows.AgentRows(
-        table_rows.table,
-        [table_rows.names[i] for i in keep],
-        [table_rows.types[i] for i in keep],
-        [table_rows.columns[i] for i in keep],
-        event_ids=table_rows.event_ids,
-    )
-
-
 @pytest.mark.parametrize("start", [m.version for m in schema.MIGRATIONS[:-1]])
 def test_migrate_from_each_earlier_version(
     clickhouse_db: ClickHouseDatabase, clickhouse_server: object, start: int, tmp_path: Path
@@ -116,7 +102,7 @@ def test_migrate_from_each_earlier_version(
         try:
             client = exporter._ensure_ready()
             for table_rows in batch.agent.values():
-                exporter._insert(client, _as_of(start, table_rows), f"old:{table_rows.table}")
+                exporter._insert(client, rows_as_of(start, table_rows), f"old:{table_rows.table}")
         finally:
             exporter.shutdown()
 
@@ -162,7 +148,7 @@ def test_interrupted_migration_is_rerun_without_double_backfill(
     try:
         client = exporter._ensure_ready()
         for table_rows in batch.agent.values():
-            exporter._insert(client, _as_of(2, table_rows), f"x:{table_rows.table}")
+            exporter._insert(client, rows_as_of(2, table_rows), f"x:{table_rows.table}")
     finally:
         exporter.shutdown()
     # Run migration 3's statements as if a crash hit before it was recorded, then migrate.
