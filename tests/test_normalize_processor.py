@@ -466,3 +466,47 @@ def test_codex_tokens_in_any_form(
         visible + reasoning,
     )
     assert call["gen_ai.usage.input_tokens"] == uncached + cached
+
+
+def test_vendors_load_once_when_first_requests_arrive_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first traces and metrics requests of a CLI can reach the normaliser in two threads
+    at once: neither may see an empty vendor registry (their records would go unnormalised)."""
+    import sys
+    import threading
+    import time
+
+    import processors.vendors as vendors
+
+    names = [f"processors.vendors.{m}" for m in ("claude_code", "codex", "copilot", "gemini_cli")]
+    saved_modules = {n: sys.modules.pop(n) for n in names if n in sys.modules}
+    for name in names:  # a package attribute would satisfy the import without running it
+        monkeypatch.delattr(vendors, name.rsplit(".", 1)[1], raising=False)
+    saved_registry = list(vendors._REGISTRY)
+    real_register = vendors.register
+
+    def slow_register(vendor: vendors.Vendor) -> vendors.Vendor:
+        time.sleep(0.02)  # widen the window in which the registry is being filled
+        return real_register(vendor)
+
+    monkeypatch.setattr(vendors, "register", slow_register)
+    monkeypatch.setattr(vendors, "_LOADED", False)
+    vendors._REGISTRY.clear()
+    found: list[object] = []
+    start = threading.Barrier(4)
+
+    def first_request() -> None:
+        start.wait()
+        found.append(vendors.vendor_for("github-copilot"))
+
+    try:
+        threads = [threading.Thread(target=first_request) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len(found) == 4 and all(v is not None for v in found), found
+    finally:
+        vendors._REGISTRY[:] = saved_registry
+        sys.modules.update(saved_modules)

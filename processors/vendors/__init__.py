@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -387,11 +388,19 @@ def vendor_for_scope(scope_names: Iterable[str]) -> Vendor | None:
 
 
 _LOADED = False
+_LOAD_LOCK = threading.Lock()
 
 
 def _load_builtin() -> None:
+    """Import the built-in vendors once. Receivers call this from several threads at once
+    (a CLI exporting traces and metrics together at exit): the flag is set only after the
+    imports, under a lock, so no thread sees it set while the registry is still empty."""
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
-    from processors.vendors import claude_code, codex, copilot, gemini_cli  # noqa: F401
+    with _LOAD_LOCK:
+        if _LOADED:
+            return
+        from processors.vendors import claude_code, codex, copilot, gemini_cli  # noqa: F401
+
+        _LOADED = True
