@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY collector ./collector
 COPY processors ./processors
 COPY exporters ./exporters
+COPY extensions ./extensions
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

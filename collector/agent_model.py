@@ -32,7 +32,8 @@ class EventType(enum.StrEnum):
     API_ERROR = "api_error"
     """A model API call that failed (status, message, attempt)."""
     TOOL_CALL = "tool_call"
-    """A tool invocation or a permission decision about one."""
+    """A permission decision about a tool call or its result; the ``tool_calls`` view merges
+    the events of one invocation (same ``tool_call_id``) into one row."""
     USER_PROMPT = "user_prompt"
     """A user turn (length; text only when redaction allows prompts)."""
     SESSION_START = "session_start"
@@ -89,7 +90,12 @@ ERROR_MESSAGE = P + "error_message"
 COST_USD_REPORTED = P + "cost_usd_reported"  # double, the agent's own figure
 COST_USD_COMPUTED = P + "cost_usd_computed"  # double, from the price book (cost processor)
 COST_USD = P + "cost_usd"  # double, the one to bill (config chooses reported or computed)
-COST_SOURCE = P + "cost_source"  # computed | reported: which figure cost_usd is
+COST_SOURCE = P + "cost_source"  # computed | reported | reported_cache_split_unknown
+CACHE_WRITE_SPLIT_UNKNOWN = P + "cache_write_split_unknown"  # bool: 5m/1h split of writes unknown
+CALLER = P + "caller"  # main | subagent | auxiliary: which loop of the agent made the call
+QUERY_SOURCE = P + "query_source"  # the agent's own name for that loop (Claude query_source)
+SUBAGENT_ID = P + "subagent_id"  # the subagent that made the call or ran the tool
+SUBAGENT_NAME = P + "subagent_name"
 PREMIUM_REQUESTS = P + "premium_requests"  # double, GitHub Copilot's premium-request count
 NANO_AIU = P + "nano_aiu"  # int, GitHub Copilot's AI credits in billionths (1e9 = 1 credit)
 DERIVED_FROM = P + "derived_from"  # "metrics" on records the normaliser made from metrics
@@ -98,7 +104,8 @@ DERIVED_FROM = P + "derived_from"  # "metrics" on records the normaliser made fr
 TOOL_NAME = P + "tool_name"
 TOOL_CALL_ID = P + "tool_call_id"  # one tool call; decision and result records share it
 TOOL_PHASE = P + "tool_phase"  # decision | result
-MCP_SERVER = P + "mcp_server"
+TOOL_SOURCE = P + "tool_source"  # builtin | mcp
+MCP_SERVER = P + "mcp_server"  # the MCP server of an MCP tool (tool_name is then its real name)
 DECISION = P + "decision"  # accept | reject | ...
 DECISION_SOURCE = P + "decision_source"  # config | user | hook | ...
 PERMISSION_MODE = P + "permission_mode"

@@ -257,6 +257,17 @@ class Receiver(Component):
         self.consumers[signal] = consumer
 
 
+class Extension(Component):
+    """Runs beside the pipelines, never in the data path (a web console, budget alerts).
+
+    Started after the exporters and pipelines, so it can read what they store, and before the
+    receivers; shut down right after the receivers, before queues drain, so it never holds a
+    store open that an exporter is closing.
+    """
+
+    kind = "extension"
+
+
 class Refused(Exception):
     """The pipeline refuses a batch it cannot queue; receivers turn this into 429/503 or
     RESOURCE_EXHAUSTED/UNAVAILABLE with a retry hint, and the client keeps the data."""
@@ -289,9 +300,25 @@ class Host:
         self.data_dir = data_dir
         self._ready = ready or (lambda: True)
         self.extras: dict[str, Any] = {}
+        self.exporters: dict[str, Exporter] = {}
 
     def ready(self) -> bool:
         return self._ready()
+
+    def exporter(self, type_name: str, name: str | None = None) -> Exporter:
+        """The running exporter an extension reads from: ``name`` if given, else the only
+        exporter of ``type_name``; ``LookupError`` says which names there are."""
+        found = [
+            n
+            for n in self.exporters
+            if n.split("/", 1)[0] == type_name and (name is None or n == name)
+        ]
+        if len(found) != 1:
+            which = f"'{name}'" if name else f"exactly one {type_name} exporter"
+            raise LookupError(
+                f"needs {which} in the configuration (found: {', '.join(found) or 'none'})"
+            )
+        return self.exporters[found[0]]
 
 
 C = TypeVar("C", bound=Component)

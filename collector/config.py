@@ -59,6 +59,10 @@ class ServiceConfig(ComponentConfig):
         default=15.0, description="How long SIGTERM/SIGINT may spend draining queues."
     )
     logs: LogConfig = Field(default_factory=LogConfig)
+    extensions: list[str] = Field(
+        default_factory=list,
+        description="Extensions to run (defined under `extensions:`), e.g. the console.",
+    )
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Config:
     service: ServiceConfig
     source: str
     warnings: list[str] = field(default_factory=list)
+    extensions: dict[str, ComponentSpec] = field(default_factory=dict)
 
 
 def substitute_env(node: Any, path: str, errors: list[str], env: dict[str, str]) -> Any:
@@ -238,7 +243,7 @@ def parse(raw: Any, *, source: str, env: dict[str, str], base_dir: str) -> Confi
             "connectors",
         ):
             errors.append(f"{key}: unknown key")
-        elif key in ("extensions", "connectors"):
+        elif key == "connectors":
             errors.append(f"{key}: not supported by agentwatch")
     raw = substitute_env(raw, "", errors, env)
 
@@ -263,6 +268,7 @@ def parse(raw: Any, *, source: str, env: dict[str, str], base_dir: str) -> Confi
     receivers = _parse_components(raw.get("receivers"), "receivers", ctx, errors)
     processors = _parse_components(raw.get("processors"), "processors", ctx, errors)
     exporters = _parse_components(raw.get("exporters"), "exporters", ctx, errors)
+    extensions = _parse_components(raw.get("extensions"), "extensions", ctx, errors)
     declared = {
         "receivers": set(
             (raw.get("receivers") or {}) if isinstance(raw.get("receivers"), dict) else ()
@@ -328,10 +334,33 @@ def parse(raw: Any, *, source: str, env: dict[str, str], base_dir: str) -> Confi
         for section in declared:
             for name in sorted(declared[section] - used[section]):
                 warnings.append(f"{section}.{name}: defined but not used in any pipeline")
+        errors.extend(_check_service_extensions(service, raw.get("extensions"), warnings))
     if errors:
         raise ConfigError(errors)
     assert service is not None
-    return Config(receivers, processors, exporters, pipelines, service, source, warnings)
+    enabled = {name: extensions[name] for name in service.extensions if name in extensions}
+    return Config(
+        receivers, processors, exporters, pipelines, service, source, warnings, enabled
+    )
+
+
+def _check_service_extensions(
+    service: ServiceConfig, raw: Any, warnings: list[str]
+) -> list[str]:
+    """``service.extensions`` may only name defined extensions, each once; a defined but
+    unlisted extension does not run, which is worth a warning (as with otelcol)."""
+    declared = set(raw) if isinstance(raw, dict) else set()
+    errors: list[str] = []
+    seen: set[str] = set()
+    for i, ref in enumerate(service.extensions):
+        if ref in seen:
+            errors.append(f"service.extensions[{i}]: '{ref}' is listed twice")
+        seen.add(ref)
+        if ref not in declared:
+            errors.append(f"service.extensions[{i}]: '{ref}' is not defined under extensions")
+    for name in sorted(declared - seen):
+        warnings.append(f"extensions.{name}: defined but not listed in service.extensions")
+    return errors
 
 
 def exporter_config(spec: ComponentSpec) -> ExporterConfig:

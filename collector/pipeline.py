@@ -58,6 +58,10 @@ class ExporterRunner:
         telemetry.EXPORTER_QUEUE_CAPACITY.labels(self.name, signal.value).set(
             config.sending_queue.queue_size
         )
+        if config.sending_queue.storage == "wal":
+            telemetry.EXPORTER_WAL_MAX_BYTES.labels(self.name, signal.value).set(
+                config.sending_queue.max_bytes
+            )
 
     def start(self) -> None:
         self._update_gauges()

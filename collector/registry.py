@@ -28,11 +28,19 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "otlphttp": "exporters.otlp:HTTP_FACTORY",
         "prometheus": "exporters.prometheus:FACTORY",
     },
+    "extension": {
+        "budgets": "extensions.budgets:FACTORY",
+    },
 }
 
 _PLUGINS: dict[str, dict[str, str]] = {kind: {} for kind in _BUILTIN}
 
-KINDS = {"receivers": "receiver", "processors": "processor", "exporters": "exporter"}
+KINDS = {
+    "receivers": "receiver",
+    "processors": "processor",
+    "exporters": "exporter",
+    "extensions": "extension",
+}
 
 
 def type_names(kind: str, *, builtin_only: bool = False) -> list[str]:

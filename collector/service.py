@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.component import Exporter, Host, Processor, Receiver, Signal
+from collector.component import Exporter, Extension, Host, Processor, Receiver, Signal
 from collector.config import Config, exporter_config
 from collector.pipeline import ExporterRunner, Pipeline, SignalRouter
 from collector.queue import make_queue
@@ -18,8 +18,9 @@ log = logging.getLogger("agentwatch.service")
 
 
 class Service:
-    """Start order: exporters, processors, pipelines, receivers; shutdown is the reverse, with
-    queues drained in between so what was accepted is delivered (or kept in the wal)."""
+    """Start order: exporters, processors, pipelines, extensions, receivers; shutdown is the
+    reverse, with queues drained in between so what was accepted is delivered (or kept in the
+    wal)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -29,6 +30,7 @@ class Service:
         self.runners: dict[tuple[str, Signal], ExporterRunner] = {}
         self.processors: dict[str, Processor] = {}
         self.receivers: dict[str, Receiver] = {}
+        self.extensions: dict[str, Extension] = {}
         self.pipelines: list[Pipeline] = []
         self._started = False
         self._stopped = threading.Event()
@@ -42,6 +44,7 @@ class Service:
                 exp = spec.factory.create(name, spec.config)
                 exp.start(self.host)
                 self.exporters[name] = exp
+                self.host.exporters[name] = exp
                 ecfg = exporter_config(spec)
                 for sig in sorted({p.signal for p in cfg.pipelines if name in p.exporters}):
                     queue = make_queue(ecfg.sending_queue, self.data_dir, name, sig)
@@ -63,6 +66,11 @@ class Service:
                     )
                 )
             self.host.extras["pipelines"] = self.pipelines
+            for name, spec in cfg.extensions.items():
+                ext = spec.factory.create(name, spec.config)
+                ext.start(self.host)
+                self.extensions[name] = ext
+                log.info("extension started", extra={"component": name})
             for name, spec in cfg.receivers.items():
                 rec = spec.factory.create(name, spec.config)
                 for sig in Signal:
@@ -123,6 +131,8 @@ class Service:
         )
         for name, rec in self.receivers.items():
             _safe(rec.shutdown, name)
+        for name, ext in self.extensions.items():
+            _safe(ext.shutdown, name)
         drained = True
         for runner in self.runners.values():
             drained = runner.drain(deadline) and drained

@@ -102,6 +102,12 @@ EXPORTER_WAL_BYTES = gauge(
     "Bytes of undelivered records in an exporter's write-ahead log of one signal.",
     ("exporter", "signal"),
 )
+EXPORTER_WAL_MAX_BYTES = gauge(
+    "agentwatch_exporter_wal_max_bytes",
+    "The bound of an exporter's write-ahead log of one signal (sending_queue.max_bytes); "
+    "at it, the exporter pushes back or drops (on_full).",
+    ("exporter", "signal"),
+)
 EXPORTER_SEND_SECONDS = histogram(
     "agentwatch_exporter_send_duration_seconds",
     "Time one delivery attempt of one batch took.",

@@ -306,6 +306,10 @@ all types counts it twice: ``sum(agentwatch_tokens_total{type!="reasoning"})`` i
 billed."""
 
 
+REFUSED_DECISIONS = frozenset({"reject"})
+"""Normalised decisions after which no result follows (collector/agent_model.py)."""
+
+
 class _BoundedSet:
     """Membership of recently seen keys, forgetting the oldest beyond ``size``."""
 
@@ -323,6 +327,9 @@ class _BoundedSet:
         if len(self._keys) > self.size:
             self._keys.popitem(last=False)
         return True
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
 
 
 @dataclass
@@ -363,6 +370,9 @@ class DerivedMetrics:
         self._lock = threading.Lock()
         self._events = _BoundedSet(config.dedup_cache_size)
         self._sessions = _BoundedSet(config.session_cache_size)
+        self._tools_counted = _BoundedSet(config.dedup_cache_size)
+        self._tools_pending: OrderedDict[str, str] = OrderedDict()
+        """Accepted tool calls whose result has not come yet: call -> decision."""
         self._active: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         cap = config.max_series_per_metric
         user = ("user",) if config.user_label != "none" else ()
@@ -420,8 +430,8 @@ class DerivedMetrics:
         )
         self.tool_calls = counter(
             "agentwatch_tool_calls",
-            "Tool calls and permission decisions by tool, decision and success (empty when the "
-            "event did not say).",
+            "Tool invocations by tool, decision and success (empty when not known), each counted "
+            "once: when its result arrives, or at its decision when that refused it.",
             ("agent", "tool", "decision", "success"),
         )
         self.lines = counter(
@@ -544,6 +554,35 @@ class DerivedMetrics:
         for reason, n in skipped.items():
             SKIPPED.labels(self._name, signal.value, reason).inc(n)
 
+    def _tool_call(self, ev: dict[str, Value], who: _Who) -> None:
+        """Count a tool invocation once, although its decision and its result are two events.
+
+        An invocation is counted when its result arrives (with the decision seen before it),
+        or at its decision when that refused it (no result follows). An accepted call whose
+        result has not arrived is not counted yet. Events without a call id are one each.
+        """
+        tool = _text(ev.get(am.TOOL_NAME))
+        decision = _text(ev.get(am.DECISION))
+        success = _text(ev.get(am.SUCCESS))
+        if self.claude is not None and who.agent == am.Agent.CLAUDE_CODE and decision:
+            self.claude.tool_decision(who, tool, decision)
+        call = _text(ev.get(am.TOOL_CALL_ID))
+        if call:
+            key = "\x1f".join((who.agent, _text(ev.get(am.SESSION_ID)), call))
+            if key in self._tools_counted:
+                return
+            is_result = success != "" or _text(ev.get(am.TOOL_PHASE)) == "result"
+            if not is_result and decision not in REFUSED_DECISIONS:
+                self._tools_pending[key] = decision
+                if len(self._tools_pending) > self.config.dedup_cache_size:
+                    self._tools_pending.popitem(last=False)
+                return
+            decision = decision or self._tools_pending.pop(key, "")
+            self._tools_counted.add(key)
+        self.tool_calls.inc(
+            {"agent": who.agent, "tool": tool, "decision": decision, "success": success}
+        )
+
     def _event(self, ev: dict[str, Value], now: float) -> None:
         who = self._who(ev)
         self._seen(who, now)
@@ -560,14 +599,7 @@ class DerivedMetrics:
             if duration is not None:
                 self.latency.observe(labels, duration / 1000.0)
         elif kind == am.EventType.TOOL_CALL:
-            tool = _text(ev.get(am.TOOL_NAME))
-            decision = _text(ev.get(am.DECISION))
-            success = _text(ev.get(am.SUCCESS))
-            self.tool_calls.inc(
-                {"agent": who.agent, "tool": tool, "decision": decision, "success": success}
-            )
-            if self.claude is not None and who.agent == am.Agent.CLAUDE_CODE and decision:
-                self.claude.tool_decision(who, tool, decision)
+            self._tool_call(ev, who)
         elif kind == am.EventType.USER_PROMPT:
             self.prompts.inc(who.labels())
         elif kind == am.EventType.CODE_CHANGE:

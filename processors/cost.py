@@ -37,7 +37,9 @@ from processors import pricing
 log = logging.getLogger("agentwatch.processor.cost")
 
 COST_SOURCE = am.COST_SOURCE
-"""Which figure ``agentwatch.cost_usd`` holds: ``computed`` or ``reported``."""
+"""Which figure ``agentwatch.cost_usd`` holds: ``computed``, ``reported``, or
+``reported_cache_split_unknown`` (see ``SPLIT_UNKNOWN``)."""
+SPLIT_UNKNOWN_SOURCE = "reported_cache_split_unknown"
 
 MAX_MODEL_LABELS = 256
 """Distinct (provider, model) label pairs per processor; more share the label ``_other`` so a
@@ -59,6 +61,22 @@ DISCREPANCIES = telemetry.counter(
     "api_call records whose agent-reported cost differs from the list-price computed cost by "
     "more than discrepancy_threshold.",
     ("processor", "provider", "model"),
+)
+
+
+SPLIT_UNKNOWN = telemetry.counter(
+    "agentwatch_cost_cache_split_unknown_items",
+    "Records whose cache writes have no 5m/1h split (Claude Code metrics without logs) and that "
+    "were priced with the agent's own cost: a price-book figure would bill every 1h write at "
+    "the 5m rate.",
+    ("processor", "provider", "model"),
+)
+SPLIT_UNKNOWN_USD = telemetry.counter(
+    "agentwatch_cost_cache_split_unknown_usd",
+    "Those records' cost in USD as the agent reported it (figure=reported, the one used) and "
+    "as the price book computes it at the 5m write rate (figure=computed): the difference is "
+    "what the split would have changed.",
+    ("processor", "provider", "model", "figure"),
 )
 
 
@@ -124,6 +142,7 @@ _WANTED = frozenset(
         am.COST_USD_COMPUTED,
         am.COST_USD,
         COST_SOURCE,
+        am.CACHE_WRITE_SPLIT_UNKNOWN,
     }
 )
 _PRICED_EVENTS = frozenset({am.EventType.API_CALL.value, am.EventType.API_USAGE.value})
@@ -261,7 +280,14 @@ class CostProcessor(Processor):
         else:
             self._unpriced(outcome, provider, model)
 
-        if reported is not None and list_usd is not None and self._differs(reported, list_usd):
+        split = found.get(am.CACHE_WRITE_SPLIT_UNKNOWN)
+        split_unknown = split is not None and split.bool_value
+        if (
+            reported is not None
+            and list_usd is not None
+            and not split_unknown  # differs by the 1h writes: counted apart, below
+            and self._differs(reported, list_usd)
+        ):
             DISCREPANCIES.labels(self.name, *self._label(provider, model)).inc()
 
         # A discount is what you pay: it applies to the agent's list-price figure as well.
@@ -280,6 +306,13 @@ class CostProcessor(Processor):
             source = "reported" if self.cfg.cost_source == "computed" else "computed"
         if chosen is None:
             source = None
+        if split_unknown and reported_billed is not None:
+            chosen, source = reported_billed, SPLIT_UNKNOWN_SOURCE
+            labels = self._label(provider, model)
+            SPLIT_UNKNOWN.labels(self.name, *labels).inc()
+            for figure, usd in (("reported", reported_billed), ("computed", computed)):
+                if usd is not None and usd >= 0:
+                    SPLIT_UNKNOWN_USD.labels(self.name, *labels, figure).inc(float(usd))
 
         _write(
             attrs,

@@ -79,8 +79,6 @@ FIELDS: dict[str, str] = {
 _FIELD_OF_KEY = {key: name for name, key in FIELDS.items()}
 _LIST_FIELDS = frozenset({"mcp_servers"})
 """Comma-separated attributes: a condition holds when it holds for some element."""
-_MCP_TOOL = re.compile(r"^mcp__([^_]+(?:_[^_]+)*?)__")
-"""Claude Code names MCP tools ``mcp__<server>__<tool>``; used when no mcp_server is set."""
 
 CONTEXT_KEYS = (
     am.AGENT,
@@ -475,10 +473,6 @@ def record_fields(attributes: Iterable[Any]) -> tuple[dict[str, Values], dict[st
                 fields[name] = tuple(p.strip() for p in text.split(",") if p.strip())
             else:
                 fields[name] = (text,)
-    if "mcp_server" not in fields and "tool_name" in fields:
-        m = _MCP_TOOL.match(fields["tool_name"][0])
-        if m:
-            fields["mcp_server"] = (m.group(1),)
     return fields, context
 
 

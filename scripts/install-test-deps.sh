@@ -30,3 +30,6 @@ if [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>
 
 # A pinned helm binary for the chart tests (helm lint / helm template).
 bash helm/install-helm.sh
+
+# Grafana's schema types and tsc, for the dashboard schema check (tests/test_grafana_dashboards.py).
+bash scripts/install-grafana-schema.sh

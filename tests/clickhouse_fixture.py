@@ -252,12 +252,11 @@ class ResponseDroppingProxy:
         self.listener.close()
 
 
-def rows_as_of(version: int, table_rows: rows.AgentRows) -> rows.AgentRows:
-    """Agent rows built for the latest schema, cut to the columns their table had at schema
-    ``version`` (what an exporter of that version inserted into an older store)."""
+def as_of_version(table_rows: rows.AgentRows, version: int) -> rows.AgentRows:
+    """The columns an agentwatch at schema ``version`` inserted (later ones left out)."""
     table = next(t for t in schema.AGENT_TABLES.values() if t.table == table_rows.table)
-    present = {c.name for c in table.spec(version).columns}
-    keep = [i for i, name in enumerate(table_rows.names) if name in present]
+    known = {c.name for c in table.spec(version).columns}
+    keep = [i for i, name in enumerate(table_rows.names) if name in known]
     return rows.AgentRows(
         table_rows.table,
         [table_rows.names[i] for i in keep],

@@ -13,7 +13,9 @@ from collector.component import (
     Exporter,
     ExporterConfig,
     ExportError,
+    Extension,
     Factory,
+    Host,
     Receiver,
     Signal,
     Telemetry,
@@ -60,8 +62,29 @@ class RecordingExporter(Exporter):
         self.delivered.append((signal, data, batch_id))
 
 
+class ProbeConfig(ComponentConfig):
+    reads: str = "recording"
+
+
+class ProbeExtension(Extension):
+    """Records its lifecycle and which exporter it found, so tests can check start order."""
+
+    events: ClassVar[list[str]] = []
+
+    def start(self, host: Host) -> None:
+        assert isinstance(self.config, ProbeConfig)
+        found = host.exporter(self.config.reads)
+        ProbeExtension.events.append(f"start {self.name} reads {found.name}")
+
+    def shutdown(self) -> None:
+        ProbeExtension.events.append(f"shutdown {self.name}")
+
+
 INJECT = Factory("inject", "receiver", InjectConfig, lambda n, c: InjectReceiver(n, c))
 RECORDING = Factory("recording", "exporter", RecordingConfig, lambda n, c: RecordingExporter(n, c))
 
+PROBE = Factory("probe", "extension", ProbeConfig, lambda n, c: ProbeExtension(n, c))
+
 registry.register("receiver", "inject", "tests.components:INJECT")
+registry.register("extension", "probe", "tests.components:PROBE")
 registry.register("exporter", "recording", "tests.components:RECORDING")

@@ -52,8 +52,10 @@ class PrometheusServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self._write_config({})
 
-    def _write_config(self, jobs: dict[str, dict[str, Any]]) -> None:
-        config = {
+    def _write_config(
+        self, jobs: dict[str, dict[str, Any]], rule_files: tuple[Path, ...] = ()
+    ) -> None:
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
                 "scrape_timeout": "1s",
@@ -68,6 +70,8 @@ class PrometheusServer:
                 for job, spec in jobs.items()
             ],
         }
+        if rule_files:
+            config["rule_files"] = [str(f) for f in rule_files]
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config))
         tmp.replace(self.config_path)
@@ -102,10 +106,14 @@ class PrometheusServer:
             self.proc.wait(5)
         self.proc = None
 
-    def set_targets(self, jobs: dict[str, str], path: str = "/metrics") -> None:
-        """Scrape ``{job: "127.0.0.1:port"}`` from now on (replacing earlier targets)."""
+    def set_targets(
+        self, jobs: dict[str, str], path: str = "/metrics", rule_files: tuple[Path, ...] = ()
+    ) -> None:
+        """Scrape ``{job: "127.0.0.1:port"}`` from now on (replacing earlier targets), and
+        evaluate the alerting rules of ``rule_files`` every second."""
         self._write_config(
-            {job: {"targets": [target], "path": path} for job, target in jobs.items()}
+            {job: {"targets": [target], "path": path} for job, target in jobs.items()},
+            rule_files,
         )
         req = urllib.request.Request(self.url + "/-/reload", method="POST")
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -130,6 +138,31 @@ class PrometheusServer:
         assert answer["status"] == "success", answer
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """The matrix result of ``expr`` over [start, end] (``[{"metric", "values"}]``), as a
+        Grafana time series panel asks for it."""
+        params = {"query": expr, "start": start, "end": end, "step": step}
+        try:
+            url = f"{self.url}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # 400/422: the query's own error, with its reason
+            raise AssertionError(f"{expr}: {exc.read().decode()}") from None
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def label_values(self, label: str, match: str) -> list[str]:
+        """``label_values(match, label)`` as a Grafana variable query asks for it."""
+        path = f"/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": match})
+        body = self._get(path)
+        assert body is not None, "query API unreachable"
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        return [str(v) for v in answer["data"]]
 
     def scalar(self, expr: str) -> float | None:
         """The single value of ``expr``, or None while it has no result."""

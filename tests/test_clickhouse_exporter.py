@@ -392,3 +392,24 @@ def test_tls_files_under_home_and_relative_are_checked_and_used(
         front.close()
     assert front.connections >= 1
     assert clickhouse_db.scalar(f"SELECT count() FROM {clickhouse_db.name}.api_calls") == 1
+
+
+def test_view_reader_reads_the_public_views_and_cannot_write(
+    clickhouse_db: ClickHouseDatabase, tmp_path: Path
+) -> None:
+    """What extensions (console, budgets) get: the stored calls, and a server-side refusal of
+    any write whatever the statement looks like."""
+    exporter = make_exporter(clickhouse_db, str(tmp_path))
+    try:
+        exporter.consume_logs(
+            logs_request([agent_record("api_call", "m-1", time.time_ns())]), "reader-1"
+        )
+        reader = exporter.view_reader()
+        try:
+            assert reader.query("SELECT count() FROM api_calls").result_rows[0][0] == 1
+            with pytest.raises(Exception, match="readonly"):
+                reader.command("INSERT INTO agent_event_ids (event_id) VALUES ('x')")
+        finally:
+            reader.close()
+    finally:
+        exporter.shutdown()

@@ -104,9 +104,12 @@ def test_agent_columns_follow_the_table_layout() -> None:
     for event, table in schema.AGENT_TABLES.items():
         batch = rows.convert_logs(logs_request([agent_record(event, f"id-{event}", 1)]))
         agent_rows = batch.agent[table.table]
-        # every insertable column once (inserts name them, so the order is the builder's)
+        # Every insertable column, each once; named, so columns added later need no position.
         assert sorted(agent_rows.names) == sorted(n for n, _ in rows.flat_columns(table.spec()))
         assert len(set(agent_rows.names)) == len(agent_rows.names)
+        assert dict(zip(agent_rows.names, agent_rows.types, strict=True)) == dict(
+            rows.flat_columns(table.spec())
+        )
         assert all(len(column) == 1 for column in agent_rows.columns)
 
 

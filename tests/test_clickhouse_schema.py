@@ -16,10 +16,10 @@ from exporters.clickhouse import rows, schema
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
     agent_record,
+    as_of_version,
     logs_request,
     make_exporter,
     new_client,
-    rows_as_of,
 )
 
 HOUR_NS = 3600 * 10**9
@@ -102,7 +102,8 @@ def test_migrate_from_each_earlier_version(
         try:
             client = exporter._ensure_ready()
             for table_rows in batch.agent.values():
-                exporter._insert(client, rows_as_of(start, table_rows), f"old:{table_rows.table}")
+                old = as_of_version(table_rows, start)  # what agentwatch wrote back then
+                exporter._insert(client, old, f"old:{table_rows.table}")
         finally:
             exporter.shutdown()
 
@@ -148,7 +149,7 @@ def test_interrupted_migration_is_rerun_without_double_backfill(
     try:
         client = exporter._ensure_ready()
         for table_rows in batch.agent.values():
-            exporter._insert(client, rows_as_of(2, table_rows), f"x:{table_rows.table}")
+            exporter._insert(client, as_of_version(table_rows, 2), f"x:{table_rows.table}")
     finally:
         exporter.shutdown()
     # Run migration 3's statements as if a crash hit before it was recorded, then migrate.

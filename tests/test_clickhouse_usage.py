@@ -22,10 +22,10 @@ from processors.normalize import NormalizeConfig, NormalizeProcessor
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
     agent_record,
+    as_of_version,
     kv,
     logs_request,
     make_exporter,
-    rows_as_of,
 )
 from tests.test_normalize_support import log_request
 
@@ -199,6 +199,75 @@ def test_metrics_only_session_counts_its_api_usage(
         "usage_records FROM DB.usage_hourly",
     )
     assert hourly == [(0, 150, 15000, 3000, 457, 2)]
+
+
+def test_metrics_only_cache_writes_without_split_use_the_agents_own_cost(
+    clickhouse_schema: ClickHouseDatabase, tmp_path: Path
+) -> None:
+    """claude_code.token.usage has no 5m/1h split of cache writes: a price from it bills 1h
+    writes at the 5m rate. Such a record takes claude_code.cost.usage, says so in cost_source,
+    and the difference is counted. Sonnet 4.5 list prices per MTok: input 3, output 15, cache
+    read 0.3, 5m write 3.75, 1h write 6; 3000 written of which 1000 for 1h (as the agent knew)."""
+    reported = (1200 * 3 + 57 * 15 + 15000 * 0.3 + 2000 * 3.75 + 1000 * 6) / 1e6  # 0.022455
+    at_5m_rate = (1200 * 3 + 57 * 15 + 15000 * 0.3 + 3000 * 3.75) / 1e6  # 0.020205
+    no_writes = (30 * 3 + 400 * 15) / 1e6
+    labels = {"processor": "cost/usage-test", "provider": "anthropic", "model": MODEL}
+
+    def counted() -> tuple[float, float, float, float]:
+        values = [
+            telemetry.REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+            for name, extra in (
+                ("agentwatch_cost_cache_split_unknown_items_total", {}),
+                ("agentwatch_cost_cache_split_unknown_usd_total", {"figure": "reported"}),
+                ("agentwatch_cost_cache_split_unknown_usd_total", {"figure": "computed"}),
+                ("agentwatch_cost_discrepancies_total", {}),
+            )
+        ]
+        return values[0], values[1], values[2], values[3]
+
+    before = counted()
+    pipeline = Pipeline()
+    derived = [
+        pipeline.metrics(
+            claude_usage_metrics(
+                "split-1",
+                T0 + 60 * 10**9,
+                {"input": 1200, "output": 57, "cacheRead": 15000, "cacheCreation": 3000},
+                reported,
+            )
+        ),
+        pipeline.metrics(
+            claude_usage_metrics(
+                "split-1",
+                T0 + 120 * 10**9,
+                {"input": 30, "output": 400, "cacheRead": 0, "cacheCreation": 0},
+                no_writes,
+            )
+        ),
+    ]
+    exporter = make_exporter(clickhouse_schema, str(tmp_path))
+    try:
+        for i, logs in enumerate(derived):
+            exporter.consume_logs(logs, f"split-{i}")
+    finally:
+        exporter.shutdown()
+    stored = q(
+        clickhouse_schema,
+        "SELECT cost_usd, cost_usd_computed, cost_source FROM DB.api_usage ORDER BY timestamp",
+    )
+    assert stored == [
+        (pytest.approx(reported), pytest.approx(at_5m_rate), "reported_cache_split_unknown"),
+        (pytest.approx(no_writes), pytest.approx(no_writes), "computed"),
+    ]
+    (cost,) = q(clickhouse_schema, "SELECT cost_usd FROM DB.sessions")[0]
+    assert cost == pytest.approx(reported + no_writes)
+    after = counted()
+    assert [b - a for a, b in zip(before, after, strict=True)] == [
+        1,
+        pytest.approx(reported),
+        pytest.approx(at_5m_rate),
+        0,  # not a price-book discrepancy: the split is what differs
+    ]
 
 
 def test_session_with_calls_and_usage_is_counted_once_from_calls(
@@ -414,7 +483,9 @@ def test_migrate_to_api_usage_schema_from_each_earlier_version(
         try:
             client = exporter._ensure_ready()
             for table_rows in old.agent.values():
-                exporter._insert(client, rows_as_of(start, table_rows), f"old:{table_rows.table}")
+                exporter._insert(
+                    client, as_of_version(table_rows, start), f"old:{table_rows.table}"
+                )
         finally:
             exporter.shutdown()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fnmatch
+import json
 import os
 import shutil
 import signal
@@ -60,6 +61,13 @@ RELEASE = "aw"
 KUBE_VERSIONS = ("1.25.0", "1.35.0")  # Chart.yaml's kubeVersion floor, and helm 4.1's client
 EXTERNAL = CHART / "ci" / "external-values.yaml"
 EMBEDDED = CHART / "ci" / "embedded-values.yaml"
+NETWORK_POLICY: dict[str, Any] = {
+    "enabled": True,
+    "otlpFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "otel"}}}],
+    "egress": [
+        {"to": [{"podSelector": {"matchLabels": {"app": "clickhouse"}}}], "ports": [{"port": 8123}]}
+    ],
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,8 +143,13 @@ class Rendered:
         return dict(container)
 
     @property
+    def config_map(self) -> dict[str, Any]:
+        """The config's ConfigMap (the chart also renders one per Grafana dashboard)."""
+        return self.one("ConfigMap", f"{RELEASE}-agentwatch")
+
+    @property
     def config_text(self) -> str:
-        return str(self.one("ConfigMap")["data"]["config.yaml"])
+        return str(self.config_map["data"]["config.yaml"])
 
     @property
     def config(self) -> dict[str, Any]:
@@ -326,16 +339,28 @@ def test_chart_lints_clean(helm: tuple[str, dict[str, str]], values_file: Path) 
         ({"serviceMonitor": {"enabled": True}, "replicaCount": 3}, (EXTERNAL,)),
         ({"clickhouse": {"endpoint": "https://ch:8443", "password": "pw"}}, ()),
         ({}, (EMBEDDED,)),
+        (
+            {"networkPolicy": NETWORK_POLICY, "podDisruptionBudget": {"minAvailable": 1}},
+            (EXTERNAL,),
+        ),
     ],
-    ids=["external", "three-replicas-servicemonitor", "password-value", "embedded"],
+    ids=[
+        "external",
+        "three-replicas-servicemonitor",
+        "password-value",
+        "embedded",
+        "networkpolicy-min-available",
+    ],
 )
 def test_every_rendered_object_matches_the_kubernetes_schema(
     helm: tuple[str, dict[str, str]], values: dict[str, Any], files: tuple[Path, ...]
 ) -> None:
     rendered = render(helm, values, files)
-    expected = {"ConfigMap", "Secret", "Service", "StatefulSet"}
+    expected = {"ConfigMap", "Secret", "Service", "StatefulSet", "PodDisruptionBudget"}
     if values.get("serviceMonitor"):
         expected.add("ServiceMonitor")
+    if values.get("networkPolicy"):
+        expected.add("NetworkPolicy")
     assert {o["kind"] for o in rendered.objects} == expected
     for obj in rendered.objects:
         if obj["kind"] == "ServiceMonitor":
@@ -458,7 +483,7 @@ def test_pod_spec_agrees_with_the_config(helm: tuple[str, dict[str, str]]) -> No
     # The chart's args name the file the ConfigMap is mounted as.
     config_path = Path(c["args"][c["args"].index("-c") + 1])
     assert mounts["config"] == str(config_path.parent)
-    assert config_path.name in rendered.one("ConfigMap")["data"]
+    assert config_path.name in rendered.config_map["data"]
 
     # The ClickHouse credentials come from the env, the password from the user's Secret.
     ch = cfg.exporters["clickhouse"].config
@@ -547,6 +572,122 @@ def test_service_monitor(helm: tuple[str, dict[str, str]]) -> None:
     assert endpoint["port"] in {p["name"] for p in main["spec"]["ports"]}
     annotations = rendered.statefulset["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] == "/m"
+
+
+def test_dashboards_are_config_maps_for_the_grafana_sidecar(
+    helm: tuple[str, dict[str, str]],
+) -> None:
+    rendered = render(helm)
+    boards = [
+        c for c in rendered.all("ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]
+    ]
+    published = {p.name: p.read_text() for p in (REPO / "configs" / "grafana").glob("*.json")}
+    assert len(published) == 2
+    assert {name: text for c in boards for name, text in c["data"].items()} == {
+        name: text.rstrip("\n") for name, text in published.items()
+    }
+    for board in boards:
+        assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert board["metadata"]["namespace"] == NAMESPACE
+        for text in board["data"].values():
+            assert json.loads(text)["uid"].startswith("agentwatch-")
+
+    rendered = render(
+        helm,
+        {
+            "dashboards": {
+                "label": "grafana.example/dashboard",
+                "labelValue": "yes",
+                "namespace": "monitoring",
+                "annotations": {"grafana_folder": "AI agents"},
+            }
+        },
+    )
+    boards = [
+        c for c in rendered.all("ConfigMap") if c["metadata"]["name"] != f"{RELEASE}-agentwatch"
+    ]
+    assert len(boards) == 2
+    for board in boards:
+        assert board["metadata"]["labels"]["grafana.example/dashboard"] == "yes"
+        assert "grafana_dashboard" not in board["metadata"]["labels"]
+        assert board["metadata"]["namespace"] == "monitoring"
+        assert board["metadata"]["annotations"] == {"grafana_folder": "AI agents"}
+
+    rendered = render(helm, {"dashboards": {"enabled": False}})
+    assert [c["metadata"]["name"] for c in rendered.all("ConfigMap")] == [f"{RELEASE}-agentwatch"]
+
+
+def test_pod_disruption_budget_selects_the_pods(helm: tuple[str, dict[str, str]]) -> None:
+    rendered = render(helm, {"replicaCount": 3})
+    pdb = rendered.one("PodDisruptionBudget")
+    pod_labels = rendered.statefulset["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pdb["spec"] == {**pdb["spec"], "maxUnavailable": 1}
+    assert "minAvailable" not in pdb["spec"]
+    pdb = render(helm, {"podDisruptionBudget": {"minAvailable": "50%"}}).one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
+    assert not render(helm, {"podDisruptionBudget": {"enabled": False}}).all("PodDisruptionBudget")
+
+
+def test_network_policy_opens_the_container_ports(helm: tuple[str, dict[str, str]]) -> None:
+    assert not render(helm).all("NetworkPolicy")
+    rendered = render(helm, {"networkPolicy": NETWORK_POLICY, "ports": {"otlpGrpc": 14317}})
+    policy = rendered.one("NetworkPolicy")
+    pod_labels = rendered.statefulset["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    otlp, metrics = policy["spec"]["ingress"]
+    assert (
+        {p["port"] for p in otlp["ports"]}
+        == {
+            rendered.container_port("otlp-grpc"),
+            rendered.container_port("otlp-http"),
+        }
+        == {14317, 4318}
+    )
+    assert otlp["from"] == NETWORK_POLICY["otlpFrom"]
+    assert [p["port"] for p in metrics["ports"]] == [rendered.container_port("metrics")]
+    assert "from" not in metrics  # metricsFrom empty: any scraper
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, clickhouse = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert clickhouse == NETWORK_POLICY["egress"][0]
+    # Without egress rules, egress stays open (agentwatch must reach ClickHouse).
+    policy = render(helm, {"networkPolicy": {"enabled": True}}).one("NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"ports": {"otlpGrpc": "4317x"}}, "at '/ports/otlpGrpc': got string, want integer"),
+        ({"ports": {"metrics": 70000}}, "at '/ports/metrics'"),
+        ({"replicaCount": 0}, "at '/replicaCount'"),
+        (
+            {"clickhouse": {"endpoint": "clickhouse:8123"}},
+            "at '/clickhouse/endpoint': 'clickhouse:8123' does not match pattern",
+        ),
+        ({"clickhouse": {"pasword": "x"}}, "at '/clickhouse': additional properties 'pasword'"),
+        ({"dashboards": {"labelValue": 1}}, "at '/dashboards/labelValue': got number, want string"),
+        ({"service": {"type": "Ingress"}}, "at '/service/type'"),
+        ({"persistence": {"size": "lots"}}, "at '/persistence/size'"),
+        (
+            {"podDisruptionBudget": {"maxUnavailable": "half"}},
+            "at '/podDisruptionBudget/maxUnavailable'",
+        ),
+        (
+            {"networkPolicy": {"enabled": "yes"}},
+            "at '/networkPolicy/enabled': got string, want boolean",
+        ),
+        ({"config": "receivers: {}"}, "at '/config': got string, want object"),
+    ],
+)
+def test_values_schema_rejects_wrong_values_with_their_path(
+    helm: tuple[str, dict[str, str]], values: dict[str, Any], message: str
+) -> None:
+    for command in (["template", RELEASE], ["lint", "--strict"]):
+        done = run_helm(helm, command, values, (EXTERNAL,))
+        assert done.returncode != 0, f"helm {command[0]} accepted {values}"
+        assert message in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 def test_secrets(helm: tuple[str, dict[str, str]]) -> None:
@@ -705,7 +846,7 @@ class SimulatedPod:
         self.data = scratch / "data"
         self.volumes = {mounts["config"]: scratch / "config", mounts["data"]: self.data}
         (scratch / "config").mkdir()
-        for name, content in rendered.one("ConfigMap")["data"].items():
+        for name, content in rendered.config_map["data"].items():
             (scratch / "config" / name).write_text(content)
         self.data.mkdir()  # as fsGroup leaves a volume: root-owned, group-writable, setgid
         os.chown(self.data, 0, fs_group)

@@ -306,3 +306,68 @@ def test_sample_metrics_decode_the_same_with_json_format() -> None:
     payload = json.loads(path.read_text())["payload"]
     parsed = json_format.ParseDict(payload, MetricsData())
     assert parsed == load_sample(path)
+
+
+MCP_RUN = CAPTURED / "claude-sessions" / "mcp-subagent-denied-http-protobuf.json"
+
+
+def test_mcp_tools_get_their_real_names_and_server() -> None:
+    """Claude 2.1.328 logs every MCP tool as ``mcp_tool``; the names are in tool_parameters."""
+    outputs, _ = normalise_run(MCP_RUN)
+    tools = log_events(outputs, "tool_call")
+    mcp = [t for t in tools if t.get("tool_name") == "mcp_tool"]
+    assert len(mcp) == 2  # the vendor's own key stays as sent
+    assert {(t[am.TOOL_NAME], t[am.MCP_SERVER], t[am.TOOL_SOURCE]) for t in mcp} == {
+        ("echo", "awecho", "mcp")
+    }
+    (result,) = [t for t in mcp if t[TOOL_PHASE] == "result"]
+    assert result[am.TOOL_ARGUMENTS] == '{"text":"hi mcp"}'  # tool_input, not the names
+    others = [t for t in tools if t.get("tool_name") != "mcp_tool"]
+    assert {t[am.TOOL_SOURCE] for t in others} == {"builtin"}
+    assert all(am.MCP_SERVER not in t for t in others)
+    (start,) = log_events(outputs, "session_start")  # mcp_server_connection, status connected
+    assert start[am.MCP_SERVERS] == "awecho"
+
+
+def test_subagent_and_main_calls_are_told_apart() -> None:
+    outputs, _ = normalise_run(MCP_RUN)
+    calls = log_events(outputs, "api_call")
+    assert [(c[am.CALLER], c[am.QUERY_SOURCE]) for c in calls] == [
+        ("main", "sdk"),
+        ("main", "sdk"),
+        ("main", "sdk"),
+        ("subagent", "agent:builtin:general-purpose"),
+        ("subagent", "agent:builtin:general-purpose"),
+        ("main", "sdk"),
+    ]
+    subagent = [c for c in calls if c[am.CALLER] == "subagent"]
+    assert {(c[am.SUBAGENT_ID], c[am.SUBAGENT_NAME]) for c in subagent} == {
+        ("a5b7603877fb839b1", "general-purpose")
+    }
+    assert all(am.SUBAGENT_ID not in c for c in calls if c[am.CALLER] == "main")
+
+
+def _prompt_record(sequence: int, time_ns: int, prompt_id: str) -> dict[str, object]:
+    return {
+        "event.name": "user_prompt",
+        "session.id": "resumed",
+        "event.sequence": sequence,
+        "event.timestamp": f"2026-12-06T04:00:0{time_ns % 10}.000Z",
+        "prompt.id": prompt_id,
+        "prompt_length": "12",
+        "_time": time_ns,
+    }
+
+
+def test_event_ids_differ_across_processes_and_repeat_on_redelivery() -> None:
+    """``--resume`` starts a new process whose event.sequence restarts at 1: the second
+    process's first prompt must not get the first one's id; the same record sent again must."""
+    first = _prompt_record(5, 1_700_000_000_000_000_001, "p-1")
+    resumed = _prompt_record(5, 1_700_000_100_000_000_002, "p-2")
+    proc = processor()
+    ids = []
+    for record in (first, resumed, first):
+        data = log_request("claude-code", [dict(record)], body_prefix="claude_code.")
+        (event,) = events(proc.consume_logs(data), "user_prompt")
+        ids.append(event[am.EVENT_ID])
+    assert ids[0] != ids[1] and ids[0] == ids[2]

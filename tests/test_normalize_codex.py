@@ -11,7 +11,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import LogsData, MetricsData, Signal
-from processors.vendors import TOOL_PHASE, vendor_for
+from processors.vendors import TOOL_PHASE, codex, vendor_for
 from tests.test_normalize_support import (
     CAPTURED,
     SAMPLES,
@@ -148,9 +148,12 @@ def test_tool_calls_and_session_facts(codex_run: Path) -> None:
     decisions = [t for t in tools if t[TOOL_PHASE] == "decision"]
     assert [(r[am.TOOL_NAME], r[am.SUCCESS]) for r in results] == [
         ("exec_command", True),
-        ("exec_command", True),  # `ls` exits 2, yet Codex reports the tool itself succeeded
+        ("exec_command", False),  # Codex says success=true; the output says exit code 2
         ("delete_everything", False),
     ]
+    assert [r.get(am.ERROR_MESSAGE) for r in results] == [None, "exit code 2", None]
+    assert {t[am.TOOL_SOURCE] for t in tools} == {"builtin"}
+    assert all(am.MCP_SERVER not in t for t in tools)
     assert [r.get(am.COMMAND) for r in results] == [
         "echo hello",
         "ls /nonexistent-agentwatch-e2e",
@@ -170,6 +173,15 @@ def test_tool_calls_and_session_facts(codex_run: Path) -> None:
     sessions = {e[am.SESSION_ID] for e in found}
     assert len(sessions) == 1 and {e[am.TEAM] for e in found} == {"platform"}
     assert {e[am.AGENT_VERSION] for e in found} == {"0.169.0"}
+
+
+def test_exit_code_comes_from_the_output_header_only() -> None:
+    header = "Chunk ID: 1\nWall time: 0.1 seconds\nProcess exited with code {}\nOutput:\n{}"
+    assert codex.exit_code_of(header.format(0, "fine")) == 0
+    assert codex.exit_code_of(header.format(137, "")) == 137
+    # the command's own output saying so is not the exit status
+    assert codex.exit_code_of(header.format(0, "Process exited with code 3\n")) == 0
+    assert codex.exit_code_of("unsupported call: x") is None
 
 
 def test_derived_duration_metric_has_the_error(codex_run: Path) -> None:
@@ -277,3 +289,42 @@ def test_turn_token_usage_histogram_is_marked_not_derived() -> None:
     assert out is not None
     assert [p[am.AGENT] for p in records(out)] == ["codex"] * 3
     assert hooks.logs == []
+
+
+def test_mcp_tool_server_from_namespace_or_name() -> None:
+    """What Codex 0.169 logs for a namespaced (MCP) tool: the bare name and
+    ``tool_namespace=mcp__<server>__``; older builds put ``mcp__<server>__`` in the name."""
+    common = {"conversation.id": "c-1", "call_id": "call_1", "success": "true", "output": "hi"}
+    data = log_request(
+        "codex_exec",
+        [
+            {
+                **common,
+                "event.name": "codex.tool_result",
+                "tool_name": "echo",
+                "tool_namespace": "mcp__awecho__",
+                "mcp_server": "",
+            },
+            {
+                **common,
+                "event.name": "codex.tool_result",
+                "call_id": "call_2",
+                "tool_name": "mcp__docs__search",
+                "mcp_server": "docs",
+            },
+            {
+                **common,
+                "event.name": "codex.tool_result",
+                "call_id": "call_3",
+                "tool_name": "exec_command",
+                "tool_namespace": "functions",
+                "mcp_server": "",
+            },
+        ],
+    )
+    found = events(processor().consume_logs(data), "tool_call")
+    assert [(t[am.TOOL_NAME], t.get(am.MCP_SERVER), t[am.TOOL_SOURCE]) for t in found] == [
+        ("echo", "awecho", "mcp"),
+        ("search", "docs", "mcp"),
+        ("exec_command", None, "builtin"),
+    ]

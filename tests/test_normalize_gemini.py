@@ -68,6 +68,7 @@ def test_each_call_once_thoughts_counted_as_output(gemini_run: Path) -> None:
     # semconv: input includes the cache read; output includes the thoughts
     assert [c["gen_ai.usage.input_tokens"] for c in calls] == [r[0] + r[1] for r in EXPECTED_CALLS]
     assert [c["gen_ai.usage.output_tokens"] for c in calls] == [r[3] for r in EXPECTED_CALLS]
+    assert {(c[am.CALLER], c[am.QUERY_SOURCE]) for c in calls} == {("main", "main")}
 
 
 def test_error_tools_prompt_and_config(gemini_run: Path) -> None:
@@ -234,3 +235,47 @@ def test_vertex_auth_means_vertex_provider() -> None:
     (call,) = events(processor().process(Signal.LOGS, request), "api_call")
     assert call[am.PROVIDER] == "gcp.vertex_ai"
     assert call["gen_ai.provider.name"] == "gcp.vertex_ai"
+
+
+def test_router_call_is_auxiliary_and_error_type_is_the_tool_error() -> None:
+    """Without -m, Gemini CLI 0.61 starts each turn with a non-streaming router call
+    (role=utility_router) to a flash-lite model; a failed tool may carry only error_type."""
+    common = {"session.id": "g-1", "prompt_id": "g-1", "installation.id": "i-1"}
+    data = log_request(
+        "gemini-cli",
+        [
+            {
+                **common,
+                "event.name": "gemini_cli.api_response",
+                "model": "gemini-2.5-flash-lite",
+                "role": "utility_router",
+                "input_token_count": 900,
+                "output_token_count": 12,
+                "total_token_count": 912,
+            },
+            {
+                **common,
+                "event.name": "gemini_cli.api_response",
+                "model": "gemini-3.1-pro-preview",
+                "role": "main",
+                "input_token_count": 4000,
+                "output_token_count": 50,
+            },
+            {
+                **common,
+                "event.name": "gemini_cli.tool_call",
+                "function_name": "read_file",
+                "success": False,
+                "error_type": "file_not_found",
+                "mcp_server_name": "",
+            },
+        ],
+    )
+    found = events(processor().consume_logs(data))
+    calls = [e for e in found if e[am.EVENT] == "api_call"]
+    assert [(c[am.MODEL], c[am.CALLER]) for c in calls] == [
+        ("gemini-2.5-flash-lite", "auxiliary"),
+        ("gemini-3.1-pro-preview", "main"),
+    ]
+    (tool,) = [e for e in found if e[am.EVENT] == "tool_call"]
+    assert (tool[am.ERROR_MESSAGE], tool[am.TOOL_SOURCE]) == ("file_not_found", "builtin")

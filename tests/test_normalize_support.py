@@ -25,7 +25,7 @@ from processors.vendors import attrs_dict
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURED = ROOT / "tests" / "data" / "captured"
 COPILOT_DATA = ROOT / "tests" / "data" / "copilot"
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = ROOT.parent / "shared" / "samples"  # ../shared beside the checkout, as CI has it
 
 
 def kv(key: str, value: Any) -> KeyValue:

@@ -1073,3 +1073,46 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert any(e.startswith("exporters.prometheus.max_series_per_metric") for e in err.value.errors)
     raw["exporters"] = {"prometheus": {}}
     parse(raw, source="test", env={}, base_dir=str(tmp_path))  # traces are supported (Copilot)
+
+
+def test_a_tool_invocation_is_counted_once_whatever_events_arrive(make_exporter: Any) -> None:
+    """Decision and result of one call are two events (Claude, Codex): the counter counts the
+    invocation once, at its result (with the decision seen first) or at a refusing decision;
+    an accepted call without its result yet is not counted; a resent event changes nothing."""
+    exp = make_exporter(user_label="none")
+    who = {am.AGENT: "claude_code", am.SESSION_ID: "s-1", am.TOOL_NAME: "Bash"}
+
+    def tool(call: str, phase: str, event_id: str, **attrs: Any) -> Attrs:
+        return event(
+            am.EventType.TOOL_CALL,
+            **who,
+            **{am.TOOL_CALL_ID: call, am.TOOL_PHASE: phase, am.EVENT_ID: event_id},
+            **attrs,
+        )
+
+    exp.consume_logs(
+        logs(
+            [
+                tool("a", "decision", "d-a", **{am.DECISION: "accept"}),
+                tool("b", "result", "r-b", **{am.SUCCESS: True}),  # result before decision
+                tool("r", "decision", "d-r", **{am.DECISION: "reject"}),
+                tool("p", "decision", "d-p", **{am.DECISION: "accept"}),  # still pending
+            ]
+        ),
+        "b1",
+    )
+    exp.consume_logs(
+        logs(
+            [
+                tool("a", "result", "r-a", **{am.SUCCESS: False}),
+                tool("b", "decision", "d-b", **{am.DECISION: "accept"}),
+                tool("r", "decision", "d-r2", **{am.DECISION: "reject"}),  # logged twice
+            ]
+        ),
+        "b2",
+    )
+    assert samples(exp, "agentwatch_tool_calls_total") == {
+        key(agent="claude_code", tool="Bash", decision="accept", success="false"): 1.0,
+        key(agent="claude_code", tool="Bash", decision="", success="true"): 1.0,
+        key(agent="claude_code", tool="Bash", decision="reject", success=""): 1.0,
+    }

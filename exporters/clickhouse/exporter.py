@@ -256,6 +256,16 @@ class ClickHouseExporter(Exporter):
         except Exception:
             return False
 
+    def view_reader(self) -> Client:
+        """A client of its own for an extension that reads the public views (console,
+        budgets): clients are not shared across threads, the configured database is its
+        default, and the server refuses every write on it (``readonly = 2`` still lets the
+        client set per-query limits)."""
+        client = connect(self.cfg, self.url)
+        client.set_client_setting("readonly", 2)
+        client.database = self.cfg.database
+        return client
+
     def _get_client(self) -> Client:
         with self._lock:
             if self._client is None:

@@ -233,7 +233,7 @@ class _TablePlan:
             *(c.name for c in schema.ENVELOPE_COLUMNS),
             *(f.column for f in self.table.all_fields),
             *(c.name for c in schema.TRAILER_COLUMNS),
-        ]
+        ]  # the row tuple's order; columns a later migration added are named, not positional
         columns = [list(column) for column in zip(*self.rows, strict=True)]
         for i in self.text_positions:  # absent text attributes are empty strings
             columns[2 + i] = [value or "" for value in columns[2 + i]]

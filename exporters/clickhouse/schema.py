@@ -321,10 +321,17 @@ class AgentField:
     type: str
     key: str
     kind: str = "str"
+    since: int = 0
+    """The migration that added the column to an existing table (0: there from the start).
+    Such columns come after the trailer and reprice columns, where ALTER ... ADD puts them."""
 
 
 def _s(column: str, key: str, low_cardinality: bool = False) -> AgentField:
     return AgentField(column, "LowCardinality(String)" if low_cardinality else "String", key)
+
+
+def _late(since: int, *fields: AgentField) -> tuple[AgentField, ...]:
+    return tuple(replace(f, since=since) for f in fields)
 
 
 def _u(column: str, key: str, bits: int = 64) -> AgentField:
@@ -335,7 +342,8 @@ def _f(column: str, key: str) -> AgentField:
     return AgentField(column, "Nullable(Float64)", key, "float")
 
 
-VENDOR_BILLING_FIELDS = (
+VENDOR_BILLING_FIELDS = _late(
+    7,
     _f("premium_requests", am.PREMIUM_REQUESTS),
     AgentField("nano_aiu", "Nullable(UInt64)", am.NANO_AIU, "nullable_uint"),
 )
@@ -395,30 +403,25 @@ class AgentTable:
     fields: tuple[AgentField, ...]
     since: int = 2
     repriced_since: int | None = None
-    added: tuple[tuple[int, tuple[AgentField, ...]], ...] = ()
-    """(migration, fields) appended by later migrations, after every older column."""
 
     @property
     def all_fields(self) -> tuple[AgentField, ...]:
-        """Every inserted field, in the order the row builder reads them (not table order:
-        inserts name their columns)."""
-        return COMMON_FIELDS + self.fields + tuple(f for _, fields in self.added for f in fields)
+        return COMMON_FIELDS + self.fields
 
-    def added_in(self, version: int) -> tuple[AgentField, ...]:
-        return tuple(f for v, fields in self.added if v == version for f in fields)
+    def late_fields(self, version: int | None = None) -> tuple[AgentField, ...]:
+        """Fields later migrations added, up to ``version`` (default: all of them)."""
+        return tuple(f for f in self.fields if f.since and (version is None or f.since <= version))
 
     def spec(self, version: int | None = None) -> Table:
         """The table as of schema ``version`` (default: the latest)."""
         columns = (
             ENVELOPE_COLUMNS
-            + tuple(Column(f.column, f.type) for f in COMMON_FIELDS + self.fields)
+            + tuple(Column(f.column, f.type) for f in self.all_fields if not f.since)
             + TRAILER_COLUMNS
         )
         if self.repriced_since is not None and (version is None or version >= self.repriced_since):
             columns += REPRICE_COLUMNS
-        for added_in, fields in self.added:
-            if version is None or version >= added_in:
-                columns += tuple(Column(f.column, f.type) for f in fields)
+        columns += tuple(Column(f.column, f.type) for f in self.late_fields(version))
         return Table(
             name=self.table,
             columns=columns,
@@ -459,9 +462,17 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                 _f("ttft_ms", am.TTFT_MS),
                 _s("status", am.STATUS, True),
                 _u("attempt", am.ATTEMPT, 32),
+                *_late(
+                    6,
+                    _s("caller", am.CALLER, True),
+                    _s("query_source", am.QUERY_SOURCE, True),
+                    _s("subagent_id", am.SUBAGENT_ID),
+                    _s("subagent_name", am.SUBAGENT_NAME, True),
+                    _s("cost_source", am.COST_SOURCE, True),
+                ),
+                *VENDOR_BILLING_FIELDS,
             ),
             repriced_since=5,
-            added=((7, VENDOR_BILLING_FIELDS),),
         ),
         AgentTable(
             am.EventType.API_ERROR,
@@ -494,6 +505,12 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                 _u("output_size", am.TOOL_OUTPUT_SIZE),
                 _s("command", am.COMMAND),
                 _s("file_path", am.FILE_PATH),
+                *_late(
+                    6,
+                    _s("phase", am.TOOL_PHASE, True),
+                    _s("tool_source", am.TOOL_SOURCE, True),
+                    _s("error", am.ERROR_MESSAGE),
+                ),
             ),
         ),
         AgentTable(
@@ -552,6 +569,7 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                 _f("cost_usd_reported", am.COST_USD_REPORTED),
                 _f("cost_usd_computed", am.COST_USD_COMPUTED),
                 _s("derived_from", am.DERIVED_FROM, True),
+                *_late(6, _s("cost_source", am.COST_SOURCE, True)),
             ),
             since=5,
             repriced_since=5,
@@ -640,6 +658,11 @@ SESSION_COLUMNS_V5 = (
 sums so the ``sessions`` view can use them only when the session has no api_call rows, and
 the change reprice made to the number of priced api calls (signed, hence its own column)."""
 
+SESSION_COLUMNS_V6 = (Column("tool_invocations", "AggregateFunction(uniqExact, String)", ""),)
+"""Added by migration 6: the distinct tool invocations of a session (``INVOCATION_KEY``). A
+decision and a result of one call are two events that may arrive in any order and batch; a
+uniqExact state counts the call once whatever came, and merging states is idempotent."""
+
 SESSION_COLUMNS_V7 = (
     Column("premium_requests", _saf("sum", "Float64")),
     Column("nano_aiu", _saf("sum", "UInt64")),
@@ -648,7 +671,10 @@ SESSION_COLUMNS_V7 = (
 
 AGENT_SESSIONS = replace(
     AGENT_SESSIONS_V3,
-    columns=AGENT_SESSIONS_V3.columns + SESSION_COLUMNS_V5 + SESSION_COLUMNS_V7,
+    columns=AGENT_SESSIONS_V3.columns
+    + SESSION_COLUMNS_V5
+    + SESSION_COLUMNS_V6
+    + SESSION_COLUMNS_V7,
 )
 
 USAGE_KEYS = ("hour", "agent", "team", "user_id", "user_email", "provider", "model")
@@ -1042,6 +1068,14 @@ _ENVELOPE = (
     "user_email, team, organization"
 )
 
+_TOOL_EVENT_COLUMNS = (
+    "timestamp, agent, session_id, user_id, tool_name, mcp_server, decision, decision_source, "
+    "success, duration_ms, arguments, event_id, agent_version, prompt_id, user_email, team, "
+    "tool_call_id, permission_mode, arguments_size, output, output_size, command, file_path, "
+    "trace_id, span_id"
+)
+"""One tool event's columns: ``tool_calls`` of migration 4, now ``tool_events``."""
+
 PUBLIC_VIEWS_V4: dict[str, str] = {
     "api_calls": (
         "SELECT timestamp, agent, agent_version, session_id, user_id, user_email, team, provider, "
@@ -1050,12 +1084,7 @@ PUBLIC_VIEWS_V4: dict[str, str] = {
         "prompt_id, organization, cost_center, cache_write_5m_tokens, cache_write_1h_tokens, "
         "cost_usd_computed, ttft_ms, attempt, trace_id, span_id FROM {agent_api_calls} FINAL"
     ),
-    "tool_calls": (
-        "SELECT timestamp, agent, session_id, user_id, tool_name, mcp_server, decision, "
-        "decision_source, success, duration_ms, arguments, event_id, agent_version, prompt_id, "
-        "user_email, team, tool_call_id, permission_mode, arguments_size, output, output_size, "
-        "command, file_path, trace_id, span_id FROM {agent_tool_calls} FINAL"
-    ),
+    "tool_calls": f"SELECT {_TOOL_EVENT_COLUMNS} FROM {{agent_tool_calls}} FINAL",
     "detections": (
         "SELECT timestamp, rule_id, severity, agent, session_id, user_id, evidence, event_id, "
         "user_email, team, tool_name FROM {agent_detections} FINAL"
@@ -1191,26 +1220,94 @@ PUBLIC_VIEWS_V5: dict[str, str] = {
         "revision FROM {agent_api_usage} FINAL"
     ),
 }
-"""The public views as migration 5 created them."""
+"""The public views as migration 5 left them."""
+assert "revision FROM {agent_api_calls}" in PUBLIC_VIEWS_V5["api_calls"]
 
-PUBLIC_VIEWS: dict[str, str] = {
+INVOCATION_KEY = "if({t}tool_call_id != '', {t}tool_call_id, {t}event_id)"
+"""One tool invocation: the vendor's call id, which its decision and result events share; an
+event without one (Gemini CLI logs a single event per call) is an invocation of its own."""
+
+
+def _merged(column: str) -> str:
+    """A text column of one invocation: the value of whichever event has one."""
+    return f"anyIf(t.{column}, t.{column} != '') AS {column}"
+
+
+_TOOL_CALLS_V6 = (
+    "SELECT min(t.timestamp) AS timestamp, t.agent AS agent, t.session_id AS session_id, "
+    + ", ".join(_merged(c) for c in ("user_id", "tool_name", "mcp_server", "decision"))
+    + ", "
+    + _merged("decision_source")
+    + ", any(t.success) AS success, any(t.duration_ms) AS duration_ms, "
+    + _merged("arguments")
+    + ", min(t.event_id) AS event_id, "
+    + ", ".join(
+        _merged(c) for c in ("agent_version", "prompt_id", "user_email", "team", "tool_call_id")
+    )
+    + ", "
+    + _merged("permission_mode")
+    + ", max(t.arguments_size) AS arguments_size, "
+    + _merged("output")
+    + ", max(t.output_size) AS output_size, "
+    + ", ".join(_merged(c) for c in ("command", "file_path", "trace_id", "span_id"))
+    + ", count() AS events, max(t.timestamp) AS last_seen, "
+    + ", ".join(_merged(c) for c in ("tool_source", "error"))
+    + " FROM {agent_tool_calls} AS t FINAL GROUP BY t.agent, t.session_id, "
+    + INVOCATION_KEY.format(t="t.")
+)
+"""One row per tool invocation: its decision event and its result event merged, whichever
+arrived (a decision alone is a call refused or still pending; a result alone one whose decision
+was not logged). ``success`` is NULL when there is no result. ``event_id`` is the smallest of
+its events' ids; ``events`` says how many were merged; the events themselves are in
+``tool_events``."""
+
+PUBLIC_VIEWS_V6: dict[str, str] = {
     **PUBLIC_VIEWS_V5,
     "api_calls": PUBLIC_VIEWS_V5["api_calls"].replace(
         "revision FROM {agent_api_calls}",
-        "revision, premium_requests, nano_aiu FROM {agent_api_calls}",
+        "revision, caller, query_source, subagent_id, subagent_name, cost_source "
+        "FROM {agent_api_calls}",
+    ),
+    "api_usage": PUBLIC_VIEWS_V5["api_usage"].replace(
+        "revision FROM {agent_api_usage}", "revision, cost_source FROM {agent_api_usage}"
+    ),
+    "tool_calls": _TOOL_CALLS_V6,
+    "tool_events": (
+        f"SELECT {_TOOL_EVENT_COLUMNS}, phase, tool_source, error FROM {{agent_tool_calls}} FINAL"
     ),
     "sessions": _SESSIONS_V5.replace(
+        "sum(t.tool_calls) AS tool_calls", "uniqExactMerge(t.tool_invocations) AS tool_calls"
+    ).replace(
+        " FROM {agent_sessions} AS t",
+        ", sum(t.tool_calls) AS tool_events FROM {agent_sessions} AS t",
+    ),
+}
+"""The public views as migration 6 left them."""
+assert "uniqExactMerge" in PUBLIC_VIEWS_V6["sessions"]
+assert "tool_events FROM" in PUBLIC_VIEWS_V6["sessions"]
+
+PUBLIC_VIEWS_V7: dict[str, str] = {
+    **PUBLIC_VIEWS_V6,
+    "api_calls": PUBLIC_VIEWS_V6["api_calls"].replace(
+        "cost_source FROM {agent_api_calls}",
+        "cost_source, premium_requests, nano_aiu FROM {agent_api_calls}",
+    ),
+    "sessions": PUBLIC_VIEWS_V6["sessions"].replace(
         " FROM {agent_sessions} AS t GROUP BY",
         ", sum(t.premium_requests) AS premium_requests, sum(t.nano_aiu) AS nano_aiu"
         " FROM {agent_sessions} AS t GROUP BY",
     ),
 }
+"""The public views as migration 7 left them."""
+assert "nano_aiu FROM {agent_api_calls}" in PUBLIC_VIEWS_V7["api_calls"]
+assert "nano_aiu FROM {agent_sessions}" in PUBLIC_VIEWS_V7["sessions"]
+
+PUBLIC_VIEWS: dict[str, str] = PUBLIC_VIEWS_V7
 """The public contract (docs/data-model.md): names and leading columns never change; new
 columns are only appended. Agent views read FINAL so the ReplacingMergeTree backstop hides any
 duplicate that slipped past the exporter's check, and show the latest revision of a repriced
-row."""
-assert "nano_aiu FROM {agent_api_calls}" in PUBLIC_VIEWS["api_calls"]
-assert "nano_aiu FROM {agent_sessions}" in PUBLIC_VIEWS["sessions"]
+row. A migration renders its own version's dict, so a later one (``PUBLIC_VIEWS_V8 =
+{**PUBLIC_VIEWS_V7, ...}``) changes no earlier migration."""
 
 
 def render_public_view(
@@ -1374,17 +1471,59 @@ def _m5_api_usage_and_reprice(s: SchemaSettings) -> list[Statement]:
     return out
 
 
+def _tool_call_session_select_v6(source: str) -> str:
+    key = INVOCATION_KEY.format(t="src.")
+    return _session_select("agent_tool_calls", source).replace(
+        " FROM ", f", uniqExactState({key}) AS tool_invocations FROM ", 1
+    )
+
+
+def _m6_tool_invocations(s: SchemaSettings) -> list[Statement]:
+    """One tool_calls row per invocation (decision and result merged), per-event detail in
+    tool_events, sessions counting invocations; caller and cost_source columns. The backfill
+    of invocations is a uniqExact state, so rows that the changed view also counts while it
+    runs are not counted twice."""
+    out: list[Statement] = []
+    for table in AGENT_TABLES.values():
+        added = [Column(f.column, f.type) for f in table.late_fields(6) if f.since == 6]
+        if added:
+            out += [Statement(sql) for sql in render_add_columns(table.table, added, s)]
+    out += [Statement(sql) for sql in render_add_columns("agent_sessions", SESSION_COLUMNS_V6, s)]
+    out.append(
+        Statement(
+            render_mv_query(
+                "agent_tool_calls_sessions_mv",
+                _tool_call_session_select_v6(s.local("agent_tool_calls")),
+                s,
+            )
+        )
+    )
+    key = INVOCATION_KEY.format(t="src.")
+    backfill = (
+        "SELECT src.agent AS agent, src.session_id AS session_id, "
+        "toStartOfMonth(src.timestamp) AS month, min(src.timestamp) AS first_seen, "
+        f"max(src.timestamp) AS last_seen, uniqExactState({key}) AS tool_invocations "
+        f"FROM {s.qualified('agent_tool_calls')} AS src WHERE src.session_id != '' "
+        "GROUP BY src.agent, src.session_id, month"
+    )
+    out.append(
+        Statement(
+            f"INSERT INTO {s.qualified('agent_sessions')} "
+            "(agent, session_id, month, first_seen, last_seen, tool_invocations) " + backfill,
+            {"insert_deduplication_token": "migration-6:tool_invocations", **insert_settings(s)},
+        )
+    )
+    out += [Statement(render_public_view(name, s, PUBLIC_VIEWS_V6)) for name in PUBLIC_VIEWS_V6]
+    return out
+
+
 def _m7_vendor_billing(s: SchemaSettings) -> list[Statement]:
     """Premium requests and AI credits (GitHub Copilot) on api calls and sessions. No
     backfill: older Copilot rows carried the premium-request multiplier as cost_usd_reported,
     which the raw otel_traces rows still hold as ``github.copilot.cost``."""
     calls = AGENT_TABLES[am.EventType.API_CALL]
-    out = [
-        Statement(sql)
-        for sql in render_add_columns(
-            calls.table, [Column(f.column, f.type) for f in calls.added_in(7)], s
-        )
-    ]
+    added = [Column(f.column, f.type) for f in calls.late_fields(7) if f.since == 7]
+    out = [Statement(sql) for sql in render_add_columns(calls.table, added, s)]
     out += [Statement(sql) for sql in render_add_columns("agent_sessions", SESSION_COLUMNS_V7, s)]
     out.append(
         Statement(
@@ -1395,7 +1534,10 @@ def _m7_vendor_billing(s: SchemaSettings) -> list[Statement]:
             )
         )
     )
-    out += [Statement(render_public_view(name, s)) for name in ("api_calls", "sessions")]
+    out += [
+        Statement(render_public_view(name, s, PUBLIC_VIEWS_V7))
+        for name in ("api_calls", "sessions")
+    ]
     return out
 
 
@@ -1405,6 +1547,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "agent_sessions_and_hourly_rollups", _m3_sessions_rollups),
     Migration(4, "public_contract_views", _m4_public_views),
     Migration(5, "api_usage_and_reprice", _m5_api_usage_and_reprice),
+    Migration(6, "tool_invocations_and_callers", _m6_tool_invocations),
     Migration(7, "vendor_billing_measures", _m7_vendor_billing),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -44,6 +44,8 @@ from processors.vendors import (
 )
 
 REDACTED = "<REDACTED>"
+MCP_TOOL = "mcp_tool"
+"""The ``tool_name`` of every MCP tool call; the real names are in ``tool_parameters``."""
 
 IDENTITY = {
     am.SESSION_ID: ("session.id",),
@@ -156,36 +158,34 @@ class ClaudeCode(Vendor):
         if name is None:
             return None
         session = to_str(attrs.get("session.id")) or to_str(resource.get("session.id"))
-        sequence = to_str(attrs.get("event.sequence")) or record_time_key(record, attrs)
+        when = record_key(record, attrs)
         out: dict[str, Scalar] = {}
         if name == "api_request":
             apply_map(attrs, API_REQUEST, out)
             out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
             out[am.STATUS] = "ok"
+            caller_facts(attrs, out)
             ensure_token_classes(out)
-            return self.finish(out, EventType.API_CALL, session, out.get(am.REQUEST_ID) or sequence)
+            return self.finish(out, EventType.API_CALL, session, out.get(am.REQUEST_ID) or when)
         if name == "api_error":
             apply_map(attrs, API_ERROR, out)
             out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
             out.setdefault(am.STATUS, "error")
-            return self.finish(out, EventType.API_ERROR, session, sequence)
+            caller_facts(attrs, out)
+            return self.finish(out, EventType.API_ERROR, session, when)
         if name == "tool_decision":
             apply_map(attrs, TOOL_DECISION_MAP, out)
             self._tool_facts(attrs, out)
             out[TOOL_PHASE] = TOOL_DECISION
             return self.finish(
-                out,
-                EventType.TOOL_CALL,
-                session,
-                TOOL_DECISION,
-                out.get(am.TOOL_CALL_ID) or sequence,
+                out, EventType.TOOL_CALL, session, TOOL_DECISION, out.get(am.TOOL_CALL_ID) or when
             )
         if name == "tool_result":
             apply_map(attrs, TOOL_RESULT_MAP, out)
             self._tool_facts(attrs, out)
             out[TOOL_PHASE] = TOOL_RESULT
             return self.finish(
-                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or sequence
+                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or when
             )
         if name == "user_prompt":
             apply_map(attrs, USER_PROMPT, out)
@@ -193,7 +193,13 @@ class ClaudeCode(Vendor):
             if text and text != REDACTED:
                 out[am.PROMPT_TEXT] = text
                 out.setdefault(am.PROMPT_LENGTH, len(text))
-            return self.finish(out, EventType.USER_PROMPT, session, sequence)
+            return self.finish(out, EventType.USER_PROMPT, session, when)
+        if name == "mcp_server_connection":
+            server = to_str(attrs.get("server_name"))
+            if server is None or to_str(attrs.get("status")) != "connected":
+                return None  # disconnects and failures stay raw
+            out[am.MCP_SERVERS] = server
+            return self.finish(out, EventType.SESSION_START, session, "mcp", server, when)
         return None
 
     @staticmethod
@@ -203,12 +209,22 @@ class ClaudeCode(Vendor):
             out[am.DECISION_SOURCE] = DECISION_SOURCES.get(source, source)
         parameters = json_object(attrs.get("tool_parameters"))
         if parameters:
+            # Every MCP tool is logged as ``mcp_tool``; its real names are only in here.
             mcp = to_str(parameters.get("mcp_server_name"))
             if mcp:
                 out.setdefault(am.MCP_SERVER, mcp)
+            tool = to_str(parameters.get("mcp_tool_name"))
+            if tool:
+                out[am.TOOL_NAME] = tool
+        tool_source = to_str(attrs.get("tool_source"))  # on decisions only
+        if tool_source is None:
+            mcp_call = out.get(am.MCP_SERVER) or attrs.get("tool_name") == MCP_TOOL
+            tool_source = "mcp" if mcp_call else "builtin"
+        out[am.TOOL_SOURCE] = tool_source
         # tool_input holds the model's arguments; tool_parameters the harness's view of them.
         tool_argument_facts(attrs.get("tool_input"), out)
-        tool_argument_facts(attrs.get("tool_parameters"), out)
+        if not out.get(am.MCP_SERVER):  # an MCP call's parameters are its names, not arguments
+            tool_argument_facts(attrs.get("tool_parameters"), out)
 
     def span_event(
         self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch
@@ -261,7 +277,52 @@ class ClaudeCode(Vendor):
         }
         if "cost" in values:
             out[am.COST_USD_REPORTED] = values["cost"]
+        if out[am.CACHE_WRITE_TOKENS]:
+            # The token metric does not split cache writes 5m/1h: a price from it would bill
+            # every 1h write at the 5m rate. The cost processor uses the agent's own cost then.
+            out[am.CACHE_WRITE_SPLIT_UNKNOWN] = True
         return out
+
+
+MAIN_QUERY_SOURCES = frozenset({"sdk", "repl_main_thread", "main", "print"})
+"""query_source values of the agent's main loop (``-p`` says ``sdk``); ``agent:...`` is a
+subagent; anything else (compaction, titles, suggestions) is an auxiliary call."""
+
+
+def caller_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
+    """Which loop made a model call: main, a subagent (Task/Agent tool) or an auxiliary one."""
+    query_source = to_str(attrs.get("query_source"))
+    agent_id = to_str(attrs.get("agent_id"))
+    if query_source:
+        out[am.QUERY_SOURCE] = query_source
+    if agent_id:
+        out[am.SUBAGENT_ID] = agent_id
+    agent_name = to_str(attrs.get("agent.name"))
+    if agent_name:
+        out[am.SUBAGENT_NAME] = agent_name
+    if agent_id or (query_source or "").startswith("agent:"):
+        out[am.CALLER] = "subagent"
+    elif query_source is None or query_source in MAIN_QUERY_SOURCES:
+        out[am.CALLER] = "main"
+    else:
+        out[am.CALLER] = "auxiliary"
+
+
+def record_key(record: LogRecord, attrs: Attrs) -> str:
+    """Per-record discriminator that survives redelivery and differs across processes.
+
+    ``event.sequence`` restarts at 1 when ``--resume`` continues a session in a new process, so
+    it is never used alone: the record's own timestamp (and ``event.timestamp``) and the turn's
+    ``prompt.id`` tell two processes apart, the sequence two records of one millisecond.
+    """
+    return "|".join(
+        (
+            record_time_key(record, attrs),
+            to_str(attrs.get("event.timestamp")) or "",
+            to_str(attrs.get("prompt.id")) or "",
+            to_str(attrs.get("event.sequence")) or "",
+        )
+    )
 
 
 def provider_of(model: str | None) -> str:

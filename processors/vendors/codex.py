@@ -12,6 +12,8 @@ noise ``drop_stream_chunks`` removes, never the one with counts. No cost is repo
 
 from __future__ import annotations
 
+import re
+
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from collector import agent_model as am
@@ -78,6 +80,7 @@ TOOL_DECISION_MAP: AttributeMap = {
     "call_id": (am.TOOL_CALL_ID, to_str),
     "decision": (am.DECISION, to_str),
     "source": (am.DECISION_SOURCE, to_str),
+    "mcp_server": (am.MCP_SERVER, to_str),
 }
 
 TOOL_RESULT_MAP: AttributeMap = {
@@ -87,6 +90,41 @@ TOOL_RESULT_MAP: AttributeMap = {
     "duration_ms": (am.DURATION_MS, to_float),
     "mcp_server": (am.MCP_SERVER, to_str),
 }
+
+ROOT_AGENT = "/root"
+
+EXIT_CODE = re.compile(r"^Process exited with code (-?\d+)$", re.MULTILINE)
+"""How exec_command's output reports the command's exit status (its header, before Output:)."""
+
+
+def exit_code_of(output: str) -> int | None:
+    header = output.split("\nOutput:", 1)[0]
+    match = EXIT_CODE.search(header)
+    return int(match.group(1)) if match else None
+
+
+MCP_NAMESPACE = re.compile(r"^mcp__(.+?)__$")
+"""``tool_namespace`` of an MCP tool (``functions`` for built-in ones): Codex logs the bare
+tool name with ``tool_namespace=mcp__<server>__``."""
+
+
+def mcp_tool_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
+    """``mcp_server`` is sent empty for built-in tools; the server of an MCP tool also shows in
+    its ``tool_namespace``, and a ``mcp__<server>__`` prefix on its name is dropped so per-tool
+    views see the real name."""
+    server = out.get(am.MCP_SERVER)
+    if not server:
+        namespace = MCP_NAMESPACE.match(to_str(attrs.get("tool_namespace")) or "")
+        server = out[am.MCP_SERVER] = namespace.group(1) if namespace else ""
+    if not server:
+        out.pop(am.MCP_SERVER, None)
+        out[am.TOOL_SOURCE] = "builtin"
+        return
+    out[am.TOOL_SOURCE] = "mcp"
+    name = out.get(am.TOOL_NAME)
+    prefix = f"mcp__{server}__"
+    if isinstance(name, str) and name.startswith(prefix):
+        out[am.TOOL_NAME] = name[len(prefix) :]
 
 
 def decision_of(raw: str) -> str:
@@ -137,19 +175,23 @@ class Codex(Vendor):
             source = out.get(am.DECISION_SOURCE)
             if isinstance(source, str):
                 out[am.DECISION_SOURCE] = source.lower()  # "Config", "User"
+            mcp_tool_facts(attrs, out)
             out[TOOL_PHASE] = TOOL_DECISION
             return self.finish(
                 out, EventType.TOOL_CALL, session, TOOL_DECISION, out.get(am.TOOL_CALL_ID) or when
             )
         if name == "codex.tool_result":
             apply_map(attrs, TOOL_RESULT_MAP, out)
-            if not out.get(am.MCP_SERVER):
-                out.pop(am.MCP_SERVER, None)
+            mcp_tool_facts(attrs, out)
             tool_argument_facts(attrs.get("arguments"), out)
             output = attrs.get("output")
             if isinstance(output, str):
                 out[am.TOOL_OUTPUT] = output
                 out[am.TOOL_OUTPUT_SIZE] = len(output.encode())
+                exit_code = exit_code_of(output)
+                if exit_code:  # Codex says success=true for a command that exited non-zero
+                    out[am.SUCCESS] = False
+                    out[am.ERROR_MESSAGE] = f"exit code {exit_code}"
             out[TOOL_PHASE] = TOOL_RESULT
             return self.finish(
                 out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or when
@@ -204,6 +246,11 @@ class Codex(Vendor):
             out[am.DURATION_MS] = duration
         out[am.PROVIDER] = self.provider
         out[am.STATUS] = "ok"
+        agent_name = to_str(attrs.get("agent_name"))
+        if agent_name:  # "/root" is the main agent; a spawned agent has its own path
+            out[am.CALLER] = "main" if agent_name == ROOT_AGENT else "subagent"
+            if agent_name != ROOT_AGENT:
+                out[am.SUBAGENT_NAME] = agent_name
         ensure_token_classes(out)
         return self.finish(out, EventType.API_CALL, session, "response.completed", when)
 

@@ -94,6 +94,19 @@ DECISIONS: dict[str, tuple[str, str | None]] = {
 and ``modify`` say who; ``--yolo`` logs a plain ``accept``, so the source stays unknown."""
 
 
+AUXILIARY_ROLES = frozenset({"utility_router"})
+"""``role`` of calls the CLI makes for itself: without ``-m`` a non-streaming router call to a
+flash-lite model starts every turn. Billed like any call, but not the conversation's."""
+
+
+def caller_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
+    role = to_str(attrs.get("role"))
+    if role is None:
+        return
+    out[am.QUERY_SOURCE] = role
+    out[am.CALLER] = "auxiliary" if role in AUXILIARY_ROLES else "main"
+
+
 def provider_of(auth_type: str | None) -> str:
     return "gcp.vertex_ai" if auth_type == "vertex-ai" else "gcp.gen_ai"
 
@@ -161,6 +174,7 @@ class GeminiCli(Vendor):
             status = to_str(attrs.get("status_code"))
             out[am.STATUS] = "ok" if status in (None, "200") else status
             out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
+            caller_facts(attrs, out)
             ensure_token_classes(out)
             return self.finish(out, EventType.API_CALL, session, prompt, when)
         if name == "gemini_cli.api_error":
@@ -169,6 +183,7 @@ class GeminiCli(Vendor):
                 to_str(attrs.get("status_code")) or to_str(attrs.get("error_type")) or "error"
             )
             out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
+            caller_facts(attrs, out)
             return self.finish(out, EventType.API_ERROR, session, prompt, when)
         if name == "gemini_cli.tool_call":
             apply_map(attrs, TOOL_CALL, out)
@@ -178,6 +193,11 @@ class GeminiCli(Vendor):
                 out[am.DECISION] = decision
                 if source is not None:
                     out[am.DECISION_SOURCE] = source
+            if am.ERROR_MESSAGE not in out:
+                error_type = to_str(attrs.get("error_type"))
+                if error_type:
+                    out[am.ERROR_MESSAGE] = error_type
+            out[am.TOOL_SOURCE] = "mcp" if out.get(am.MCP_SERVER) else "builtin"
             tool_argument_facts(attrs.get("function_args"), out)
             out[TOOL_PHASE] = TOOL_RESULT
             # Gemini 0.61 logs no call id: name and arguments keep two calls in one ms apart.

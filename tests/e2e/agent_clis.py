@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -343,8 +343,16 @@ def run_cli(
     prompt: str = PROMPT,
     timeout_s: float = 120,
     keep_home: Path | None = None,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    argv_override: Callable[[list[str]], list[str]] | None = None,
 ) -> CliRun:
-    """Run one CLI session against ``mock`` and wait until it has exited (and so flushed)."""
+    """Run one CLI session against ``mock`` and wait until it has exited (and so flushed).
+
+    ``args`` are appended to the CLI's command line and ``env`` overrides its environment (a
+    resumed session, an MCP config, logs off); ``argv_override`` rewrites the whole command
+    line (``codex exec resume``). ``keep_home`` keeps HOME (a session to resume) across runs.
+    """
     spec = ALL_SPECS[agent]
     if telemetry.protocol not in spec.protocols:
         raise ValueError(f"{agent} cannot export OTLP as {telemetry.protocol}")
@@ -356,7 +364,11 @@ def run_cli(
         home = keep_home or Path(tmp)
         workdir = home / "project"
         workdir.mkdir(parents=True, exist_ok=True)
-        argv, env, files = builders[agent](spec, mock, telemetry, prompt)
+        argv, run_env, files = builders[agent](spec, mock, telemetry, prompt)
+        argv = [*argv, *args]
+        if argv_override is not None:
+            argv = argv_override(argv)
+        run_env = {**run_env, **(env or {})}
         for rel, content in files.items():
             path = home / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +380,7 @@ def run_cli(
             "LANG": "C.UTF-8",
             "TERM": "dumb",
             "NO_COLOR": "1",
-            **env,
+            **run_env,
         }
         (home / "tmp").mkdir(exist_ok=True)
         first_call = len(mock.calls)
@@ -397,7 +409,7 @@ def run_cli(
         agent,
         spec.version,
         argv,
-        env,
+        run_env,
         files,
         exit_code,
         stdout,

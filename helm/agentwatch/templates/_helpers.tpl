@@ -91,7 +91,44 @@ a number of seconds or a number with ms, s, m, h or d. Default 15 as in agentwat
 {{- if and .Values.clickhouse.embedded (gt (int .Values.replicaCount) 1) }}
 {{- fail "clickhouse.embedded runs one database per pod: use replicaCount=1, or an external ClickHouse" }}
 {{- end }}
+{{- if and .Values.budgets.webhook.existingSecret .Values.budgets.webhook.url }}
+{{- fail "budgets.webhook: set either existingSecret or url, not both" }}
+{{- end }}
 {{- if and .Values.clickhouse.existingSecret .Values.clickhouse.password }}
 {{- fail "clickhouse: set either existingSecret or password, not both" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The agentwatch config: .Values.config, plus the budgets extension when budgets.enabled. With
+more than one replica the extension runs on the first pod only, so each notification is sent once.
+*/}}
+{{- define "agentwatch.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- if .Values.budgets.enabled }}
+{{- $ext := dict "evaluation_interval" .Values.budgets.evaluationInterval "timezone" .Values.budgets.timezone "budgets" .Values.budgets.items }}
+{{- with .Values.budgets.silence }}
+{{- $_ := set $ext "silence" . }}
+{{- end }}
+{{- if include "agentwatch.budgetWebhookSecret" . }}
+{{- $_ := set $ext "notify" (dict "webhook" (dict "url" "${env:AGENTWATCH_BUDGET_WEBHOOK}")) }}
+{{- end }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- $_ := set $ext "only_on_host" (printf "%s-0" (include "agentwatch.fullname" .)) }}
+{{- end }}
+{{- $extensions := get $config "extensions" | default dict }}
+{{- $_ := set $extensions "budgets" $ext }}
+{{- $_ := set $config "extensions" $extensions }}
+{{- $service := get $config "service" }}
+{{- $_ := set $service "extensions" (append (without (get $service "extensions" | default list) "budgets") "budgets") }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{- define "agentwatch.budgetWebhookSecret" -}}
+{{- if .Values.budgets.webhook.existingSecret }}
+{{- .Values.budgets.webhook.existingSecret }}
+{{- else if .Values.budgets.webhook.url }}
+{{- include "agentwatch.secretName" . }}
 {{- end }}
 {{- end }}
