@@ -96,6 +96,8 @@ CALLER = P + "caller"  # main | subagent | auxiliary: which loop of the agent ma
 QUERY_SOURCE = P + "query_source"  # the agent's own name for that loop (Claude query_source)
 SUBAGENT_ID = P + "subagent_id"  # the subagent that made the call or ran the tool
 SUBAGENT_NAME = P + "subagent_name"
+PREMIUM_REQUESTS = P + "premium_requests"  # double, GitHub Copilot's premium-request count
+NANO_AIU = P + "nano_aiu"  # int, GitHub Copilot's AI credits in billionths (1e9 = 1 credit)
 DERIVED_FROM = P + "derived_from"  # "metrics" on records the normaliser made from metrics
 
 # --- tool_call ------------------------------------------------------------------------------

@@ -399,6 +399,17 @@ class DerivedMetrics:
             "Model API calls without a known cost (unknown model); not in agentwatch_cost_usd.",
             ("agent", "model", "team", *user),
         )
+        self.premium_requests = counter(
+            "agentwatch_premium_requests",
+            "GitHub Copilot premium requests of model API calls (github.copilot.cost, the "
+            "model's multiplier): the vendor's own allowance, not dollars.",
+            ("agent", "model", "team", *user),
+        )
+        self.ai_credits = counter(
+            "agentwatch_ai_credits",
+            "GitHub Copilot AI credits of model API calls (github.copilot.nano_aiu / 1e9).",
+            ("agent", "model", "team", *user),
+        )
         self.sessions = counter("agentwatch_sessions", "Distinct agent sessions seen.", who)
         self.prompts = counter("agentwatch_user_prompts", "User prompts (turns).", who)
         self.api_calls = counter(
@@ -443,6 +454,8 @@ class DerivedMetrics:
             self.tokens,
             self.cost,
             self.unpriced,
+            self.premium_requests,
+            self.ai_credits,
             self.sessions,
             self.prompts,
             self.api_calls,
@@ -626,6 +639,12 @@ class DerivedMetrics:
             self.unpriced.inc(who.labels(model=model))
         else:
             self.cost.inc(who.labels(model=model), cost)
+        premium = _number(ev.get(am.PREMIUM_REQUESTS))
+        if premium:
+            self.premium_requests.inc(who.labels(model=model), premium)
+        nano_aiu = _number(ev.get(am.NANO_AIU))
+        if nano_aiu:
+            self.ai_credits.inc(who.labels(model=model), nano_aiu / 1e9)
         status = _text(ev.get(am.STATUS)) or "ok"
         labels = {"agent": who.agent, "model": model, "status": status}
         self.api_calls.inc(labels)

@@ -72,8 +72,10 @@ from processors.vendors import (
     Vendor,
     attrs_dict,
     event_id,
+    first,
     to_str,
     vendor_for,
+    vendor_for_scope,
 )
 
 log = logging.getLogger("agentwatch.normalize")
@@ -193,13 +195,18 @@ class NormalizeProcessor(Processor):
             )
 
     # --- dispatch -----------------------------------------------------------------------------
-    def _vendor(self, resource: Resource, signal: Signal, items: int) -> Vendor | None:
+    def _vendor(
+        self, resource: Resource, signal: Signal, items: int, scopes: Iterable[str] = ()
+    ) -> Vendor | None:
+        """By ``service.name`` first, else by an instrumentation scope a vendor owns."""
         service = ""
         for kv in resource.attributes:
             if kv.key == "service.name":
                 service = kv.value.string_value
                 break
         vendor = vendor_for(service, self._overrides) if service else None
+        if vendor is None:
+            vendor = vendor_for_scope(scopes)
         if vendor is None:
             UNKNOWN_SERVICE.labels(self.name, signal.value, self._service_label(service)).inc(items)
         return vendor
@@ -238,7 +245,8 @@ class NormalizeProcessor(Processor):
         events: Counter[tuple[str, str]] = Counter()
         for rl in data.resource_logs:
             items = sum(len(sl.log_records) for sl in rl.scope_logs)
-            vendor = self._vendor(rl.resource, Signal.LOGS, items)
+            scopes = (sl.scope.name for sl in rl.scope_logs)
+            vendor = self._vendor(rl.resource, Signal.LOGS, items, scopes)
             if vendor is None:
                 continue
             resource = attrs_dict(rl.resource.attributes)
@@ -304,7 +312,8 @@ class NormalizeProcessor(Processor):
         events: Counter[tuple[str, str]] = Counter()
         for rs in data.resource_spans:
             items = sum(len(ss.spans) for ss in rs.scope_spans)
-            vendor = self._vendor(rs.resource, Signal.TRACES, items)
+            scopes = (ss.scope.name for ss in rs.scope_spans)
+            vendor = self._vendor(rs.resource, Signal.TRACES, items, scopes)
             if vendor is None:
                 continue
             resource = attrs_dict(rs.resource.attributes)
@@ -319,6 +328,9 @@ class NormalizeProcessor(Processor):
                 conversation = to_str(attrs.get("gen_ai.conversation.id"))
                 if conversation:
                     batch.conversation_by_trace.setdefault(span.trace_id, conversation)
+                user = to_str(first(attrs, vendor.identity_keys.get(am.USER_ID, ())))
+                if user:
+                    batch.user_by_trace.setdefault(span.trace_id, user)
             wants_metrics = derived is not None and vendor.derives_genai_metrics
             for span, attrs in spans:
                 result = vendor.span_event(resource, attrs, span, batch)
@@ -340,7 +352,8 @@ class NormalizeProcessor(Processor):
         groups: dict[tuple[object, ...], _UsageGroup] = {}
         skipped: Counter[tuple[str, str]] = Counter()
         for rm in data.resource_metrics:
-            vendor = self._vendor(rm.resource, Signal.METRICS, metric_points(rm))
+            scopes = (sm.scope.name for sm in rm.scope_metrics)
+            vendor = self._vendor(rm.resource, Signal.METRICS, metric_points(rm), scopes)
             if vendor is None:
                 continue
             resource = attrs_dict(rm.resource.attributes)

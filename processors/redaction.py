@@ -163,7 +163,8 @@ CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
         _ck("function_args", _A),
     ),
     am.Agent.COPILOT_CHAT: (),
-    am.Agent.COPILOT_CLI: (),
+    # the shell command of an execute_tool span, sent even without content capture
+    am.Agent.COPILOT_CLI: (_ck("github.copilot.tool.parameters.command", _A),),
 }
 """Vendor keys that carry content, per agent, in addition to ``_COMMON``."""
 

@@ -4,7 +4,7 @@
 # Each package goes to $AGENTWATCH_CACHE/agent-clis/<pkg>@<version> (default cache
 # $HOME/.cache/agentwatch), is installed into a staging directory first and renamed into place
 # only when complete, so an interrupted run never leaves a half-installed CLI that looks ready.
-# A second run with everything present only checks three marker files.
+# A second run with everything present only checks one marker file per package.
 #
 # Needs node >= 20 and npm with access to the npm registry; nothing else.
 # Usage: scripts/install-agent-clis.sh [--print-dir]   (--print-dir: print the cache dir, exit)
@@ -15,6 +15,7 @@ PACKAGES=(
   "@anthropic-ai/claude-code@2.1.328"
   "@openai/codex@0.169.0"
   "@google/gemini-cli@0.61.0"
+  "@github/copilot@1.0.102"
 )
 CACHE_DIR="${AGENTWATCH_CACHE:-$HOME/.cache/agentwatch}/agent-clis"
 
@@ -48,6 +49,19 @@ install_one() {
     cat "$staging.log" >&2
     rm -rf "$staging"
     return 1
+  fi
+  # The Copilot CLI unpacks ~235 MB on its first run under $XDG_CACHE_HOME/copilot: do it here,
+  # beside the package (tests/e2e/agent_clis.py points XDG_CACHE_HOME there), so that runs
+  # never unpack concurrently and the marker below means ready.
+  if [[ "$spec" == @github/copilot@* ]]; then
+    if ! HOME="$staging/home" XDG_CACHE_HOME="$staging/xdg-cache" COPILOT_AUTO_UPDATE=false \
+        "$staging/node_modules/.bin/copilot" --version >>"$staging.log" 2>&1; then
+      echo "install-agent-clis: first run of $spec failed:" >&2
+      cat "$staging.log" >&2
+      rm -rf "$staging"
+      return 1
+    fi
+    rm -rf "$staging/home"
   fi
   rm -rf "$target"
   mv "$staging" "$target"

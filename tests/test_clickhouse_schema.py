@@ -68,7 +68,7 @@ def test_migrate_from_empty_then_status(clickhouse_db: ClickHouseDatabase) -> No
     assert expected <= names
 
 
-@pytest.mark.parametrize("start", range(1, schema.LATEST_VERSION))
+@pytest.mark.parametrize("start", [m.version for m in schema.MIGRATIONS[:-1]])
 def test_migrate_from_each_earlier_version(
     clickhouse_db: ClickHouseDatabase, clickhouse_server: object, start: int, tmp_path: Path
 ) -> None:
@@ -76,7 +76,7 @@ def test_migrate_from_each_earlier_version(
     exactly the schema a fresh database gets, and sessions/rollups include the old data."""
     settings = clickhouse_db.settings
     assert schema.migrate(clickhouse_db.client, settings, target=start) == [
-        (m.version, m.name) for m in schema.MIGRATIONS[:start]
+        (m.version, m.name) for m in schema.MIGRATIONS if m.version <= start
     ]
     report = schema.status(clickhouse_db.client, settings)
     assert [at is not None for _, _, at in report] == [

@@ -139,7 +139,9 @@ def test_tool_calls_stored_before_migration_6_count_as_invocations(
         exporter.shutdown()
     assert q(db, "SELECT tool_calls FROM DB.sessions") == [(2,)]  # the defect, as stored by v5
 
-    assert schema.migrate(db.client, db.settings) == [(6, "tool_invocations_and_callers")]
+    applied = schema.migrate(db.client, db.settings)
+    assert applied[0] == (6, "tool_invocations_and_callers")
+    assert applied == [(m.version, m.name) for m in schema.MIGRATIONS if m.version > 5]
     for statement in schema.MIGRATIONS[5].render(db.settings):  # a re-run after a crash
         db.client.command(statement.sql, settings=dict(statement.settings) or None)
     assert q(db, "SELECT tool_calls, tool_events FROM DB.sessions") == [(1, 2)]

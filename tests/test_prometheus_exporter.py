@@ -454,7 +454,8 @@ def test_copilot_calls_reported_only_as_spans_are_counted(tmp_path: Path) -> Non
         calls = samples(exporter, "agentwatch_api_calls_total")
         assert by_label(calls, "agent") == {"copilot_chat": 3, "copilot_cli": 4}
         assert samples(exporter, "agentwatch_api_errors_total") == {
-            key(agent="copilot_cli", model="claude-sonnet-4.6", status="RateLimitError"): 1.0
+            # Copilot's claude-sonnet-4.6 under the price book's (Anthropic's) name
+            key(agent="copilot_cli", model="claude-sonnet-4-6", status="RateLimitError"): 1.0
         }
         costs = {
             _span_attr(span, am.EVENT_ID): _span_attr(span, am.COST_USD)
@@ -462,13 +463,16 @@ def test_copilot_calls_reported_only_as_spans_are_counted(tmp_path: Path) -> Non
             for span in _spans(data)
             if _span_attr(span, am.COST_USD) is not None
         }
-        # The CLI's three successful calls are priced; the price book has no github_copilot
-        # gpt-4o, so Copilot Chat's three are counted as unpriced, not as zero cost.
-        assert len(costs) == 3
+        # Every call is priced at its model vendor's list price (Anthropic's and OpenAI's).
+        assert len(costs) == 6
         cost = by_label(samples(exporter, "agentwatch_cost_usd_total"), "agent")
-        assert cost == {"copilot_cli": pytest.approx(sum(costs.values()), rel=1e-9)}
+        assert sum(cost.values()) == pytest.approx(sum(costs.values()), rel=1e-9)
+        assert cost.keys() == {"copilot_chat", "copilot_cli"}
         unpriced = by_label(samples(exporter, "agentwatch_api_calls_unpriced_total"), "agent")
-        assert unpriced == {"copilot_chat": 3}
+        assert unpriced == {}
+        # github.copilot.cost is premium requests, counted apart from dollars
+        premium = by_label(samples(exporter, "agentwatch_premium_requests_total"), "agent")
+        assert premium == {"copilot_cli": pytest.approx(0.0234 + 0.0211 + 0.0044)}
         tools = by_label(samples(exporter, "agentwatch_tool_calls_total"), "agent")
         assert tools == {"copilot_chat": 4, "copilot_cli": 2}
         assert by_label(samples(exporter, "agentwatch_user_prompts_total"), "agent") == {

@@ -220,7 +220,7 @@ class _TablePlan:
     def of(cls, spec: schema.AgentTable) -> _TablePlan:
         fields = spec.all_fields
         typed = [
-            (i, f.kind, UINT64_MAX if f.type == "UInt64" else 2**32 - 1)
+            (i, f.kind, UINT64_MAX if "UInt64" in f.type else 2**32 - 1)
             for i, f in enumerate(fields)
             if f.kind != "str"
         ]
@@ -299,7 +299,7 @@ class AgentRowBuilder:
             text = values[i]
             if not text:
                 values[i] = [] if kind == "list" else (0 if kind == "uint" else None)
-            elif kind == "uint":
+            elif kind == "uint" or kind == "nullable_uint":
                 values[i], ok = _uint(text, limit)
                 self.invalid += not ok
             elif kind == "float":

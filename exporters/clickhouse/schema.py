@@ -342,6 +342,14 @@ def _f(column: str, key: str) -> AgentField:
     return AgentField(column, "Nullable(Float64)", key, "float")
 
 
+VENDOR_BILLING_FIELDS = _late(
+    7,
+    _f("premium_requests", am.PREMIUM_REQUESTS),
+    AgentField("nano_aiu", "Nullable(UInt64)", am.NANO_AIU, "nullable_uint"),
+)
+"""Added by migration 7: what a call counts against the agent vendor's own allowance (GitHub
+Copilot's premium requests and AI credits in billionths); NULL when the agent reports none."""
+
 COMMON_FIELDS = (
     _s("agent", am.AGENT, True),
     _s("agent_version", am.AGENT_VERSION, True),
@@ -462,6 +470,7 @@ AGENT_TABLES: dict[am.EventType, AgentTable] = {
                     _s("subagent_name", am.SUBAGENT_NAME, True),
                     _s("cost_source", am.COST_SOURCE, True),
                 ),
+                *VENDOR_BILLING_FIELDS,
             ),
             repriced_since=5,
         ),
@@ -654,9 +663,18 @@ SESSION_COLUMNS_V6 = (Column("tool_invocations", "AggregateFunction(uniqExact, S
 decision and a result of one call are two events that may arrive in any order and batch; a
 uniqExact state counts the call once whatever came, and merging states is idempotent."""
 
+SESSION_COLUMNS_V7 = (
+    Column("premium_requests", _saf("sum", "Float64")),
+    Column("nano_aiu", _saf("sum", "UInt64")),
+)
+"""Added by migration 7: the session's sums of ``VENDOR_BILLING_FIELDS``."""
+
 AGENT_SESSIONS = replace(
     AGENT_SESSIONS_V3,
-    columns=AGENT_SESSIONS_V3.columns + SESSION_COLUMNS_V5 + SESSION_COLUMNS_V6,
+    columns=AGENT_SESSIONS_V3.columns
+    + SESSION_COLUMNS_V5
+    + SESSION_COLUMNS_V6
+    + SESSION_COLUMNS_V7,
 )
 
 USAGE_KEYS = ("hour", "agent", "team", "user_id", "user_email", "provider", "model")
@@ -990,6 +1008,16 @@ def _api_call_session_select_v5(source: str) -> str:
     return f"SELECT {', '.join(columns)} {_session_tail(source)}"
 
 
+def _api_call_session_select_v7(source: str) -> str:
+    """Version 5's, plus the vendor's own billing measures (a repriced revision changes none)."""
+    columns = [
+        f"toFloat64(sumIf(ifNull(src.premium_requests, 0), {_FIRST})) AS premium_requests",
+        f"toUInt64(sumIf(ifNull(src.nano_aiu, 0), {_FIRST})) AS nano_aiu",
+    ]
+    head, tail = _api_call_session_select_v5(source).split(" FROM ", 1)
+    return f"{head}, {', '.join(columns)} FROM {tail}"
+
+
 def _api_usage_session_select(source: str) -> str:
     columns = _session_head()
     columns.append(f"toUInt64(countIf({_FIRST})) AS usage_records")
@@ -1258,12 +1286,28 @@ PUBLIC_VIEWS_V6: dict[str, str] = {
 assert "uniqExactMerge" in PUBLIC_VIEWS_V6["sessions"]
 assert "tool_events FROM" in PUBLIC_VIEWS_V6["sessions"]
 
-PUBLIC_VIEWS: dict[str, str] = PUBLIC_VIEWS_V6
+PUBLIC_VIEWS_V7: dict[str, str] = {
+    **PUBLIC_VIEWS_V6,
+    "api_calls": PUBLIC_VIEWS_V6["api_calls"].replace(
+        "cost_source FROM {agent_api_calls}",
+        "cost_source, premium_requests, nano_aiu FROM {agent_api_calls}",
+    ),
+    "sessions": PUBLIC_VIEWS_V6["sessions"].replace(
+        " FROM {agent_sessions} AS t GROUP BY",
+        ", sum(t.premium_requests) AS premium_requests, sum(t.nano_aiu) AS nano_aiu"
+        " FROM {agent_sessions} AS t GROUP BY",
+    ),
+}
+"""The public views as migration 7 left them."""
+assert "nano_aiu FROM {agent_api_calls}" in PUBLIC_VIEWS_V7["api_calls"]
+assert "nano_aiu FROM {agent_sessions}" in PUBLIC_VIEWS_V7["sessions"]
+
+PUBLIC_VIEWS: dict[str, str] = PUBLIC_VIEWS_V7
 """The public contract (docs/data-model.md): names and leading columns never change; new
 columns are only appended. Agent views read FINAL so the ReplacingMergeTree backstop hides any
 duplicate that slipped past the exporter's check, and show the latest revision of a repriced
-row. A migration renders its own version's dict, so a later one (``PUBLIC_VIEWS_V7 =
-{**PUBLIC_VIEWS_V6, ...}``) changes no earlier migration."""
+row. A migration renders its own version's dict, so a later one (``PUBLIC_VIEWS_V8 =
+{**PUBLIC_VIEWS_V7, ...}``) changes no earlier migration."""
 
 
 def render_public_view(
@@ -1473,6 +1517,30 @@ def _m6_tool_invocations(s: SchemaSettings) -> list[Statement]:
     return out
 
 
+def _m7_vendor_billing(s: SchemaSettings) -> list[Statement]:
+    """Premium requests and AI credits (GitHub Copilot) on api calls and sessions. No
+    backfill: older Copilot rows carried the premium-request multiplier as cost_usd_reported,
+    which the raw otel_traces rows still hold as ``github.copilot.cost``."""
+    calls = AGENT_TABLES[am.EventType.API_CALL]
+    added = [Column(f.column, f.type) for f in calls.late_fields(7) if f.since == 7]
+    out = [Statement(sql) for sql in render_add_columns(calls.table, added, s)]
+    out += [Statement(sql) for sql in render_add_columns("agent_sessions", SESSION_COLUMNS_V7, s)]
+    out.append(
+        Statement(
+            render_mv_query(
+                "agent_api_calls_sessions_mv",
+                _api_call_session_select_v7(s.local(calls.table)),
+                s,
+            )
+        )
+    )
+    out += [
+        Statement(render_public_view(name, s, PUBLIC_VIEWS_V7))
+        for name in ("api_calls", "sessions")
+    ]
+    return out
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "otel_raw_tables", _m1_raw),
     Migration(2, "agent_event_tables", _m2_agent_events),
@@ -1480,6 +1548,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "public_contract_views", _m4_public_views),
     Migration(5, "api_usage_and_reprice", _m5_api_usage_and_reprice),
     Migration(6, "tool_invocations_and_callers", _m6_tool_invocations),
+    Migration(7, "vendor_billing_measures", _m7_vendor_billing),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

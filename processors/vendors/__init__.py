@@ -279,6 +279,9 @@ class Vendor:
     agent: ClassVar[Agent]
     service_names: ClassVar[frozenset[str]] = frozenset()
     service_prefixes: ClassVar[tuple[str, ...]] = ()
+    scope_names: ClassVar[frozenset[str]] = frozenset()
+    """Instrumentation scopes that are this agent's whatever ``service.name`` says (a user may
+    rename the service with ``OTEL_SERVICE_NAME``)."""
     provider: ClassVar[str] = ""
     """``agentwatch.provider`` and ``gen_ai.provider.name`` unless a record says otherwise."""
     genai_operation: ClassVar[str] = "chat"
@@ -343,6 +346,8 @@ class SpanBatch:
     """
 
     conversation_by_trace: dict[bytes, str] = field(default_factory=dict)
+    user_by_trace: dict[bytes, str] = field(default_factory=dict)
+    """The user id one span of a trace carries (Copilot: only its ``invoke_agent`` span)."""
 
 
 def ensure_token_classes(out: dict[str, Scalar]) -> None:
@@ -383,6 +388,15 @@ def vendor_for(service_name: str, overrides: Mapping[str, str] | None = None) ->
             return vendor
     return None
 
+
+def vendor_for_scope(scope_names: Iterable[str]) -> Vendor | None:
+    """The normaliser owning one of these instrumentation scopes, for a service name no
+    vendor claims."""
+    names = set(scope_names)
+    for vendor in _REGISTRY:
+        if vendor.scope_names & names:
+            return vendor
+    return None
 
 
 # The built-in vendors register themselves when imported. Importing them here, at the end of

@@ -2,19 +2,25 @@
 (``github-copilot``). Both follow the GenAI span conventions, so one module serves both.
 
 The model calls are ``chat <model>`` spans, tool calls ``execute_tool <tool>`` spans, one user
-message an ``invoke_agent`` span (whose token totals repeat its chat spans and are therefore
-not an api_call). Per the conventions ``gen_ai.usage.input_tokens`` INCLUDES the cache-read
-and cache-write tokens, which agentwatch subtracts. The CLI also reports
-``github.copilot.cost`` per chat span; it writes cache writes as
-``gen_ai.usage.cache_creation.input_tokens`` (GitHub's docs) or
-``gen_ai.usage.cache_write.input_tokens`` (seen in the wild), both are read.
+message an ``invoke_agent`` span (whose token, cost and AI-credit totals repeat its chat spans
+and are therefore not an api_call). Per the conventions ``gen_ai.usage.input_tokens`` INCLUDES
+the cache-read and cache-write tokens, whatever model answered, which agentwatch subtracts.
+Cache writes are ``gen_ai.usage.cache_write.input_tokens`` (the CLI) or
+``gen_ai.usage.cache_creation.input_tokens`` (GitHub's docs), both are read.
 
-No offline run of either is possible here: the shapes come from the vendors' documentation
-(see docs/agents/copilot.md), not from a captured session.
+Money: the CLI's ``github.copilot.cost`` is the premium-request multiplier of the call (from the
+model catalog's ``billing.multiplier``), not dollars, and ``github.copilot.nano_aiu`` its AI
+credits in billionths; both are kept as their own measures. The dollar figure is the list-price
+equivalent the cost processor computes, so a call is attributed to the model's own vendor
+(``gen_ai.provider.name`` says ``github``) under the price book's model name.
+
+The CLI (1.0.102) was run here against local mocks (tests/e2e); Copilot Chat in VS Code is
+still known only from its documentation (docs/agents/copilot.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -48,7 +54,8 @@ from processors.vendors import (
 
 IDENTITY = {
     am.SESSION_ID: ("gen_ai.conversation.id", "session.id"),
-    am.USER_ID: ("user.id", "enduser.id"),
+    # The CLI signed in to GitHub puts the account's analytics id on its invoke_agent span.
+    am.USER_ID: ("user.id", "enduser.id", "enduser.pseudo.id"),
     am.USER_EMAIL: ("user.email",),
     am.HOST: ("host.name",),
     am.TEAM: ("team",),
@@ -57,9 +64,33 @@ IDENTITY = {
 
 CHAT: AttributeMap = {
     "gen_ai.response.id": (am.REQUEST_ID, to_str),
-    "github.copilot.cost": (am.COST_USD_REPORTED, to_float),
+    "github.copilot.cost": (am.PREMIUM_REQUESTS, to_float),
+    "github.copilot.nano_aiu": (am.NANO_AIU, to_int),
     "gen_ai.usage.reasoning.output_tokens": (am.REASONING_TOKENS, to_int),
 }
+
+DENIED = "denied"
+"""``error.type`` of an execute_tool span whose call a ``--deny-tool`` rule refused."""
+
+_CLAUDE_VERSION_DOT = re.compile(r"(?<=\d)\.(?=\d)")
+
+
+def price_book_model(model: str) -> tuple[str, str]:
+    """(provider, model) under which the price book lists a Copilot model name.
+
+    Copilot writes Anthropic versions with dots (``claude-sonnet-4.5``) where Anthropic, and so
+    the price book, uses hyphens (``claude-sonnet-4-5``); OpenAI and Google names are the
+    vendors' own. Unknown families stay with GitHub's provider (the book's ``github_copilot``).
+    """
+    name = model.strip().lower()
+    if name.startswith("claude-"):
+        return "anthropic", _CLAUDE_VERSION_DOT.sub("-", name)
+    if name.startswith(("gpt-", "o1", "o3", "o4", "codex-")):
+        return "openai", name
+    if name.startswith("gemini-"):
+        return "gcp.gen_ai", name
+    return "github_copilot", name
+
 
 CACHE_READ_KEYS = ("gen_ai.usage.cache_read.input_tokens",)
 CACHE_WRITE_KEYS = (
@@ -70,6 +101,9 @@ CACHE_WRITE_KEYS = (
 TOOL: AttributeMap = {
     "gen_ai.tool.name": (am.TOOL_NAME, to_str),
     "gen_ai.tool.call.id": (am.TOOL_CALL_ID, to_str),
+    # the CLI's own copies of a shell command and a file tool's path (content capture on)
+    "github.copilot.tool.parameters.command": (am.COMMAND, to_str),
+    "github.copilot.tool.parameters.file_path": (am.FILE_PATH, to_str),
 }
 
 
@@ -108,6 +142,9 @@ class Copilot(Vendor):
         out: dict[str, Scalar] = {}
         if session:
             out[am.SESSION_ID] = session
+        user = batch.user_by_trace.get(span.trace_id)
+        if user and to_str(first(attrs, IDENTITY[am.USER_ID])) is None:
+            out[am.USER_ID] = user
         if span.trace_id:
             out[am.PROMPT_ID] = span.trace_id.hex()
         span_key = span.span_id.hex()
@@ -116,7 +153,12 @@ class Copilot(Vendor):
             return self._chat(attrs, span, out, session, span_key, elapsed)
         if operation == "execute_tool":
             apply_map(attrs, TOOL, out)
-            out[am.SUCCESS] = not failed(span, attrs)
+            # A shell command that exits non-zero is a normal span: only its exit code says so.
+            exit_code = to_int(attrs.get("process.exit.code"))
+            out[am.SUCCESS] = not failed(span, attrs) and not exit_code
+            if to_str(attrs.get("error.type")) == DENIED:
+                out[am.DECISION] = "reject"
+                out[am.DECISION_SOURCE] = "config"
             if elapsed is not None:
                 out[am.DURATION_MS] = elapsed
             error = to_str(attrs.get("error.type")) or span.status.message or None
@@ -146,14 +188,19 @@ class Copilot(Vendor):
         elapsed: float | None,
     ) -> Result:
         model = to_str(first(attrs, ("gen_ai.response.model", "gen_ai.request.model")))
-        if model:
-            out[am.MODEL] = model
         out[am.PROVIDER] = self.provider
+        if model:
+            out[am.PROVIDER], out[am.MODEL] = price_book_model(model)
         if elapsed is not None:
             out[am.DURATION_MS] = elapsed
         ttft_ms = to_float(attrs.get("copilot_chat.time_to_first_token"))
         if ttft_ms is None:
-            seconds = to_float(attrs.get("github.copilot.time_to_first_chunk"))
+            seconds = to_float(
+                first(
+                    attrs,
+                    ("gen_ai.response.time_to_first_chunk", "github.copilot.time_to_first_chunk"),
+                )
+            )
             ttft_ms = seconds * 1000.0 if seconds is not None else None
         if ttft_ms is not None:
             out[am.TTFT_MS] = ttft_ms
@@ -211,6 +258,7 @@ class CopilotChat(Copilot):
 class CopilotCli(Copilot):
     agent = Agent.COPILOT_CLI
     service_names = frozenset({"github-copilot"})
+    scope_names = frozenset({"github.copilot"})
 
 
 CHAT_VENDOR = register(CopilotChat())

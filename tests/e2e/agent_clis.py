@@ -23,6 +23,8 @@ from typing import Literal
 
 from tests.e2e.mock_models import (
     AnthropicMock,
+    CatalogModel,
+    CopilotApiMock,
     GeminiMock,
     MockModelServer,
     OpenAIResponsesMock,
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "scripts" / "install-agent-clis.sh"
 
 Protocol = Literal["http/protobuf", "http/json", "grpc"]
-AgentName = Literal["claude", "codex", "gemini"]
+AgentName = Literal["claude", "codex", "gemini", "copilot"]
 
 PROMPT = (
     "Run `echo hello` in the shell, then run the failing check command, then tell me what happened."
@@ -115,7 +117,19 @@ GEMINI = CliSpec(
     "gemini-2.5-pro",
     ("http/json", "grpc"),
 )
+COPILOT = CliSpec(
+    "copilot",
+    "@github/copilot",
+    "1.0.102",
+    "copilot",
+    "github-copilot",
+    "claude-sonnet-4.5",
+    ("http/protobuf", "http/json"),
+)
 SPECS: dict[AgentName, CliSpec] = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
+"""The CLIs that log their calls as events (the acceptance suite's common cases)."""
+ALL_SPECS: dict[AgentName, CliSpec] = {**SPECS, "copilot": COPILOT}
+"""With the Copilot CLI, whose calls are spans only (tests/e2e/test_copilot_through_agentwatch)."""
 
 
 def scenario_for(
@@ -137,6 +151,8 @@ def scenario_for(
     one recorded in tests/data/captured.
     """
     refused: tuple[str, dict[str, object]]
+    if agent == "copilot":
+        return copilot_scenario(extra_command=extra_command, hold_final=hold_final, nano_aiu=True)
     if agent == "claude":
         usages = (
             Usage(
@@ -188,7 +204,79 @@ def scenario_for(
     )
 
 
+COPILOT_SHELL = "bash"
+COPILOT_DENIED_COMMAND = f"touch {REFUSED_FILE}"
+COPILOT_DENIED_TOOL = "shell(touch)"
+"""``--deny-tool`` rule of every Copilot run: it refuses the scenario's ``touch``. A shell rule
+works with every model (``gpt-5.4`` offers ``apply_patch`` instead of ``create`` for files)."""
+
+
+def copilot_scenario(
+    *,
+    extra_command: str | None = None,
+    hold_final: Callable[[], bool] | None = None,
+    nano_aiu: bool = False,
+) -> Scenario:
+    """:func:`scenario_for` for the Copilot CLI: the refused call is a shell command that
+    ``--deny-tool`` forbids. The tool is named directly (``bash``) so every wire format asks
+    for the same calls. ``nano_aiu`` sets AI credits per call, as GitHub's model
+    API reports them (``copilot_usage.total_nano_aiu``)."""
+
+    def aiu(n: int) -> int | None:
+        return n if nano_aiu else None
+
+    def shell(command: str) -> dict[str, object]:
+        return {"command": command, "description": "Run the command the scenario asks for"}
+
+    usages = (
+        Usage(
+            4111,
+            cache_read_tokens=6007,
+            cache_write_tokens=1009,
+            output_tokens=89,
+            reasoning_tokens=19,
+        ),
+        Usage(4217, cache_read_tokens=7013, output_tokens=97),
+        Usage(4327, cache_read_tokens=8017, cache_write_tokens=503, output_tokens=103),
+        Usage(4433, cache_read_tokens=9029, output_tokens=113, reasoning_tokens=23),
+    )
+    extra: tuple[ToolCall, ...] = ()
+    if extra_command is not None:
+        extra = (
+            ToolCall(
+                EXTRA_CALL_USAGE["copilot"],
+                tool=COPILOT_SHELL,
+                args=shell(extra_command),
+                nano_aiu=aiu(117_000_003),
+            ),
+        )
+    return Scenario(
+        steps=(
+            RateLimited(retry_after_s=1),
+            ToolCall(
+                usages[0],
+                tool=COPILOT_SHELL,
+                args=shell(ECHO_COMMAND),
+                text="I'll run echo first.",
+                nano_aiu=aiu(123_456_789),
+            ),
+            ToolCall(
+                usages[1], tool=COPILOT_SHELL, args=shell(FAILING_COMMAND), nano_aiu=aiu(98_765_431)
+            ),
+            ToolCall(
+                usages[2],
+                tool=COPILOT_SHELL,
+                args=shell(COPILOT_DENIED_COMMAND),
+                nano_aiu=aiu(101_010_101),
+            ),
+            *extra,
+            Text(usages[3], FINAL_ANSWER, hold_until=hold_final, nano_aiu=aiu(87_654_329)),
+        )
+    )
+
+
 EXTRA_CALL_USAGE: dict[AgentName, Usage] = {
+    "copilot": Usage(4391, cache_read_tokens=8923, output_tokens=107),
     "claude": Usage(1613, cache_read_tokens=18547, cache_write_tokens=131, output_tokens=67),
     "codex": Usage(2477, cache_read_tokens=8923, output_tokens=139, reasoning_tokens=31),
     "gemini": Usage(3389, cache_read_tokens=9103, output_tokens=97, reasoning_tokens=37),
@@ -198,7 +286,9 @@ EXTRA_CALL_USAGE: dict[AgentName, Usage] = {
 
 def mock_for(agent: AgentName, scenario: Scenario | None = None) -> MockModelServer:
     scenario = scenario or scenario_for(agent)
-    model = SPECS[agent].model
+    model = ALL_SPECS[agent].model
+    if agent == "copilot":  # signed in to GitHub: the path that reports premium requests
+        return CopilotApiMock(scenario, CatalogModel(model, "Anthropic", 1.0))
     if agent == "claude":
         return AnthropicMock(scenario, model)
     if agent == "codex":
@@ -238,6 +328,8 @@ class Telemetry:
     resource_attributes: dict[str, str] = field(
         default_factory=lambda: {"team": "platform", "cost_center": "cc-42"}
     )
+    service_name: str | None = None
+    """``OTEL_SERVICE_NAME``, where the CLI honours it (Copilot); None keeps the CLI's own."""
 
     def resource_env(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.resource_attributes.items())
@@ -261,13 +353,13 @@ def run_cli(
     resumed session, an MCP config, logs off); ``argv_override`` rewrites the whole command
     line (``codex exec resume``). ``keep_home`` keeps HOME (a session to resume) across runs.
     """
-    spec = SPECS[agent]
+    spec = ALL_SPECS[agent]
     if telemetry.protocol not in spec.protocols:
         raise ValueError(f"{agent} cannot export OTLP as {telemetry.protocol}")
     if not spec.installed():
         raise FileNotFoundError(f"{spec.executable} missing: run {INSTALL_SCRIPT}")
     builders: dict[AgentName, Callable[..., tuple[list[str], dict[str, str], dict[str, str]]]]
-    builders = {"claude": _claude, "codex": _codex, "gemini": _gemini}
+    builders = {"claude": _claude, "codex": _codex, "gemini": _gemini, "copilot": _copilot}
     with tempfile.TemporaryDirectory(prefix=f"agentwatch-e2e-{agent}-") as tmp:
         home = keep_home or Path(tmp)
         workdir = home / "project"
@@ -426,6 +518,55 @@ def _gemini(
     return argv, env, {".gemini/settings.json": json.dumps(settings, indent=2)}
 
 
+def copilot_cache_home(spec: CliSpec = COPILOT) -> Path:
+    """``XDG_CACHE_HOME`` of every Copilot run: its first run unpacks ~235 MB under
+    ``$XDG_CACHE_HOME/copilot``; kept beside the package instead of in each throwaway HOME."""
+    return spec.package_dir / "xdg-cache"
+
+
+def _copilot(
+    spec: CliSpec, mock: MockModelServer, telemetry: Telemetry, prompt: str
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Bring-your-own-provider offline (documented in ``copilot help providers``): the mock's
+    class picks the wire API. :class:`CopilotApiMock` is the GitHub sign-in path instead: a fake
+    token and the (undocumented) GitHub API URL; only that path reports premium requests."""
+    env = {
+        "XDG_CACHE_HOME": str(copilot_cache_home(spec)),
+        "COPILOT_AUTO_UPDATE": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": telemetry.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": telemetry.protocol,
+        "OTEL_RESOURCE_ATTRIBUTES": telemetry.resource_env(),
+    }
+    if telemetry.content:
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+    if telemetry.service_name:
+        env["OTEL_SERVICE_NAME"] = telemetry.service_name
+    argv = [str(spec.executable), "-p", prompt, "--allow-all-tools"]
+    # The rule must be the refusal's reason: without --add-dir a path outside the working
+    # directory is refused first, for want of anyone to approve it.
+    argv += [f"--deny-tool={COPILOT_DENIED_TOOL}", "--add-dir=/tmp"]
+    if isinstance(mock, CopilotApiMock):
+        env |= {
+            "COPILOT_GITHUB_TOKEN": "gho_agentwatchE2eMockToken0000000000000",
+            "COPILOT_DEBUG_GITHUB_API_URL": mock.base_url,
+            "COPILOT_MODEL": mock.model,
+        }
+        argv.append("--disable-builtin-mcps")
+        return argv, env, {}
+    env |= {
+        "COPILOT_OFFLINE": "true",
+        "COPILOT_PROVIDER_API_KEY": "sk-mock-agentwatch-e2e",
+        "COPILOT_MODEL": mock.model,
+    }
+    if isinstance(mock, AnthropicMock):
+        env |= {"COPILOT_PROVIDER_TYPE": "anthropic", "COPILOT_PROVIDER_BASE_URL": mock.base_url}
+    else:
+        env["COPILOT_PROVIDER_BASE_URL"] = mock.base_url + "/v1"
+        if isinstance(mock, OpenAIResponsesMock):
+            env["COPILOT_PROVIDER_WIRE_API"] = "responses"
+    return argv, env, {}
+
+
 # --------------------------------------------------------------------------------------------
 # Recording ground truth: python -m tests.e2e.agent_clis [OUT_DIR]
 
@@ -449,7 +590,7 @@ class CapturePlan:
 def capture_plans() -> list[CapturePlan]:
     """Every protocol each CLI supports with content on, and its first one with content off."""
     plans = []
-    for agent, spec in SPECS.items():
+    for agent, spec in ALL_SPECS.items():
         plans += [CapturePlan(agent, protocol) for protocol in spec.protocols]
         plans.append(CapturePlan(agent, spec.protocols[0], content=False))
     return plans
@@ -531,6 +672,10 @@ WIRE_NOTES: dict[AgentName, str] = {
     "codex": "OpenAI wire: `input_tokens` = input + cache read + cache write; "
     "`input_tokens_details.cached_tokens` (read) and `.cache_write_tokens` (write, the field "
     "Codex reads); `output_tokens` includes `output_tokens_details.reasoning_tokens`.",
+    "copilot": "Copilot API wire (OpenAI chat completions): `prompt_tokens` = input + cache "
+    "read + cache write; `prompt_tokens_details.cached_tokens` (read) and `.cache_write_tokens` "
+    "(write); `completion_tokens` includes `completion_tokens_details.reasoning_tokens`; the "
+    "last chunk adds `copilot_usage.total_nano_aiu`. The catalog's `billing.multiplier` is 1.",
     "gemini": "Gemini wire: `promptTokenCount` = input + `cachedContentTokenCount`; "
     "`candidatesTokenCount` excludes `thoughtsTokenCount`; `totalTokenCount` = prompt + "
     "candidates + thoughts; no cache write.",
@@ -538,13 +683,13 @@ WIRE_NOTES: dict[AgentName, str] = {
 
 
 def _display_argv(run: CliRun) -> str:
-    spec = SPECS[run.agent]
+    spec = ALL_SPECS[run.agent]
     executable = f"$AGENTWATCH_CACHE/agent-clis/{spec.package}@{spec.version}/node_modules/.bin/"
     return shlex.join([executable + spec.bin_name, *run.argv[1:]])
 
 
 def _readme(agent: AgentName, notes: list[str]) -> str:
-    spec = SPECS[agent]
+    spec = ALL_SPECS[agent]
     scenario = scenario_for(agent)
     usage_rows = [
         f"| {n} | {u.input_tokens} | {u.cache_read_tokens} | {u.cache_write_tokens} "
@@ -590,7 +735,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=record_captures.__doc__)
     parser.add_argument("out_dir", nargs="?", default=str(REPO / "tests" / "data" / "captured"))
-    parser.add_argument("--agent", choices=sorted(SPECS), action="append")
+    parser.add_argument("--agent", choices=sorted(ALL_SPECS), action="append")
     args = parser.parse_args(argv)
     plans = [p for p in capture_plans() if not args.agent or p.agent in args.agent]
     for line in record_captures(Path(args.out_dir), plans):

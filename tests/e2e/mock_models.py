@@ -68,6 +68,8 @@ class ToolCall:
     tool: str | None = None
     args: dict[str, Any] | None = None
     text: str = ""
+    nano_aiu: int | None = None
+    """AI credits (billionths) GitHub's model API reports for the call (CopilotApiMock)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Text:
     text: str
     hold_until: Callable[[], bool] | None = None
     hold_timeout_s: float = 30.0
+    nano_aiu: int | None = None
 
 
 Step = RateLimited | ToolCall | Text
@@ -119,6 +122,8 @@ class RecordedCall:
     response_id: str | None = None
     request_id: str | None = None
     tool_call_id: str | None = None
+    nano_aiu: int | None = None
+    """AI credits the mock reported with the call's usage (GitHub's Copilot API only)."""
     started: float = field(default_factory=time.time)
 
 
@@ -255,6 +260,7 @@ class MockModelServer:
             if call.kind != "extra":
                 call.kind = "tool_call" if isinstance(step, ToolCall) else "text"
             call.usage = step.usage
+            call.nano_aiu = step.nano_aiu
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
             handler.send_header("Cache-Control", "no-cache")
@@ -948,3 +954,248 @@ def _split(text: str, parts: int = 3) -> list[str]:
         return [text]
     size = -(-len(text) // parts)
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAI Chat Completions (GitHub Copilot CLI's default wire API)
+
+
+class OpenAIChatMock(MockModelServer):
+    """``POST /v1/chat/completions`` streaming with ``stream_options.include_usage``: the usage
+    comes in a last chunk with no choices. ``bash`` is Copilot CLI's shell tool."""
+
+    vendor = "openai-chat"
+    SHELL_TOOLS: ClassVar[tuple[str, ...]] = ("bash", "shell", "powershell")
+
+    def _is_agent_loop(self, path: str, body: Any) -> bool:
+        return (
+            path.endswith("/chat/completions")
+            and isinstance(body, dict)
+            and bool(body.get("tools"))
+            and bool(body.get("stream"))
+        )
+
+    def _response_headers(self, call: RecordedCall) -> dict[str, str]:
+        return {"x-request-id": call.request_id or ""}
+
+    def _rate_limited(self, step: RateLimited) -> tuple[dict[str, str], dict[str, Any]]:
+        return OpenAIResponsesMock._rate_limited(self, step)  # type: ignore[arg-type]
+
+    def _shell_call(self, body: dict[str, Any], command: str) -> tuple[str, dict[str, Any]]:
+        offered = {_tool_name(t) for t in body.get("tools") or []}
+        for name in self.SHELL_TOOLS:
+            if name in offered:
+                return name, {"command": command, "description": "Run the scenario's command"}
+        raise AssertionError(f"no shell tool among the offered tools {sorted(map(str, offered))}")
+
+    def _wire_usage(self, usage: Usage) -> dict[str, Any]:
+        prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        details: dict[str, Any] = {"cached_tokens": usage.cache_read_tokens}
+        if usage.cache_write_tokens:
+            details["cache_write_tokens"] = usage.cache_write_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": prompt + usage.output_tokens,
+            "prompt_tokens_details": details,
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        }
+
+    def _extra_final(self, call: RecordedCall) -> dict[str, Any]:
+        """Fields added to the usage chunk (the Copilot API adds its billing there)."""
+        return {}
+
+    def _stream(self, step: ToolCall | Text, call: RecordedCall) -> Iterator[bytes]:
+        body = call.body if isinstance(call.body, dict) else {}
+        call.response_id = _new_id("chatcmpl-")
+        model = body.get("model", self.model)
+        base = {
+            "id": call.response_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return _sse(None, {**base, "choices": [choice]})
+
+        yield chunk({"role": "assistant", "content": ""})
+        for piece in _split(step.text) if step.text else []:
+            yield chunk({"content": piece})
+        finish = "stop"
+        if isinstance(step, ToolCall):
+            finish = "tool_calls"
+            if step.tool is not None:
+                name, args = step.tool, step.args or {}
+            else:
+                name, args = self._shell_call(body, step.command)
+            call.tool_call_id = _new_id("call_")
+            encoded = json.dumps(args)
+            pieces = _split(encoded)
+            first_call = {
+                "index": 0,
+                "id": call.tool_call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": pieces[0]},
+            }
+            yield chunk({"tool_calls": [first_call]})
+            for piece in pieces[1:]:
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        yield chunk({}, finish)
+        call.wire_usage = self._wire_usage(step.usage)
+        yield _sse(
+            None, {**base, "choices": [], "usage": call.wire_usage, **self._extra_final(call)}
+        )
+        yield b"data: [DONE]\n\n"
+
+    def _side(self, handler: BaseHTTPRequestHandler, call: RecordedCall) -> None:
+        body = call.body if isinstance(call.body, dict) else {}
+        if call.path.endswith("/models"):
+            _send_json(
+                handler,
+                200,
+                {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0}]},
+            )
+        elif call.path.endswith("/chat/completions") and handler.command == "POST":
+            # A side call without tools (a title, a summary): a short answer with usage.
+            usage = self.scenario.side_usage
+            call.usage = usage
+            call.wire_usage = self._wire_usage(usage)
+            call.response_id = _new_id("chatcmpl-")
+            message = {"role": "assistant", "content": "Scenario session"}
+            if body.get("stream"):
+                handler.send_response(200)
+                handler.send_header("Content-Type", "text/event-stream")
+                handler.send_header("Transfer-Encoding", "chunked")
+                handler.end_headers()
+                for frame in self._stream(Text(usage, "Scenario session"), call):
+                    _write_chunk(handler, frame)
+                _write_chunk(handler, b"")
+            else:
+                response = {
+                    "id": call.response_id,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", self.model),
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": call.wire_usage,
+                }
+                _send_json(handler, 200, response)
+        else:
+            _send_json(handler, 200, {})
+
+    def _tool_results_in(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        results = []
+        for message in body.get("messages") or []:
+            if isinstance(message, dict) and message.get("role") == "tool":
+                output = message.get("content")
+                if isinstance(output, list):
+                    output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
+                results.append(
+                    {"call_id": message.get("tool_call_id"), "output": output, "is_error": None}
+                )
+        return results
+
+
+def _tool_name(tool: Any) -> str | None:
+    """A tool's name in any of the three wire formats (chat: under ``function``)."""
+    if not isinstance(tool, dict):
+        return None
+    function = tool.get("function")
+    if isinstance(function, dict):
+        return function.get("name")
+    return tool.get("name")
+
+
+# --------------------------------------------------------------------------------------------
+# GitHub's Copilot API (the Copilot CLI signed in to GitHub)
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """One entry of the Copilot API's ``GET /models`` catalog."""
+
+    id: str
+    vendor: str
+    multiplier: float
+    """``billing.multiplier``: the premium requests one call of this model costs."""
+
+
+class CopilotApiMock(OpenAIChatMock):
+    """The GitHub API and the Copilot model API in one server.
+
+    The CLI signed in (``COPILOT_GITHUB_TOKEN``, ``COPILOT_DEBUG_GITHUB_API_URL``) asks
+    ``/copilot_internal/user`` where the model API is (``endpoints.api``: here, this server),
+    reads the model catalog (``GET /models``, whose ``billing.multiplier`` becomes each call's
+    ``github.copilot.cost``) and streams chat completions whose last chunk carries
+    ``copilot_usage.total_nano_aiu`` (AI credits). Everything else (managed settings, memory,
+    telemetry posts) gets an empty answer.
+    """
+
+    vendor = "github-copilot"
+    USER_LOGIN = "octo-e2e"
+    ANALYTICS_ID = "e2e-analytics-7f3a"
+    """The user's ``analytics_tracking_id``: the CLI sends it as ``enduser.pseudo.id``."""
+
+    def __init__(self, scenario: Scenario, model: CatalogModel) -> None:
+        super().__init__(scenario, model.id)
+        self.catalog_model = model
+
+    def _extra_final(self, call: RecordedCall) -> dict[str, Any]:
+        if call.nano_aiu is None:
+            return {}
+        return {"copilot_usage": {"total_nano_aiu": call.nano_aiu}}
+
+    def _side(self, handler: BaseHTTPRequestHandler, call: RecordedCall) -> None:
+        if call.path == "/copilot_internal/user":
+            _send_json(
+                handler,
+                200,
+                {
+                    "login": self.USER_LOGIN,
+                    "analytics_tracking_id": self.ANALYTICS_ID,
+                    "copilot_plan": "business",
+                    "access_type_sku": "copilot_for_business_seat",
+                    "chat_enabled": True,
+                    "endpoints": {
+                        "api": self.base_url,
+                        "proxy": self.base_url,
+                        "telemetry": self.base_url,
+                    },
+                },
+            )
+        elif call.path == "/models" and handler.command == "GET":
+            m = self.catalog_model
+            entry = {
+                "id": m.id,
+                "name": m.id,
+                "vendor": m.vendor,
+                "version": m.id,
+                "object": "model",
+                "model_picker_enabled": True,
+                "preview": False,
+                "is_chat_default": True,
+                "billing": {"is_premium": m.multiplier > 0, "multiplier": m.multiplier},
+                "capabilities": {
+                    "family": m.id,
+                    "type": "chat",
+                    "object": "model_capabilities",
+                    "tokenizer": "o200k_base",
+                    "limits": {
+                        "max_context_window_tokens": 200000,
+                        "max_output_tokens": 16000,
+                        "max_prompt_tokens": 128000,
+                    },
+                    "supports": {
+                        "streaming": True,
+                        "tool_calls": True,
+                        "parallel_tool_calls": True,
+                    },
+                },
+                "policy": {"state": "enabled"},
+                "supported_endpoints": ["/chat/completions"],
+            }
+            _send_json(handler, 200, {"object": "list", "data": [entry]})
+        else:
+            super()._side(handler, call)
