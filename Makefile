@@ -24,8 +24,8 @@ test-deps: $(VENV)/.installed
 	bash scripts/install-test-deps.sh
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check collector processors exporters tests bench
-	$(VENV)/bin/mypy collector processors exporters
+	$(VENV)/bin/ruff check collector processors exporters extensions tests bench
+	$(VENV)/bin/mypy collector processors exporters extensions
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "otlphttp": "exporters.otlp:HTTP_FACTORY",
         "prometheus": "exporters.prometheus:FACTORY",
     },
-    "extension": {},
+    "extension": {
+        "console": "extensions.console:FACTORY",
+    },
 }
 
 _PLUGINS: dict[str, dict[str, str]] = {kind: {} for kind in _BUILTIN}

@@ -1,0 +1,76 @@
+"""The console's server-rendered pages: every page renders what the API answers (the
+browser checks in tests/e2e run them in chromium)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from extensions.console.component import ConsoleExtension
+from extensions.console.config import ConsoleConfig
+from tests.clickhouse_fixture import ClickHouseDatabase
+from tests.console.client import get
+from tests.console.data import host_with, seed
+
+PAGES = ["/", "/sessions", "/sessions/s-ada-1", "/people", "/tools", "/security", "/health"]
+
+
+@pytest.fixture
+def console(clickhouse_db: ClickHouseDatabase, tmp_path: Path) -> Iterator[str]:
+    seeded = seed(clickhouse_db, tmp_path)
+    directory = tmp_path / "directory.csv"
+    directory.write_text(
+        "email,team,display_name\nada@example.com,platform,Ada\nidle@example.com,data,Idle\n"
+    )
+    cfg = ConsoleConfig.model_validate(
+        {"endpoint": "127.0.0.1:0", "directory_file": str(directory)}
+    )
+    ext = ConsoleExtension("console", cfg)
+    ext.start(host_with(seeded.exporter, tmp_path))
+    yield f"http://127.0.0.1:{ext.port}"
+    ext.shutdown()
+    seeded.exporter.shutdown()
+
+
+def test_every_page_renders_the_api_figures(console: str) -> None:
+    for page in PAGES:
+        answer = get(f"{console}{page}?from=now-1d&agent=claude_code,codex,gemini_cli")
+        assert answer.status == 200, (page, answer.text[:500])
+        assert "<main" in answer.text and "Cannot show" not in answer.text
+    overview = get(f"{console}/?from=now-1d").text
+    summary = get(f"{console}/api/v1/summary?from=now-1d").json()
+    assert f'data-value="{summary["cost_usd"]}"' in overview
+    sessions = get(f"{console}/sessions").text
+    assert sessions.count("data-session=") == 5
+    assert 'data-value="1.25"' in sessions and 'data-value="null"' in sessions
+    timeline = get(f"{console}/sessions/s-ada-1").text
+    types = re.findall(r'data-type="(\w+)"', timeline)
+    assert types == [
+        "user_prompt",
+        "api_call",
+        "tool_call",
+        "api_call",
+        "tool_call",
+        "api_call",
+        "tool_call",
+        "detection",
+    ]
+    assert "ls -la" in timeline  # the command, as stored
+    security = get(f"{console}/security").text
+    assert '/sessions/s-ada-1?agent=claude_code#ev-s-ada-1-e8"' in security
+
+
+def test_unused_seats_come_from_the_directory(console: str) -> None:
+    people = get(f"{console}/api/v1/people").json()
+    assert [s["user"] for s in people["unused_seats"]] == ["idle@example.com"]
+    assert people["unused_seats"][0]["last_seen"] is None
+    assert "idle@example.com" in get(f"{console}/people").text
+
+
+def test_a_bad_parameter_renders_an_error_page(console: str) -> None:
+    answer = get(f"{console}/sessions?from=tomorrowish")
+    assert answer.status == 400 and "is not a time" in answer.text
+    assert get(f"{console}/sessions/nope").status == 404
