@@ -70,6 +70,9 @@ TIMELINE_VIEWS: dict[str, str] = {
 }
 """Timeline item type -> the public view its rows come from; the order breaks time ties."""
 _RANK = {name: n for n, name in enumerate(TIMELINE_VIEWS)}
+_TICK = timedelta(microseconds=1)
+"""Python times stop at microseconds, the views' at nanoseconds: an upper bound taken from a
+stored time is widened by one microsecond so that the row it came from is still included."""
 
 
 def jsonable(value: Any) -> Any:
@@ -226,7 +229,7 @@ class Store:
             {
                 "ids": [r["session_id"] for r in rows],
                 "lo": min(r["first_seen"] for r in rows),
-                "hi": max(r["last_seen"] for r in rows),
+                "hi": max(r["last_seen"] for r in rows) + _TICK,
             },
         )
         return {(r["agent"], r["session_id"]): list(r["models"]) for r in found}
@@ -263,13 +266,13 @@ class Store:
             "id": session_id,
             "agent": row["agent"],
             "lo": row["first_seen"],
-            "hi": row["last_seen"],
+            "hi": row["last_seen"] + _TICK,
         }
         timeline: list[dict[str, Any]] = []
         for kind, view in TIMELINE_VIEWS.items():
             for item in self.rows("timeline.sql", bounds, view=view):
                 timeline.append({"type": kind, **item})
-        timeline.sort(key=lambda i: (i["timestamp"], _RANK[i["type"]], i.get("event_id", "")))
+        timeline.sort(key=lambda i: (i.pop("_ns"), _RANK[i["type"]], i.get("event_id", "")))
         out["timeline"] = jsonable(timeline)
         out["other_agents"] = [r["agent"] for r in found[1:]]
         return out
