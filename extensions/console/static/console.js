@@ -49,6 +49,7 @@
         data.push(times.map(function (t) { var v = cell[t + "|" + k]; return v == null ? 0 : v; }));
         series.push({
           label: k, stroke: PALETTE[i % PALETTE.length], width: 2,
+          paths: times.length < 4 ? uPlot.paths.bars({ size: [0.6, 24] }) : undefined,
           fill: PALETTE[i % PALETTE.length] + "22", points: { show: times.length < 50 },
           value: function (u, v) { return money(v); }
         });
@@ -57,7 +58,12 @@
       /* global uPlot */
       new uPlot({
         width: width, height: 200, series: series,
-        scales: { x: { time: true } },
+        legend: { live: false },
+        scales: { x: { time: true, range: function () {
+          var lo = parseInt(box.dataset.from, 10), hi = parseInt(box.dataset.to, 10);
+          var step = bucket === "day" ? 86400 : 3600;
+          return [Math.floor(lo / step) * step, Math.max(hi, times[times.length - 1] + step)];
+        } } },
         axes: [{}, { values: function (u, vals) { return vals.map(money); }, size: 70 }]
       }, data, box);
     });

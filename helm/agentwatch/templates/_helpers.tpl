@@ -95,3 +95,9 @@ a number of seconds or a number with ms, s, m, h or d. Default 15 as in agentwat
 {{- fail "clickhouse: set either existingSecret or password, not both" }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the config runs the console with auth, so it may listen beyond loopback. */}}
+{{- define "agentwatch.consoleExposed" -}}
+{{- $console := dig "extensions" "console" dict .Values.config }}
+{{- if and (has "console" (dig "service" "extensions" list .Values.config)) (not (empty (get (default dict $console) "auth"))) }}true{{ end }}
+{{- end }}
