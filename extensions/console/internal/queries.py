@@ -13,6 +13,7 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -109,6 +110,7 @@ class ClientPool:
     threads, so each query borrows one (made on first need, at most ``size``)."""
 
     def __init__(self, make: Callable[[], Client], size: int = 4) -> None:
+        self.size = size
         self._make = make
         self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
         self._slots = threading.Semaphore(size)
@@ -144,6 +146,14 @@ class Store:
         self.pool = pool
         self.settings = {"max_execution_time": max(1, math.ceil(timeout_s))}
 
+    def together(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Run independent queries of one answer at once, each on its own client (a page's
+        latency is then its slowest query, not their sum); in order with one client."""
+        if self.pool.size <= 1 or len(calls) <= 1:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(max_workers=min(self.pool.size, len(calls))) as workers:
+            return [f.result() for f in [workers.submit(call) for call in calls]]
+
     def rows(
         self, template: str, parameters: dict[str, Any], **variables: Any
     ) -> list[dict[str, Any]]:
@@ -166,9 +176,14 @@ class Store:
     # --- overview -------------------------------------------------------------------------
 
     def summary(self, f: Filters) -> dict[str, Any]:
-        usage = self._filtered("summary_usage.sql", f)[0]
-        sessions = self._filtered("summary_sessions.sql", f)[0]
-        events = self._filtered("summary_events.sql", f)[0]
+        usage, sessions, events = (
+            rows[0]
+            for rows in self.together(
+                lambda: self._filtered("summary_usage.sql", f),
+                lambda: self._filtered("summary_sessions.sql", f),
+                lambda: self._filtered("summary_events.sql", f),
+            )
+        )
         inputs = usage["input_tokens"] + usage["cache_read_tokens"] + usage["cache_write_tokens"]
         return jsonable(
             {
@@ -268,10 +283,17 @@ class Store:
             "lo": row["first_seen"],
             "hi": row["last_seen"] + _TICK,
         }
-        timeline: list[dict[str, Any]] = []
-        for kind, view in TIMELINE_VIEWS.items():
-            for item in self.rows("timeline.sql", bounds, view=view):
-                timeline.append({"type": kind, **item})
+        found_rows = self.together(
+            *(
+                (lambda view=view: self.rows("timeline.sql", bounds, view=view))  # type: ignore[misc]
+                for view in TIMELINE_VIEWS.values()
+            )
+        )
+        timeline = [
+            {"type": kind, **item}
+            for kind, rows in zip(TIMELINE_VIEWS, found_rows, strict=True)
+            for item in rows
+        ]
         timeline.sort(key=lambda i: (i.pop("_ns"), _RANK[i["type"]], i.get("event_id", "")))
         out["timeline"] = jsonable(timeline)
         out["other_agents"] = [r["agent"] for r in found[1:]]
@@ -280,8 +302,14 @@ class Store:
     # --- people, tools, security, health ---------------------------------------------------
 
     def people(self, f: Filters) -> dict[str, Any]:
-        users = {r["user"]: r for r in self._filtered("people_users.sql", f)}
-        activity = {r["key"]: r for r in self._filtered("people_sessions.sql", f, _key="user")}
+        user_rows, user_activity, team_rows, team_activity_rows = self.together(
+            lambda: self._filtered("people_users.sql", f),
+            lambda: self._filtered("people_sessions.sql", f, _key="user"),
+            lambda: self._filtered("people_teams.sql", f),
+            lambda: self._filtered("people_sessions.sql", f, _key="team"),
+        )
+        users = {r["user"]: r for r in user_rows}
+        activity = {r["key"]: r for r in user_activity}
         out_users = []
         for name in sorted(set(users) | set(activity)):
             u, a = users.get(name, {}), activity.get(name, {})
@@ -299,8 +327,8 @@ class Store:
                     "models": [m for m in u.get("models", []) if m],
                 }
             )
-        teams = {r["team"]: r for r in self._filtered("people_teams.sql", f)}
-        team_activity = {r["key"]: r for r in self._filtered("people_sessions.sql", f, _key="team")}
+        teams = {r["team"]: r for r in team_rows}
+        team_activity = {r["key"]: r for r in team_activity_rows}
         out_teams = []
         for name in sorted(set(teams) | set(team_activity)):
             t, a = teams.get(name, {}), team_activity.get(name, {})
@@ -328,11 +356,13 @@ class Store:
         return self.rows("last_seen.sql", {})
 
     def tools(self, f: Filters) -> dict[str, Any]:
-        tools = self._filtered("tools.sql", f)
+        tools, servers = self.together(
+            lambda: self._filtered("tools.sql", f),
+            lambda: self._filtered("mcp_servers.sql", f),
+        )
         for t in tools:
             t["failure_rate"] = t["failures"] / t["results"] if t["results"] else None
             t["denial_rate"] = t["denials"] / t["decisions"] if t["decisions"] else None
-        servers = self._filtered("mcp_servers.sql", f)
         for s in servers:
             s["status"] = (
                 "denied"
