@@ -30,6 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import clickhouse_connect
+
 from collector.component import Host
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse
@@ -140,8 +142,13 @@ def main() -> int:
             host = Host(tmp)
             exporter.start(host)
             host.exporters["clickhouse"] = exporter
-            writer = exporter.view_reader()
-            writer.set_client_setting("readonly", 0)
+            writer = clickhouse_connect.get_client(
+                host="127.0.0.1",
+                port=server.port,
+                database=cfg.database,
+                send_receive_timeout=1800,
+                autogenerate_session_id=False,
+            )
             fill_s = fill(writer, args.calls, args.sessions, args.users)
             counts = {
                 view: writer.query(f"SELECT count() FROM {view}").result_rows[0][0]
