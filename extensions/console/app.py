@@ -344,14 +344,23 @@ class Console:
     ) -> dict[str, Any]:
         span = f.end - f.start
         bucket = "hour" if span <= timedelta(days=3) else "day"
-        series = {by: self.store.costs(f, [bucket, by]) for by in ("agent", "model", "team")}
+        store = self.store
+        summary, by_agent, by_model, by_team, users, teams = store.together(
+            lambda: store.summary(f),
+            *(
+                (lambda by=by: store.costs(f, [bucket, by]))  # type: ignore[misc]
+                for by in ("agent", "model", "team")
+            ),
+            lambda: store.costs(f, ["user"]),
+            lambda: store.costs(f, ["team"]),
+        )
         return {
             "template": "overview.html",
-            "summary": self.store.summary(f),
+            "summary": summary,
             "bucket": bucket,
-            "series": series,
-            "top_users": self.store.costs(f, ["user"])[:10],
-            "top_teams": self.store.costs(f, ["team"])[:10],
+            "series": {"agent": by_agent, "model": by_model, "team": by_team},
+            "top_users": users[:10],
+            "top_teams": teams[:10],
         }
 
     def page_sessions(
