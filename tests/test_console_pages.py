@@ -74,3 +74,32 @@ def test_a_bad_parameter_renders_an_error_page(console: str) -> None:
     answer = get(f"{console}/sessions?from=tomorrowish")
     assert answer.status == 400 and "is not a time" in answer.text
     assert get(f"{console}/sessions/nope").status == 404
+
+
+def test_turns_keep_subagent_calls_under_the_turn_that_spawned_them() -> None:
+    from extensions.console.app import turns
+
+    def ev(kind: str, t: int, prompt: str = "") -> dict[str, object]:
+        return {
+            "type": kind,
+            "timestamp": f"2026-01-01T00:00:{t:02d}Z",
+            "prompt_id": prompt,
+            "event_id": f"{kind}-{t}",
+        }
+
+    timeline = [
+        ev("user_prompt", 1, "p1"),
+        ev("api_call", 2, "p1"),
+        ev("tool_call", 3, "p1"),  # spawns a subagent that runs on under p1
+        ev("user_prompt", 4, "p2"),
+        ev("api_call", 5, "p1"),  # the subagent's call, after the next prompt
+        ev("api_call", 6, "p2"),
+        ev("api_call", 7, "p9"),  # a turn whose prompt was not stored
+        ev("detection", 8),  # no prompt id: the latest turn
+    ]
+    got = [(t["n"], t["prompt_id"], [e["event_id"] for e in t["events"]]) for t in turns(timeline)]
+    assert got == [
+        (1, "p1", ["api_call-2", "tool_call-3", "api_call-5"]),
+        (2, "p2", ["api_call-6"]),
+        (None, "p9", ["api_call-7", "detection-8"]),
+    ]
