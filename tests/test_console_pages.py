@@ -3,6 +3,7 @@ browser checks in tests/e2e run them in chromium)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,20 @@ def test_every_page_renders_the_api_figures(console: str) -> None:
     overview = get(f"{console}/?from=now-1d").text
     summary = get(f"{console}/api/v1/summary?from=now-1d").json()
     assert f'data-value="{summary["cost_usd"]}"' in overview
+    for by in ("agent", "model", "team"):
+        series = re.search(rf'id="series-{by}">(.*?)</script>', overview, re.S)
+        assert series is not None
+        charted = json.loads(series.group(1))
+        costs = get(f"{console}/api/v1/costs?from=now-1d&group_by=hour,{by}").json()["costs"]
+        assert sorted((r["hour"], r[by], r["cost_usd"]) for r in charted) == sorted(
+            (r["hour"], r[by], r["cost_usd"]) for r in costs
+        )
+    top = get(f"{console}/api/v1/costs?from=now-1d&group_by=user").json()["costs"]
+    for row in top:
+        assert f'title="{row["user"]}"' in overview
+        assert f'data-value="{row["cost_usd"]}"' in overview or row["cost_usd"] is None
+    empty = get(f"{console}/?from=2020-01-01&to=2020-01-02")
+    assert empty.status == 200 and "No API calls in this range." in empty.text
     sessions = get(f"{console}/sessions").text
     assert sessions.count("data-session=") == 5
     assert 'data-value="1.25"' in sessions and 'data-value="null"' in sessions

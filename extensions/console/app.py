@@ -344,23 +344,14 @@ class Console:
     ) -> dict[str, Any]:
         span = f.end - f.start
         bucket = "hour" if span <= timedelta(days=3) else "day"
-        store = self.store
-        summary, by_agent, by_model, by_team, users, teams = store.together(
-            lambda: store.summary(f),
-            *(
-                (lambda by=by: store.costs(f, [bucket, by]))  # type: ignore[misc]
-                for by in ("agent", "model", "team")
-            ),
-            lambda: store.costs(f, ["user"]),
-            lambda: store.costs(f, ["team"]),
-        )
+        found = self.store.overview(f, bucket)
         return {
             "template": "overview.html",
-            "summary": summary,
+            "summary": found["summary"],
             "bucket": bucket,
-            "series": {"agent": by_agent, "model": by_model, "team": by_team},
-            "top_users": users[:10],
-            "top_teams": teams[:10],
+            "series": found["series"],
+            "top_users": found["users"][:10],
+            "top_teams": found["teams"][:10],
         }
 
     def page_sessions(

@@ -105,6 +105,35 @@ def render(template: str, **variables: Any) -> str:
     return _SQL.get_template(template).render(**variables)
 
 
+def _summary(usage: dict[str, Any], sessions: dict[str, Any], events: dict[str, Any]) -> Any:
+    usage = {k: v for k, v in usage.items() if k in _USAGE_TOTALS}
+    inputs = usage["input_tokens"] + usage["cache_read_tokens"] + usage["cache_write_tokens"]
+    return jsonable(
+        {
+            **usage,
+            **sessions,
+            **events,
+            "total_tokens": inputs + usage["output_tokens"],
+            "cache_hit_ratio": usage["cache_read_tokens"] / inputs if inputs else None,
+        }
+    )
+
+
+_USAGE_TOTALS = (
+    "cost_usd",
+    "api_calls",
+    "usage_records",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "unpriced_api_calls",
+    "unpriced_usage_records",
+    "active_users",
+)
+
+
 class ClientPool:
     """Clients for concurrent requests: a clickhouse-connect client is not shared across
     threads, so each query borrows one (made on first need, at most ``size``)."""
@@ -176,24 +205,51 @@ class Store:
     # --- overview -------------------------------------------------------------------------
 
     def summary(self, f: Filters) -> dict[str, Any]:
-        usage, sessions, events = (
-            rows[0]
-            for rows in self.together(
-                lambda: self._filtered("summary_usage.sql", f),
-                lambda: self._filtered("summary_sessions.sql", f),
-                lambda: self._filtered("summary_events.sql", f),
+        usage, sessions, events = self.together(
+            lambda: self._filtered("summary_usage.sql", f)[0],
+            lambda: self._filtered("summary_sessions.sql", f)[0],
+            lambda: self._filtered("summary_events.sql", f)[0],
+        )
+        return _summary(usage, sessions, events)
+
+    def overview(self, f: Filters, bucket: str) -> dict[str, Any]:
+        """The Overview page: the summary, cost per ``bucket`` (hour or day) by agent, model and
+        team, and cost by user and team; the rollup is read once for all of them."""
+        if bucket not in ("hour", "day"):
+            raise BadParameter(f"bucket: {bucket!r} is not hour or day")
+        rows, sessions, events = self.together(
+            lambda: self._filtered("overview.sql", f, _bucket=GROUP_KEYS[bucket]),
+            lambda: self._filtered("summary_sessions.sql", f)[0],
+            lambda: self._filtered("summary_events.sql", f)[0],
+        )
+        sets: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            sets.setdefault(row.pop("grouping_set"), []).append(row)
+        measures = ("bucket", "agent", "model", "team", "user", "active_users")
+
+        def shaped(name: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+            out = [
+                {**{k: r[k] for k in keys}, **{k: v for k, v in r.items() if k not in measures}}
+                for r in sets.get(name, [])
+            ]
+            out.sort(key=lambda r: (-(r["cost_usd"] or 0.0), *(str(r[k]) for k in keys)))
+            return jsonable(out)  # type: ignore[no-any-return]
+
+        # No rows in the range: no total row either; zeros, and no cost (NULL, never 0).
+        total = sets.get("total") or [{**dict.fromkeys(_USAGE_TOTALS, 0), "cost_usd": None}]
+        series = {
+            by: sorted(
+                [{bucket: r.pop("bucket"), **r} for r in shaped(by, ("bucket", by))],
+                key=lambda r: r[bucket],
             )
-        )
-        inputs = usage["input_tokens"] + usage["cache_read_tokens"] + usage["cache_write_tokens"]
-        return jsonable(
-            {
-                **usage,
-                **sessions,
-                **events,
-                "total_tokens": inputs + usage["output_tokens"],
-                "cache_hit_ratio": usage["cache_read_tokens"] / inputs if inputs else None,
-            }
-        )
+            for by in ("agent", "model", "team")
+        }
+        return {
+            "summary": _summary(total[0], sessions, events),
+            "series": series,
+            "users": shaped("user", ("user",)),
+            "teams": shaped("top_team", ("team",)),
+        }
 
     def costs(self, f: Filters, group_by: Sequence[str]) -> list[dict[str, Any]]:
         unknown = [k for k in group_by if k not in GROUP_KEYS]
