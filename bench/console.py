@@ -161,12 +161,9 @@ def main() -> int:
             one = store.sessions(f, limit=1)[0][0]["session_id"]
             pages: dict[str, list[tuple[str, Callable[[], Any]]]] = {
                 "Overview": [
-                    ("summary", lambda: store.summary(f)),
-                    ("costs by day, agent", lambda: store.costs(f, ["day", "agent"])),
-                    ("costs by day, model", lambda: store.costs(f, ["day", "model"])),
-                    ("costs by day, team", lambda: store.costs(f, ["day", "team"])),
-                    ("costs by user (top users)", lambda: store.costs(f, ["user"])),
-                    ("costs by team (top teams)", lambda: store.costs(f, ["team"])),
+                    ("overview: totals, series, top lists", lambda: store.overview(f, "day")),
+                    ("summary (API)", lambda: store.summary(f)),
+                    ("costs by team, model (API)", lambda: store.costs(f, ["team", "model"])),
                 ],
                 "Sessions": [
                     ("sessions, newest 50", lambda: store.sessions(f)),

@@ -134,6 +134,31 @@ _USAGE_TOTALS = (
 )
 
 
+_TOOL_COLUMNS = (
+    "tool_name",
+    "mcp_server",
+    "calls",
+    "decisions",
+    "denials",
+    "results",
+    "failures",
+    "avg_duration_ms",
+    "p95_duration_ms",
+    "sessions",
+)
+_MCP_COLUMNS = (
+    "mcp_server",
+    "first_seen",
+    "first_user",
+    "last_seen",
+    "users",
+    "calls",
+    "accepted",
+    "denials",
+    "tools",
+)
+
+
 class ClientPool:
     """Clients for concurrent requests: a clickhouse-connect client is not shared across
     threads, so each query borrows one (made on first need, at most ``size``)."""
@@ -412,10 +437,13 @@ class Store:
         return self.rows("last_seen.sql", {})
 
     def tools(self, f: Filters) -> dict[str, Any]:
-        tools, servers = self.together(
-            lambda: self._filtered("tools.sql", f),
-            lambda: self._filtered("mcp_servers.sql", f),
-        )
+        tools: list[dict[str, Any]] = []
+        servers: list[dict[str, Any]] = []
+        for row in self._filtered("tools.sql", f):
+            if row.pop("grouping_set") == "tool":
+                tools.append({k: row[k] for k in _TOOL_COLUMNS})
+            elif row["mcp_server"]:
+                servers.append({k: row[k] for k in _MCP_COLUMNS})
         for t in tools:
             t["failure_rate"] = t["failures"] / t["results"] if t["results"] else None
             t["denial_rate"] = t["denials"] / t["decisions"] if t["decisions"] else None
@@ -429,6 +457,8 @@ class Store:
                 if s["denials"]
                 else "no decision"
             )
+        tools.sort(key=lambda t: (-t["calls"], t["tool_name"], t["mcp_server"]))
+        servers.sort(key=lambda s: (-s["calls"], s["mcp_server"]))
         return jsonable({"tools": tools, "mcp_servers": servers})  # type: ignore[no-any-return]
 
     def detections(
