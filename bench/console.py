@@ -17,6 +17,7 @@ Writes bench/results/console.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -132,6 +133,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedClickHouse(Path(tmp) / "clickhouse")
@@ -235,6 +237,7 @@ def main() -> int:
         finally:
             server.stop()
 
+    load_after = os.getloadavg()[0]
     lines = [
         "# Console benchmark",
         "",
@@ -242,7 +245,8 @@ def main() -> int:
         f"--sessions {args.sessions} --users {args.users} --runs {args.runs}`.",
         "",
         f"- Machine: {platform.machine()}, Python {platform.python_version()}, embedded ClickHouse "
-        "(chdb-core), loopback HTTP; shared with other work (2 cores).",
+        "(chdb-core), loopback HTTP; 2 cores shared with other work: load average "
+        f"{load_before:.1f} at the start, {load_after:.1f} at the end.",
         f"- Store: {counts['api_calls']:,} API calls, {counts['tool_calls']:,} tool calls, "
         f"{counts['sessions']:,} sessions, {users:,} users, {counts['detections']:,} detections "
         "over 30 days, generated in ClickHouse ("
