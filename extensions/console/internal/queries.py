@@ -71,6 +71,16 @@ TIMELINE_VIEWS: dict[str, str] = {
 }
 """Timeline item type -> the public view its rows come from; the order breaks time ties."""
 _RANK = {name: n for n, name in enumerate(TIMELINE_VIEWS)}
+_COUNTED_BY = {
+    "user_prompt": "user_prompts",
+    "api_call": "api_calls",
+    "api_usage": "usage_records",
+    "api_error": "api_errors",
+    "tool_call": "tool_calls",
+    "detection": "detections",
+}
+"""Timeline types whose count the ``sessions`` view has (session starts and code changes
+have none, so they are always looked up)."""
 _TICK = timedelta(microseconds=1)
 """Python times stop at microseconds, the views' at nanoseconds: an upper bound taken from a
 stored time is widened by one microsecond so that the row it came from is still included."""
@@ -364,15 +374,17 @@ class Store:
             "lo": row["first_seen"],
             "hi": row["last_seen"] + _TICK,
         }
+        # A view the session's counts say is empty for it is not asked.
+        kinds = [k for k in TIMELINE_VIEWS if row.get(_COUNTED_BY.get(k, ""), 1) != 0]
         found_rows = self.together(
             *(
-                (lambda view=view: self.rows("timeline.sql", bounds, view=view))  # type: ignore[misc]
-                for view in TIMELINE_VIEWS.values()
+                (lambda view=TIMELINE_VIEWS[k]: self.rows("timeline.sql", bounds, view=view))  # type: ignore[misc]
+                for k in kinds
             )
         )
         timeline = [
             {"type": kind, **item}
-            for kind, rows in zip(TIMELINE_VIEWS, found_rows, strict=True)
+            for kind, rows in zip(kinds, found_rows, strict=True)
             for item in rows
         ]
         timeline.sort(key=lambda i: (i.pop("_ns"), _RANK[i["type"]], i.get("event_id", "")))
