@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +17,7 @@ from extensions.console.component import ConsoleExtension
 from extensions.console.config import ConsoleConfig
 from tests.clickhouse_fixture import ClickHouseDatabase
 from tests.console.client import get
-from tests.console.data import Seeded, host_with, seed
+from tests.console.data import NOW_HOUR, Seeded, host_with, seed
 
 
 @pytest.fixture
@@ -131,7 +132,8 @@ def test_sessions_paginate_sort_search_and_filter(console: str) -> None:
     assert users["total"] == 3
     model = get(f"{console}/api/v1/sessions?model=gpt-5-codex").json()
     assert [s["session_id"] for s in model["sessions"]] == ["s-ada-2"]
-    narrow = get(f"{console}/api/v1/sessions?from=now-90m").json()
+    last_hour = datetime.fromtimestamp(NOW_HOUR // 10**9 - 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    narrow = get(f"{console}/api/v1/sessions?from={last_hour}").json()
     assert [s["session_id"] for s in narrow["sessions"]] == ["s-bob-1"]
 
 
