@@ -135,9 +135,6 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import csv
-    import json
-
     from exporters.clickhouse import schema
     from exporters.clickhouse.exporter import open_store
 
@@ -155,22 +152,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     except Exception as exc:  # the server's own message is the useful part
         print(f"agentwatch: query failed: {exc}", file=sys.stderr)
         return 1
-    if args.format == "json":
-        for row in rows:
-            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    else:
-        cells = [[str(c) for c in columns]] + [
-            ["" if v is None else str(v) for v in r] for r in rows
-        ]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-        for n, row in enumerate(cells):
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-            if n == 0:
-                print("  ".join("-" * w for w in widths))
+    from extensions.console.report import print_rows
+
+    print_rows(columns, rows, args.format)
     return 0
 
 
@@ -209,6 +193,24 @@ def cmd_reprice(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(summary.lines()))
     return 0
+
+
+def cmd_console_report(args: argparse.Namespace) -> int:
+    """``report``, ``sessions`` and ``session``: the console's queries, in the terminal."""
+    from exporters.clickhouse.exporter import open_store
+    from extensions.console import report
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    try:
+        with open_store(ch_cfg, data_dir) as client, report.store_of(client) as store:
+            return report.run(store, args)
+    except Exception as exc:  # the server's own message is the useful part
+        print(f"agentwatch: query failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rules_file", help="rule file (YAML), e.g. processors/rules/default.yaml")
     p.add_argument("events_file", help="sample events, one JSON object of attributes per line")
     p.set_defaults(func=cmd_rules_test)
+
+    from extensions.console import report
+
+    report.add_arguments(sub, config_help, cmd_console_report)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

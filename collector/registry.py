@@ -30,6 +30,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     "extension": {
         "budgets": "extensions.budgets:FACTORY",
+        "console": "extensions.console:FACTORY",
     },
 }
 

@@ -33,3 +33,16 @@ bash helm/install-helm.sh
 
 # Grafana's schema types and tsc, for the dashboard schema check (tests/test_grafana_dashboards.py).
 bash scripts/install-grafana-schema.sh
+
+# A real browser for the console tests: Debian's chromium, driven by PyPI playwright with
+# executable_path=/usr/bin/chromium (no `playwright install`, no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq || true
+    for attempt in 1 2 3 4 5 6; do
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; then
+            break
+        fi
+        [ "$attempt" = 6 ] && exit 1
+        sleep 10  # another apt/dpkg holds the lock
+    done
+fi

@@ -1002,3 +1002,56 @@ def test_rendered_pod_runs_non_root_on_a_read_only_root(
             with contextlib.suppress(OSError):
                 clickhouse_query(ch_url, f"DROP DATABASE IF EXISTS {database}")
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the web console (issue 12)
+# --------------------------------------------------------------------------------------------
+
+
+def test_console_is_loopback_only_without_auth(helm: tuple[str, dict[str, str]]) -> None:
+    rendered = render(helm)
+    env = rendered.environment({"clickhouse-credentials": {"password": "s3cret"}})
+    cfg = load_config(rendered, env)  # the config check would refuse a public console
+    assert list(cfg.extensions) == ["console"]
+    console = cfg.extensions["console"].config
+    assert console.endpoint == "127.0.0.1:8080"
+    assert "console" not in {p["name"] for p in rendered.container["ports"]}
+    main = rendered.one("Service", f"{RELEASE}-agentwatch")
+    assert "console" not in {p["name"] for p in main["spec"]["ports"]}
+    assert rendered.all("Ingress") == []
+
+
+def test_console_with_auth_gets_a_port_a_service_and_an_ingress(
+    helm: tuple[str, dict[str, str]],
+) -> None:
+    values = {
+        "ports": {"console": 8443},
+        "config": {"extensions": {"console": {"auth": {"bearer_tokens": ["${env:TOKEN}"]}}}},
+        "consoleIngress": {"enabled": True, "className": "nginx", "host": "aw.example.com"},
+    }
+    rendered = render(helm, values)
+    env = rendered.environment({"clickhouse-credentials": {"password": "s3cret"}})
+    cfg = load_config(rendered, {**env, "TOKEN": "t0ken"})
+    console = cfg.extensions["console"].config
+    assert console.endpoint == "0.0.0.0:8443" and console.auth.bearer_tokens == ["t0ken"]
+    assert port_of(console.endpoint) == rendered.container_port("console")
+    main = rendered.one("Service", f"{RELEASE}-agentwatch")
+    assert {
+        "name": "console",
+        "port": 8443,
+        "targetPort": "console",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    } in main["spec"]["ports"]
+    ingress = rendered.one("Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "aw.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": main["metadata"]["name"], "port": {"name": "console"}}
+
+
+def test_console_ingress_without_auth_is_refused(helm: tuple[str, dict[str, str]]) -> None:
+    message = render_error(helm, {"consoleIngress": {"enabled": True}}, (EXTERNAL,))
+    assert "consoleIngress.enabled needs config.extensions.console.auth" in message

@@ -185,6 +185,7 @@ def stack_config(workdir: Path, reexport: OtlpCapture) -> dict[str, Any]:
     protocols["grpc"]["endpoint"] = f"127.0.0.1:{free_port()}"
     protocols["http"]["endpoint"] = f"127.0.0.1:{free_port()}"
     config["exporters"]["prometheus"]["endpoint"] = f"127.0.0.1:{free_port()}"
+    config["extensions"]["console"]["endpoint"] = f"127.0.0.1:{free_port()}"
     config["exporters"]["otlp/reexport"] = {
         "endpoint": f"127.0.0.1:{reexport.grpc_port}",
         "tls": {"insecure": True},
@@ -255,6 +256,10 @@ class AgentwatchStack:
             return f"http://127.0.0.1:{self.collector.grpc_port}"
         assert self.tap is not None
         return self.tap.url
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.config['extensions']['console']['endpoint']}"
 
     @property
     def prometheus_target(self) -> str:

@@ -1083,7 +1083,9 @@ def test_redelivering_the_same_requests_changes_no_agent_row(
     )
 
 
-# =============================================================================================
+# ======================================================================================
+
+
 # issue 13: the Grafana dashboards (configs/grafana/*.json), every panel query run for real
 # against this module's Prometheus and ClickHouse after the CLIs ran. The query runner and the
 # macro expansion live in tests/e2e/dashboard_checks.py.
@@ -1261,4 +1263,35 @@ def test_prometheus_dashboard_every_panel_query_returns_the_views_totals(
             stack.scalar("SELECT sum(cost_usd) FROM api_calls WHERE team = {t:String}", t=run.team)
         ),
         rel=1e-9,
+=======
+# --- issue 12: the console (API and pages in chromium) over what the runs stored -------------
+# The checks live in tests/e2e/console_checks.py; they run here so the CLIs run only once.
+
+
+def _run_sessions(stack: AgentwatchStack, runs: dict[str, AgentRun]) -> list[dict[str, Any]]:
+    return [session_of(stack, _run(runs, case_id)) for case_id in CASE_IDS]
+
+
+def test_console_api_shows_each_run_with_its_exact_cost_and_timeline(
+    stack: AgentwatchStack, runs: dict[str, AgentRun]
+) -> None:
+    from tests.e2e import console_checks
+
+    sessions = _run_sessions(stack, runs)
+    assert {s["agent"] for s in sessions} == set(AGENT.values())
+    console_checks.check_api(stack.console_url, stack, sessions)
+
+
+def test_console_pages_in_chromium_equal_clickhouse(
+    stack: AgentwatchStack, runs: dict[str, AgentRun], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.e2e import console_checks
+
+    sessions = _run_sessions(stack, runs)
+    shots = console_checks.screenshot_dir(tmp_path_factory.mktemp("console-screenshots"))
+    with TIMINGS.part("console pages in chromium"):
+        errors = console_checks.check_pages(stack.console_url, stack, sessions, shots)
+    assert {page: e for page, e in errors.items() if e} == {}
+    assert sorted(p.stem for p in shots.glob("*.png")) == sorted(
+        [*console_checks.PAGES, "session"]
     )

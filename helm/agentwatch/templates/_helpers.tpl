@@ -132,3 +132,9 @@ more than one replica the extension runs on the first pod only, so each notifica
 {{- include "agentwatch.secretName" . }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the config runs the console with auth, so it may listen beyond loopback. */}}
+{{- define "agentwatch.consoleExposed" -}}
+{{- $console := dig "extensions" "console" dict .Values.config }}
+{{- if and (has "console" (dig "service" "extensions" list .Values.config)) (not (empty (get (default dict $console) "auth"))) }}true{{ end }}
+{{- end }}
