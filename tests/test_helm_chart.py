@@ -1020,6 +1020,8 @@ def test_console_is_loopback_only_without_auth(helm: tuple[str, dict[str, str]])
     main = rendered.one("Service", f"{RELEASE}-agentwatch")
     assert "console" not in {p["name"] for p in main["spec"]["ports"]}
     assert rendered.all("Ingress") == []
+    policy = render(helm, {"networkPolicy": {"enabled": True}}).one("NetworkPolicy")
+    assert 8080 not in {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
 
 
 def test_console_with_auth_gets_a_port_a_service_and_an_ingress(
@@ -1050,6 +1052,12 @@ def test_console_with_auth_gets_a_port_a_service_and_an_ingress(
     assert rule["host"] == "aw.example.com"
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": main["metadata"]["name"], "port": {"name": "console"}}
+    # A NetworkPolicy opens the exposed console port (and only to consoleFrom when given).
+    peers = [{"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}]
+    values["networkPolicy"] = {"enabled": True, "consoleFrom": peers}
+    policy = render(helm, values).one("NetworkPolicy")
+    console_rule = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 8443]
+    assert console_rule == [{"ports": [{"port": 8443, "protocol": "TCP"}], "from": peers}]
 
 
 def test_console_ingress_without_auth_is_refused(helm: tuple[str, dict[str, str]]) -> None:
