@@ -1263,7 +1263,9 @@ def test_prometheus_dashboard_every_panel_query_returns_the_views_totals(
             stack.scalar("SELECT sum(cost_usd) FROM api_calls WHERE team = {t:String}", t=run.team)
         ),
         rel=1e-9,
-=======
+    )
+
+
 # --- issue 12: the console (API and pages in chromium) over what the runs stored -------------
 # The checks live in tests/e2e/console_checks.py; they run here so the CLIs run only once.
 
