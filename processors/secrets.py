@@ -16,8 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_PATTERNS_FILE = Path(__file__).with_name("secret_patterns.yaml")
 REDACTED_PREFIX = "[REDACTED:"
@@ -26,6 +28,7 @@ _NO_KINDS: tuple[str, ...] = ()
 _SMALL_VALUE = 160
 """Values up to this length are memoised: ids, model names and paths repeat on every record."""
 _CACHE_LIMIT = 8192
+_MAX_PASSES = 4
 
 
 def redacted(kind: str) -> str:
@@ -43,17 +46,52 @@ class SecretPattern:
     ignore_case: bool = False
     anchors: tuple[str, ...] = ()
     description: str = ""
+    min_entropy: float | None = None
 
     @property
     def has_secret_group(self) -> bool:
         return "(?P<secret>" in self.regex
 
 
-_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _NAMED_GROUP = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
 _NAMED_BACKREF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
 _NUMBERED_BACKREF = re.compile(r"(?<!\\)\\[1-9]")
-_PATTERN_KEYS = {"kind", "regex", "ignore_case", "anchors", "description"}
+
+
+class PatternSpec(BaseModel):
+    """One entry of a pattern file, as written; ``load_patterns`` turns it into a SecretPattern."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    regex: str = Field(min_length=1)
+    ignore_case: bool = False
+    anchors: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    min_entropy: float | None = Field(default=None, gt=0, le=8)
+    description: str = ""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        if _NUMBERED_BACKREF.search(regex):
+            raise ValueError("use named groups, not numbered back-references")
+        try:
+            compiled = re.compile(regex)
+        except re.error as e:
+            raise ValueError(f"invalid regex: {e}") from e
+        if compiled.search(""):
+            raise ValueError("regex matches the empty string")
+        return regex
+
+    def to_pattern(self) -> SecretPattern:
+        return SecretPattern(
+            kind=self.kind,
+            regex=self.regex,
+            ignore_case=self.ignore_case,
+            anchors=tuple(a.lower() for a in self.anchors),
+            description=self.description,
+            min_entropy=self.min_entropy,
+        )
 
 
 def load_patterns(path: str | Path) -> list[SecretPattern]:
@@ -76,36 +114,21 @@ def _parse_pattern(path: str | Path, index: int, raw: object) -> SecretPattern:
         raise PatternFileError(f"{where}: expected a mapping")
     if isinstance(raw.get("kind"), str):
         where += f" (kind {raw['kind']!r})"
-    unknown = sorted(set(raw) - _PATTERN_KEYS)
-    if unknown:
-        raise PatternFileError(f"{where}: unknown field {unknown[0]!r}")
-    kind, regex = raw.get("kind"), raw.get("regex")
-    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-        raise PatternFileError(f"{where}: 'kind' must be lower_snake_case text")
-    if not isinstance(regex, str) or not regex:
-        raise PatternFileError(f"{where}: 'regex' must be non-empty text")
-    if _NUMBERED_BACKREF.search(regex):
-        raise PatternFileError(f"{where}: use named groups, not numbered back-references")
-    ignore_case = raw.get("ignore_case", False)
-    if not isinstance(ignore_case, bool):
-        raise PatternFileError(f"{where}: 'ignore_case' must be true or false")
-    anchors = raw.get("anchors", [])
-    if not isinstance(anchors, list) or not all(isinstance(a, str) and a for a in anchors):
-        raise PatternFileError(f"{where}: 'anchors' must be a list of non-empty strings")
     try:
-        compiled = re.compile(regex, re.IGNORECASE if ignore_case else 0)
-    except re.error as e:
-        raise PatternFileError(f"{where}: invalid regex: {e}") from e
-    if compiled.search(""):
-        raise PatternFileError(f"{where}: regex matches the empty string")
-    description = raw.get("description", "")
-    return SecretPattern(
-        kind=kind,
-        regex=regex,
-        ignore_case=ignore_case,
-        anchors=tuple(a.lower() for a in anchors),
-        description=str(description),
-    )
+        return PatternSpec.model_validate(raw).to_pattern()
+    except ValidationError as e:
+        raise PatternFileError(f"{where}: {_first_problem(e)}") from None
+
+
+def _first_problem(error: ValidationError) -> str:
+    """The first validation error in the words a pattern-file author needs."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "pattern"
+    if first["type"] == "extra_forbidden":
+        return f"unknown field {field!r}"
+    if first["type"] == "value_error":  # ours: the message already says what is wrong
+        return str(first["msg"]).removeprefix("Value error, ")
+    return f"{field!r}: {first['msg']}"
 
 
 @lru_cache(maxsize=1)
@@ -159,7 +182,13 @@ class SecretScrubber:
         for a in sorted(anchor_to_patterns, key=len):
             inner = next((m for m in minimal if m in a), None)
             minimal.setdefault(inner or a, set()).update(anchor_to_patterns[a])
-        self._anchor_patterns = tuple((a, tuple(sorted(ix))) for a, ix in minimal.items())
+        self._anchor_patterns = {a: tuple(sorted(ix)) for a, ix in minimal.items()}
+        # One C-level scan finds every anchor: a trie-shaped alternation in a lookahead, so that
+        # anchors overlapping each other are all seen (no minimal anchor is a prefix of another).
+        self._anchor_re = (
+            re.compile(f"(?=({_trie_regex(list(minimal))}))") if minimal else None
+        )
+        self._min_entropy = [p.min_entropy for p in self.patterns]
         token_ix = [i for i, p in enumerate(self.patterns) if not p.has_secret_group]
         self._token_re = (
             re.compile("|".join(self._wrapped[i] for i in token_ix)) if token_ix else None
@@ -214,13 +243,14 @@ class SecretScrubber:
 
     def _active(self, text: str) -> tuple[int, ...]:
         """Patterns whose anchors occur in ``text`` (plus those without anchors)."""
-        low = text.lower()
-        found = [ix for anchor, ix in self._anchor_patterns if anchor in low]
+        if self._anchor_re is None:
+            return self._always
+        found = set(self._anchor_re.findall(text.lower()))
         if not found:
             return self._always
         active = set(self._always)
-        for ix in found:
-            active.update(ix)
+        for anchor in found:
+            active.update(self._anchor_patterns[anchor])
         return tuple(sorted(active))
 
     def _scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
@@ -234,6 +264,11 @@ class SecretScrubber:
                 i = int(group[2:]) if group.startswith("_p") else self._which(m)
                 secret_group = self._secret_groups[i]
                 kind = self._kinds[i]
+                threshold = self._min_entropy[i]
+                if threshold is not None:
+                    secret = m.group(secret_group or f"_p{i}")
+                    if shannon_entropy(secret) < threshold:
+                        return m.group(0)  # too regular to be a credential: leave it
                 if secret_group is None:
                     kinds.append(kind)
                     return redacted(kind)
@@ -244,7 +279,13 @@ class SecretScrubber:
                 base = m.start()
                 return whole[: start - base] + redacted(kind) + whole[end - base :]
 
-            text = regex.sub(replace, text)
+            # A contextual match (curl ... -u user:pass) can span another secret (a header
+            # before -u); the pass after a replacement finds what the first one stepped over.
+            for _ in range(_MAX_PASSES):
+                found = len(kinds)
+                text = regex.sub(replace, text)
+                if len(kinds) == found:
+                    break
         if self.high_entropy:
             text = self._scrub_entropy(text, kinds)
         return text, (tuple(kinds) if kinds else _NO_KINDS)
@@ -288,6 +329,29 @@ class SecretScrubber:
         if not (has_upper and has_lower and has_digit):
             return False
         return shannon_entropy(token.rstrip("=")) >= self.entropy_threshold
+
+
+def _trie_regex(words: list[str]) -> str:
+    """An alternation of ``words`` shaped as a trie, so the regex engine never backtracks
+    through many alternatives that share a first character."""
+    trie: dict[str, dict] = {}  # type: ignore[type-arg]
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:  # type: ignore[type-arg]
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if "" in node:
+            branches.append("")
+        if not branches:
+            return ""
+        if len(branches) == 1:
+            return branches[0]
+        return "(?:" + "|".join(branches) + ")"
+
+    return build(trie)
 
 
 def cut_point(text: str, limit: int) -> int:
