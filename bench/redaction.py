@@ -197,8 +197,8 @@ def main() -> None:
         "",
         f"Batches of {RECORDS_PER_BATCH} Claude Code log records (half `api_request`, half "
         "`tool_result` with `tool_parameters` JSON and normalised keys; one tool call in ten "
-        "carries a Bearer token; tool output of about 600 characters), about 25 attributes each. Median of "
-        f"{ROUNDS} rounds, one thread, measured by `bench/redaction.py`.",
+        "carries a Bearer token; tool output of about 600 characters), about 25 attributes "
+        f"each. Median of {ROUNDS} rounds, one thread, measured by `bench/redaction.py`.",
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, "
         "shared 2-vCPU container (other processes running).",

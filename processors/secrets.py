@@ -185,9 +185,7 @@ class SecretScrubber:
         self._anchor_patterns = {a: tuple(sorted(ix)) for a, ix in minimal.items()}
         # One C-level scan finds every anchor: a trie-shaped alternation in a lookahead, so that
         # anchors overlapping each other are all seen (no minimal anchor is a prefix of another).
-        self._anchor_re = (
-            re.compile(f"(?=({_trie_regex(list(minimal))}))") if minimal else None
-        )
+        self._anchor_re = re.compile(f"(?=({_trie_regex(list(minimal))}))") if minimal else None
         self._min_entropy = [p.min_entropy for p in self.patterns]
         token_ix = [i for i, p in enumerate(self.patterns) if not p.has_secret_group]
         self._token_re = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets as pysecrets
 import string
@@ -247,7 +248,10 @@ CASES.update(
             ["gsk_short", "pplx-models", "r8_tiny"],
         ),
         "huggingface_token": (
-            [(f"HF_TOKEN {HUGGINGFACE}", HUGGINGFACE), (f"huggingface-cli login {HUGGINGFACE}", HUGGINGFACE)],
+            [
+                (f"HF_TOKEN {HUGGINGFACE}", HUGGINGFACE),
+                (f"huggingface-cli login {HUGGINGFACE}", HUGGINGFACE),
+            ],
             ["hf_transfer", "self.hf_model_config", "hf_" + "a" * 10],
         ),
         "gitlab_token": (
@@ -300,8 +304,11 @@ CASES.update(
                     f"{AZURE_ACCOUNT_KEY};EndpointSuffix=core.windows.net",
                     AZURE_ACCOUNT_KEY,
                 ),
-                ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;"
-                 "SharedAccessKey=" + rand(43, ALNUM + "+/") + "=", "SharedAccessKey=" + "X"),
+                (
+                    "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;"
+                    "SharedAccessKey=" + rand(43, ALNUM + "+/") + "=",
+                    "SharedAccessKey=" + "X",
+                ),
                 ("Server=tcp:db,1433;Database=app;Uid=sa;Pwd=Sup3r-S3cret;", "Sup3r-S3cret"),
             ],
             ["PWD=/home/dev", "cd $PWD; ls", "SharedAccessKeyName=RootManageSharedAccessKey"],
@@ -333,7 +340,10 @@ CASES.update(
             [
                 ("xoxb-2401234567-5558888999-" + rand(24), "xoxb-2401234567-5558888999-"),
                 ("SLACK=xoxp-1234567890-abcdefghij", "xoxp-1234567890-abcdefghij"),
-                ("xoxe.xoxp-1-" + rand(150, string.ascii_uppercase + string.digits), "xoxe.xoxp-1-"),
+                (
+                    "xoxe.xoxp-1-" + rand(150, string.ascii_uppercase + string.digits),
+                    "xoxe.xoxp-1-",
+                ),
                 ("xapp-1-A0123456789-" + rand(30), "xapp-1-A0123456789-"),
             ],
             ["xoxq-1234567890-abcdefghij", "xoxb-123", "xoxbx-1234567890abc"],
@@ -356,15 +366,24 @@ CASES.update(
         "microsoft_teams_webhook": (
             [
                 (
-                    "https://acme.webhook.office.com/webhookb2/" + rand(36, HEX + "-") + "@"
-                    + rand(36, HEX + "-") + "/IncomingWebhook/" + rand(32) + "/" + rand(36, HEX),
+                    "https://acme.webhook.office.com/webhookb2/"
+                    + rand(36, HEX + "-")
+                    + "@"
+                    + rand(36, HEX + "-")
+                    + "/IncomingWebhook/"
+                    + rand(32)
+                    + "/"
+                    + rand(36, HEX),
                     "IncomingWebhook",
                 )
             ],
             ["https://outlook.office.com/mail"],
         ),
         "twilio_key": (
-            [(f"TWILIO_ACCOUNT_SID {TWILIO_SID}", TWILIO_SID), (f"api key {TWILIO_KEY}", TWILIO_KEY)],
+            [
+                (f"TWILIO_ACCOUNT_SID {TWILIO_SID}", TWILIO_SID),
+                (f"api key {TWILIO_KEY}", TWILIO_KEY),
+            ],
             ["AC" + "0" * 31, "ACCOUNT", "TASK" + "a" * 32],
         ),
         "sendgrid_api_key": (
@@ -428,7 +447,10 @@ CASES.update(
         "secret_after_space": (
             [
                 ("aws configure set aws_session_token FwoGZXIvYXdzE" + rand(40), "FwoGZXIvYXdzE"),
-                ("npm config set //registry.npmjs.org/:_authToken " + rand(36, HEX), "_authToken X"),
+                (
+                    "npm config set //registry.npmjs.org/:_authToken " + rand(36, HEX),
+                    "_authToken X",
+                ),
                 ("git config --global github.token " + rand(20), "github.token X"),
                 ("setx API_KEY Zz8" + rand(20), "Zz8"),
             ],
@@ -462,11 +484,18 @@ CASES.update(
         ),
         "url_query_secret": (
             [
-                ("https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sig=Abc%2Bdef123456789%3D", "Abc%2B"),
+                (
+                    "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sig=Abc%2Bdef123456789%3D",
+                    "Abc%2B",
+                ),
                 ("https://x/cb?access_token=Zx81kLmn0pQ&state=1", "Zx81kLmn0pQ"),
                 ("https://s3/x?X-Amz-Signature=" + rand(64, HEX), "X-Amz-Signature=X"),
             ],
-            ["https://x/search?q=token&page=2", "https://x/?code=200", "https://x/?key=aaaaaaaaaaaa"],
+            [
+                "https://x/search?q=token&page=2",
+                "https://x/?code=200",
+                "https://x/?key=aaaaaaaaaaaa",
+            ],
         ),
     }
 )
@@ -499,7 +528,9 @@ CASES["github_token"][0].append((f'"cmd": "echo hi\\n{GITHUB_PAT}"', GITHUB_PAT)
 CASES["private_key"][0].append(
     (
         "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\n"
-        + rand(44) + "\nPrivate-MAC: " + rand(64, HEX),
+        + rand(44)
+        + "\nPrivate-MAC: "
+        + rand(64, HEX),
         "Private-Lines: 1",
     )
 )
@@ -546,9 +577,10 @@ def test_anchors_cover_every_positive(kind: str) -> None:
     patterns = [p for p in default_patterns() if p.kind == kind]
     for text, _ in CASES[kind][0]:
         lowered = text.lower()
-        assert any(
-            not p.anchors or any(a in lowered for a in p.anchors) for p in patterns
-        ), (kind, text)
+        assert any(not p.anchors or any(a in lowered for a in p.anchors) for p in patterns), (
+            kind,
+            text,
+        )
 
 
 def test_contextual_secret_gets_its_specific_kind(scrubber: SecretScrubber) -> None:
@@ -666,3 +698,41 @@ def test_large_pem_block_cut_by_the_window_is_still_redacted(scrubber: SecretScr
     out, kinds, _ = scrub_and_truncate(scrubber, "cat key\n" + big_pem, 512)
     assert kinds == ("private_key",)
     assert out.startswith("cat key\n[REDACTED:private_key]")
+
+
+# Issue 10: the families that reached storage before, each in the shape it was seen in.
+MISSED_BEFORE = {
+    "aws-configure-set-space": (
+        f"aws configure set aws_secret_access_key {AWS_SECRET}",
+        AWS_SECRET,
+    ),
+    "netrc-password-space": ("machine github.com login bob password N3trc-Pw-42", "N3trc-Pw-42"),
+    "connection-string-accountkey": (
+        f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={AZURE_ACCOUNT_KEY};",
+        AZURE_ACCOUNT_KEY,
+    ),
+    "custom-header-x-auth": ('curl -H "X-Auth: 9f8e7d6c5b4a3f2e" https://x', "9f8e7d6c5b4a3f2e"),
+    "password-flag-attached-pX": ("mysql -u root -pSup3rS3cret db", "Sup3rS3cret"),
+    "password-flag-spaced-p-X": ("mysql -u root -p Sup3rS3cret db", "Sup3rS3cret"),
+    "curl-u-user-pass": ("curl -u admin:Sup3rS3cret https://x", "Sup3rS3cret"),
+    "sshpass-p": ("sshpass -p Sup3rS3cret ssh host", "Sup3rS3cret"),
+    "docker-login-p": ("docker login -u me -p Sup3rS3cret", "Sup3rS3cret"),
+    "az-login-p": ("az login -u me@x.com -p Sup3rS3cret", "Sup3rS3cret"),
+    "gitlab-token": (f"export GL={GITLAB}", GITLAB),
+    "huggingface-token": (f"use {HUGGINGFACE} for the hub", HUGGINGFACE),
+    "sendgrid-key": (f"key: {SENDGRID}", SENDGRID),
+    "digitalocean-token": (f"doctl auth init -t {DIGITALOCEAN}", DIGITALOCEAN),
+    "docker-hub-token": (f"docker login -u me -p {DOCKER_HUB}", DOCKER_HUB),
+    "npm-token": (f"//registry.npmjs.org/:_authToken {NPM}", NPM),
+    "telegram-bot-token": (f"curl https://api.telegram.org/bot{TELEGRAM}/getMe", TELEGRAM),
+    "discord-webhook": (f"https://discord.com/api/webhooks/{DISCORD_HOOK}", DISCORD_HOOK),
+    "twilio-sid": (f"twilio {TWILIO_SID} {TWILIO_KEY}", TWILIO_SID),
+}
+
+
+@pytest.mark.parametrize("family", sorted(MISSED_BEFORE))
+def test_issue_10_missed_families_are_scrubbed(scrubber: SecretScrubber, family: str) -> None:
+    text, secret = MISSED_BEFORE[family]
+    for shape in (text, json.dumps({"command": text}), json.dumps(json.dumps([text]))):
+        out, kinds = scrubber.scrub(shape)
+        assert secret not in out and kinds, (family, shape, out)
