@@ -66,7 +66,8 @@ def identity(record: object, i: int) -> None:
     _attr(record, "team", "platform")
 
 
-def batch() -> ExportLogsServiceRequest:
+def batch(unique: bool = False, salt: int = 0) -> ExportLogsServiceRequest:
+    """``unique``: every tool call has its own command and output (no memo hits)."""
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
     for key, value in (
@@ -109,6 +110,8 @@ def batch() -> ExportLogsServiceRequest:
             command = (
                 "cd /home/dev/project && npm test -- --runInBand src/components/Button.test.tsx"
             )
+            if unique:
+                command += f" -t case{salt}-{i}"
             if i % 10 == 1:
                 command = (
                     'curl -sS -H "Authorization: Bearer sk-ant-api03-'
@@ -139,15 +142,15 @@ def batch() -> ExportLogsServiceRequest:
             _attr(lr, am.TOOL_NAME, "Bash")
             _attr(lr, am.COMMAND, command)
             _attr(lr, am.TOOL_ARGUMENTS, params)
-            _attr(lr, am.TOOL_OUTPUT, TOOL_OUTPUT)
+            _attr(lr, am.TOOL_OUTPUT, TOOL_OUTPUT + (f"run {salt}-{i}\n" if unique else ""))
     return req
 
 
-def measure(config: RedactionConfig) -> float:
+def measure(config: RedactionConfig, unique: bool = False) -> float:
     processor = RedactionProcessor("redaction", config)
-    template = batch().SerializeToString()
+    templates = [batch(unique, r if unique else 0).SerializeToString() for r in range(ROUNDS)]
     rates = []
-    for _ in range(ROUNDS):
+    for template in templates:
         req = ExportLogsServiceRequest.FromString(template)
         start = time.perf_counter()
         processor.consume_logs(req)
@@ -187,6 +190,12 @@ def main() -> None:
         "default, no secret scrubbing": RedactionConfig(scrub_secrets=False),
     }
     rows = [(name, measure(cfg)) for name, cfg in configs.items()]
+    rows.append(
+        (
+            "all content allowed, every command and output unique (no memo hits)",
+            measure(configs["all content allowed (scrubbed, truncated)"], unique=True),
+        )
+    )
     rows.append(("baseline: only read every attribute (no processor)", baseline()))
     if "--no-write" in sys.argv:
         for name, rate in rows:

@@ -1,10 +1,11 @@
 """Secret scrubbing: replaces credentials in free text with ``[REDACTED:<kind>]``.
 
 Shared by the redaction processor (every kept value) and the detections processor (evidence).
-Patterns are data (``secret_patterns.yaml`` plus optional user files). They are compiled once;
-each value is first searched for cheap literal anchors in one C-level pass, and only the patterns
-whose anchors occur run, combined into one alternation so the value is scanned once. Most
-telemetry values contain no anchor at all and cost a single regex search.
+Patterns are data (``secret_patterns.yaml`` plus optional user files, validated by
+``PatternSpec``). They are compiled once; each value is first searched for the patterns' literal
+anchors in one C-level pass, and only the patterns whose anchors occur run, each in its own pass
+(one big alternation would defeat the regex engine's literal-prefix scan). Most telemetry values
+contain no anchor at all and cost a single regex search.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ DEFAULT_PATTERNS_FILE = Path(__file__).with_name("secret_patterns.yaml")
 REDACTED_PREFIX = "[REDACTED:"
 HIGH_ENTROPY_KIND = "high_entropy"
 _NO_KINDS: tuple[str, ...] = ()
-_SMALL_VALUE = 160
-"""Values up to this length are memoised: ids, model names and paths repeat on every record."""
-_CACHE_LIMIT = 8192
-_MAX_PASSES = 4
+_SMALL_VALUE = 1024
+"""Values up to this length are memoised: ids, model names and paths repeat on every record,
+and a record often carries the same tool arguments under several keys."""
+_CACHE_LIMIT = 4096
 
 
 def redacted(kind: str) -> str:
@@ -53,8 +54,6 @@ class SecretPattern:
         return "(?P<secret>" in self.regex
 
 
-_NAMED_GROUP = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
-_NAMED_BACKREF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
 _NUMBERED_BACKREF = re.compile(r"(?<!\\)\\[1-9]")
 
 
@@ -166,35 +165,30 @@ class SecretScrubber:
         self.high_entropy = high_entropy
         self.entropy_threshold = entropy_threshold
         self.entropy_min_length = max(entropy_min_length, 20)
-        self._wrapped = [self._wrap(i, p) for i, p in enumerate(self.patterns)]
-        self._kinds = [p.kind for p in self.patterns]
-        self._secret_groups = [
-            f"_g{i}_secret" if p.has_secret_group else None for i, p in enumerate(self.patterns)
+        self._compiled = [
+            re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0) for p in self.patterns
         ]
+        self._kinds = [p.kind for p in self.patterns]
+        self._has_secret = [p.has_secret_group for p in self.patterns]
+        self._min_entropy = [p.min_entropy for p in self.patterns]
         self._always = tuple(i for i, p in enumerate(self.patterns) if not p.anchors)
         anchor_to_patterns: dict[str, set[int]] = {}
         for i, p in enumerate(self.patterns):
             for a in p.anchors:
                 anchor_to_patterns.setdefault(a, set()).add(i)
-        # An anchor that contains another one is implied by it: check only the shorter one and
-        # let it trigger the patterns of both (anchors are a prefilter, a superset is fine).
-        minimal: dict[str, set[int]] = {}
-        for a in sorted(anchor_to_patterns, key=len):
-            inner = next((m for m in minimal if m in a), None)
-            minimal.setdefault(inner or a, set()).update(anchor_to_patterns[a])
-        self._anchor_patterns = {a: tuple(sorted(ix)) for a, ix in minimal.items()}
-        # One C-level scan finds every anchor: a trie-shaped alternation in a lookahead, so that
-        # anchors overlapping each other are all seen (no minimal anchor is a prefix of another).
-        self._anchor_re = re.compile(f"(?=({_trie_regex(list(minimal))}))") if minimal else None
-        self._min_entropy = [p.min_entropy for p in self.patterns]
-        token_ix = [i for i, p in enumerate(self.patterns) if not p.has_secret_group]
-        self._token_re = (
-            re.compile("|".join(self._wrapped[i] for i in token_ix)) if token_ix else None
+        # The scan below finds the longest anchor at each position; an anchor that contains
+        # others (``passw`` contains ``pass``) also triggers their patterns.
+        self._anchor_patterns = {
+            a: tuple(sorted(set().union(*(ix for b, ix in anchor_to_patterns.items() if b in a))))
+            for a in anchor_to_patterns
+        }
+        self._anchor_re = (
+            re.compile(f"(?=({_trie_regex(list(anchor_to_patterns))}))")
+            if anchor_to_patterns
+            else None
         )
+        self._token_ix = tuple(i for i, p in enumerate(self.patterns) if not p.has_secret_group)
         self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._subset_regex = lru_cache(maxsize=256)(self._compile_subset)
-        # Compile the full set now so that a bad combination fails at start, not on a record.
-        self._subset_regex(tuple(range(len(self.patterns))))
 
     @classmethod
     def from_files(
@@ -209,16 +203,6 @@ class SecretScrubber:
         for f in extra_files:
             patterns.extend(load_patterns(f))
         return cls(patterns, high_entropy=high_entropy, entropy_threshold=entropy_threshold)
-
-    @staticmethod
-    def _wrap(i: int, p: SecretPattern) -> str:
-        body = _NAMED_GROUP.sub(lambda m: f"(?P<_g{i}_{m.group(1)}>", p.regex)
-        body = _NAMED_BACKREF.sub(lambda m: f"(?P=_g{i}_{m.group(1)})", body)
-        flags = "(?i:" if p.ignore_case else "(?:"
-        return f"(?P<_p{i}>{flags}{body}))"
-
-    def _compile_subset(self, indices: tuple[int, ...]) -> re.Pattern[str]:
-        return re.compile("|".join(self._wrapped[i] for i in indices))
 
     def scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
         """Return the scrubbed text and the kinds replaced (one entry per replacement)."""
@@ -240,10 +224,12 @@ class SecretScrubber:
         return self.scrub(text)[0]
 
     def _active(self, text: str) -> tuple[int, ...]:
-        """Patterns whose anchors occur in ``text`` (plus those without anchors)."""
+        """Patterns whose anchors occur in ``text`` (plus those without anchors), in order."""
         if self._anchor_re is None:
             return self._always
-        found = set(self._anchor_re.findall(text.lower()))
+        low = text.lower()
+        # a lookahead at every position: anchors overlapping each other are all seen
+        found = set(self._anchor_re.findall(low))
         if not found:
             return self._always
         active = set(self._always)
@@ -252,57 +238,45 @@ class SecretScrubber:
         return tuple(sorted(active))
 
     def _scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """Each active pattern in file order, one C-level pass each (faster than one big
+        alternation, which defeats the regex engine's prefix scan). Specific token formats run
+        first; the contextual patterns after them skip what is already ``[REDACTED:``."""
         kinds: list[str] = []
-        active = self._active(text)
-        if active:
-            regex = self._subset_regex(active)
+        for i in self._active(text):
+            kind = self._kinds[i]
+            threshold = self._min_entropy[i]
+            has_secret = self._has_secret[i]
 
-            def replace(m: re.Match[str]) -> str:
-                group = m.lastgroup or ""
-                i = int(group[2:]) if group.startswith("_p") else self._which(m)
-                secret_group = self._secret_groups[i]
-                kind = self._kinds[i]
-                threshold = self._min_entropy[i]
+            def replace(
+                m: re.Match[str],
+                kind: str = kind,
+                threshold: float | None = threshold,
+                has_secret: bool = has_secret,
+            ) -> str:
                 if threshold is not None:
-                    secret = m.group(secret_group or f"_p{i}")
+                    secret = m.group("secret") if has_secret else m.group(0)
                     if shannon_entropy(secret) < threshold:
                         return m.group(0)  # too regular to be a credential: leave it
-                if secret_group is None:
+                if not has_secret:
                     kinds.append(kind)
                     return redacted(kind)
-                start, end = m.span(secret_group)
-                kind = self._refine(m.group(secret_group)) or kind
-                kinds.append(kind)
-                whole = m.group(0)
-                base = m.start()
-                return whole[: start - base] + redacted(kind) + whole[end - base :]
+                start, end = m.span("secret")
+                specific = self._refine(m.group("secret")) or kind
+                kinds.append(specific)
+                whole, base = m.group(0), m.start()
+                return whole[: start - base] + redacted(specific) + whole[end - base :]
 
-            # A contextual match (curl ... -u user:pass) can span another secret (a header
-            # before -u); the pass after a replacement finds what the first one stepped over.
-            for _ in range(_MAX_PASSES):
-                found = len(kinds)
-                text = regex.sub(replace, text)
-                if len(kinds) == found:
-                    break
+            text = self._compiled[i].sub(replace, text)
         if self.high_entropy:
             text = self._scrub_entropy(text, kinds)
         return text, (tuple(kinds) if kinds else _NO_KINDS)
 
-    def _which(self, m: re.Match[str]) -> int:
-        """Index of the pattern that matched, when ``lastgroup`` is not the outer wrapper."""
-        for name, value in m.groupdict().items():
-            if value is not None and name.startswith("_p"):
-                return int(name[2:])
-        raise AssertionError("a match without a pattern group")  # pragma: no cover
-
     def _refine(self, secret: str) -> str | None:
         """The specific token kind of a secret found by a contextual pattern, if it has one."""
-        if self._token_re is None:
-            return None
-        m = self._token_re.match(secret)
-        if m is None or m.lastgroup is None:
-            return None
-        return self._kinds[int(m.lastgroup[2:])] if m.lastgroup.startswith("_p") else None
+        for i in self._token_ix:
+            if self._compiled[i].match(secret):
+                return self._kinds[i]
+        return None
 
     def _scrub_entropy(self, text: str, kinds: list[str]) -> str:
         def replace(m: re.Match[str]) -> str:

@@ -489,7 +489,7 @@ CASES.update(
                     "Abc%2B",
                 ),
                 ("https://x/cb?access_token=Zx81kLmn0pQ&state=1", "Zx81kLmn0pQ"),
-                ("https://s3/x?X-Amz-Signature=" + rand(64, HEX), "X-Amz-Signature=X"),
+                ("https://s3/x?Expires=1&Signature=" + rand(64, HEX), "Signature=X"),
             ],
             [
                 "https://x/search?q=token&page=2",
