@@ -357,15 +357,22 @@ def post(port: int, signal: str, body: bytes) -> int:
 
 
 def clickhouse_dump(stack: AgentwatchStack) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table and view in agentwatch's database."""
-    names = [
-        r[0]
-        for r in stack.rows(
-            "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name"
-        )
-    ]
-    assert names
-    return {name: stack.dicts(f"SELECT * FROM `{name}`") for name in names}
+    """Every row of every table and view in agentwatch's database, each column as text
+    (aggregate states finalized: what a query of that table can show)."""
+    columns: dict[str, list[str]] = {}
+    for table, name, type_ in stack.rows(
+        "SELECT table, name, type FROM system.columns WHERE database = currentDatabase() "
+        "ORDER BY table, position"
+    ):
+        column = f"`{name}`"
+        if type_.startswith("AggregateFunction("):
+            column = f"finalizeAggregation({column})"
+        columns.setdefault(table, []).append(f"toString({column}) AS `{name}`")
+    assert columns
+    return {
+        table: stack.dicts(f"SELECT {', '.join(cols)} FROM `{table}`")
+        for table, cols in columns.items()
+    }
 
 
 def strings_in(node: Any, raw: bool = False) -> Iterator[str]:
