@@ -21,7 +21,6 @@ import binascii
 import contextlib
 import copy
 import json
-import os
 import re
 import secrets as pysecrets
 import time
@@ -472,7 +471,7 @@ def stack(tmp_path: Path) -> Iterator[AgentwatchStack]:
 def test_no_planted_secret_is_stored_reexported_or_scraped(
     stack: AgentwatchStack, prometheus_server: PrometheusServer, tmp_path: Path
 ) -> None:
-    entries = corpus()[: int(os.environ.get("ORACLE_ENTRIES", "1000"))]
+    entries = corpus()
     clock = time.monotonic()
 
     def lap(what: str) -> None:
@@ -480,7 +479,7 @@ def test_no_planted_secret_is_stored_reexported_or_scraped(
         print(f"{what}: {time.monotonic() - clock:.1f}s")
         clock = time.monotonic()
 
-    assert len({e.kind for e in entries}) >= int(os.environ.get("ORACLE_MIN_KINDS", "60"))
+    assert len({e.kind for e in entries}) >= 60
     requests = build_requests(entries)
 
     # Control: what is sent holds every planted value, and detect-secrets sees its shapes.
