@@ -596,14 +596,14 @@ class RedactionProcessor(Processor):
         return text, (), 0
 
     def _process_bytes(self, value: AnyValue, rec: _Record) -> None:
+        """Scrub a bytes value as text. Bytes that are not UTF-8 (binary output, Latin-1, a
+        token next to a stray byte) become lone surrogates that no pattern matches and that
+        round-trip exactly, so the ASCII secrets around them are still found."""
         assert self.scrubber is not None
-        try:
-            text = value.bytes_value.decode("utf-8")
-        except UnicodeDecodeError:
-            return
+        text = value.bytes_value.decode("utf-8", "surrogateescape")
         scrubbed, kinds = self.scrubber.scrub(text)
         if kinds:
-            value.bytes_value = scrubbed.encode("utf-8")
+            value.bytes_value = scrubbed.encode("utf-8", "surrogateescape")
             for kind in kinds:
                 _count(rec, kind)
 

@@ -1,10 +1,11 @@
 """Secret scrubbing: replaces credentials in free text with ``[REDACTED:<kind>]``.
 
 Shared by the redaction processor (every kept value) and the detections processor (evidence).
-Patterns are data (``secret_patterns.yaml`` plus optional user files). They are compiled once;
-each value is first searched for cheap literal anchors in one C-level pass, and only the patterns
-whose anchors occur run, combined into one alternation so the value is scanned once. Most
-telemetry values contain no anchor at all and cost a single regex search.
+Patterns are data (``secret_patterns.yaml`` plus optional user files, validated by
+``PatternSpec``). They are compiled once; each value is first searched for the patterns' literal
+anchors in one C-level pass, and only the patterns whose anchors occur run, each in its own pass
+(one big alternation would defeat the regex engine's literal-prefix scan). Most telemetry values
+contain no anchor at all and cost a single regex search.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_PATTERNS_FILE = Path(__file__).with_name("secret_patterns.yaml")
 REDACTED_PREFIX = "[REDACTED:"
 HIGH_ENTROPY_KIND = "high_entropy"
 _NO_KINDS: tuple[str, ...] = ()
-_SMALL_VALUE = 160
-"""Values up to this length are memoised: ids, model names and paths repeat on every record."""
-_CACHE_LIMIT = 8192
+_SMALL_VALUE = 1024
+"""Values up to this length are memoised: ids, model names and paths repeat on every record,
+and a record often carries the same tool arguments under several keys."""
+_CACHE_LIMIT = 4096
 
 
 def redacted(kind: str) -> str:
@@ -43,17 +47,50 @@ class SecretPattern:
     ignore_case: bool = False
     anchors: tuple[str, ...] = ()
     description: str = ""
+    min_entropy: float | None = None
 
     @property
     def has_secret_group(self) -> bool:
         return "(?P<secret>" in self.regex
 
 
-_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_NAMED_GROUP = re.compile(r"\(\?P<([A-Za-z_]\w*)>")
-_NAMED_BACKREF = re.compile(r"\(\?P=([A-Za-z_]\w*)\)")
 _NUMBERED_BACKREF = re.compile(r"(?<!\\)\\[1-9]")
-_PATTERN_KEYS = {"kind", "regex", "ignore_case", "anchors", "description"}
+
+
+class PatternSpec(BaseModel):
+    """One entry of a pattern file, as written; ``load_patterns`` turns it into a SecretPattern."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    regex: str = Field(min_length=1)
+    ignore_case: bool = False
+    anchors: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    min_entropy: float | None = Field(default=None, gt=0, le=8)
+    description: str = ""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        if _NUMBERED_BACKREF.search(regex):
+            raise ValueError("use named groups, not numbered back-references")
+        try:
+            compiled = re.compile(regex)
+        except re.error as e:
+            raise ValueError(f"invalid regex: {e}") from e
+        if compiled.search(""):
+            raise ValueError("regex matches the empty string")
+        return regex
+
+    def to_pattern(self) -> SecretPattern:
+        return SecretPattern(
+            kind=self.kind,
+            regex=self.regex,
+            ignore_case=self.ignore_case,
+            anchors=tuple(a.lower() for a in self.anchors),
+            description=self.description,
+            min_entropy=self.min_entropy,
+        )
 
 
 def load_patterns(path: str | Path) -> list[SecretPattern]:
@@ -76,36 +113,21 @@ def _parse_pattern(path: str | Path, index: int, raw: object) -> SecretPattern:
         raise PatternFileError(f"{where}: expected a mapping")
     if isinstance(raw.get("kind"), str):
         where += f" (kind {raw['kind']!r})"
-    unknown = sorted(set(raw) - _PATTERN_KEYS)
-    if unknown:
-        raise PatternFileError(f"{where}: unknown field {unknown[0]!r}")
-    kind, regex = raw.get("kind"), raw.get("regex")
-    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-        raise PatternFileError(f"{where}: 'kind' must be lower_snake_case text")
-    if not isinstance(regex, str) or not regex:
-        raise PatternFileError(f"{where}: 'regex' must be non-empty text")
-    if _NUMBERED_BACKREF.search(regex):
-        raise PatternFileError(f"{where}: use named groups, not numbered back-references")
-    ignore_case = raw.get("ignore_case", False)
-    if not isinstance(ignore_case, bool):
-        raise PatternFileError(f"{where}: 'ignore_case' must be true or false")
-    anchors = raw.get("anchors", [])
-    if not isinstance(anchors, list) or not all(isinstance(a, str) and a for a in anchors):
-        raise PatternFileError(f"{where}: 'anchors' must be a list of non-empty strings")
     try:
-        compiled = re.compile(regex, re.IGNORECASE if ignore_case else 0)
-    except re.error as e:
-        raise PatternFileError(f"{where}: invalid regex: {e}") from e
-    if compiled.search(""):
-        raise PatternFileError(f"{where}: regex matches the empty string")
-    description = raw.get("description", "")
-    return SecretPattern(
-        kind=kind,
-        regex=regex,
-        ignore_case=ignore_case,
-        anchors=tuple(a.lower() for a in anchors),
-        description=str(description),
-    )
+        return PatternSpec.model_validate(raw).to_pattern()
+    except ValidationError as e:
+        raise PatternFileError(f"{where}: {_first_problem(e)}") from None
+
+
+def _first_problem(error: ValidationError) -> str:
+    """The first validation error in the words a pattern-file author needs."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "pattern"
+    if first["type"] == "extra_forbidden":
+        return f"unknown field {field!r}"
+    if first["type"] == "value_error":  # ours: the message already says what is wrong
+        return str(first["msg"]).removeprefix("Value error, ")
+    return f"{field!r}: {first['msg']}"
 
 
 @lru_cache(maxsize=1)
@@ -143,31 +165,30 @@ class SecretScrubber:
         self.high_entropy = high_entropy
         self.entropy_threshold = entropy_threshold
         self.entropy_min_length = max(entropy_min_length, 20)
-        self._wrapped = [self._wrap(i, p) for i, p in enumerate(self.patterns)]
-        self._kinds = [p.kind for p in self.patterns]
-        self._secret_groups = [
-            f"_g{i}_secret" if p.has_secret_group else None for i, p in enumerate(self.patterns)
+        self._compiled = [
+            re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0) for p in self.patterns
         ]
+        self._kinds = [p.kind for p in self.patterns]
+        self._has_secret = [p.has_secret_group for p in self.patterns]
+        self._min_entropy = [p.min_entropy for p in self.patterns]
         self._always = tuple(i for i, p in enumerate(self.patterns) if not p.anchors)
         anchor_to_patterns: dict[str, set[int]] = {}
         for i, p in enumerate(self.patterns):
             for a in p.anchors:
                 anchor_to_patterns.setdefault(a, set()).add(i)
-        # An anchor that contains another one is implied by it: check only the shorter one and
-        # let it trigger the patterns of both (anchors are a prefilter, a superset is fine).
-        minimal: dict[str, set[int]] = {}
-        for a in sorted(anchor_to_patterns, key=len):
-            inner = next((m for m in minimal if m in a), None)
-            minimal.setdefault(inner or a, set()).update(anchor_to_patterns[a])
-        self._anchor_patterns = tuple((a, tuple(sorted(ix))) for a, ix in minimal.items())
-        token_ix = [i for i, p in enumerate(self.patterns) if not p.has_secret_group]
-        self._token_re = (
-            re.compile("|".join(self._wrapped[i] for i in token_ix)) if token_ix else None
+        # The scan below finds the longest anchor at each position; an anchor that contains
+        # others (``passw`` contains ``pass``) also triggers their patterns.
+        self._anchor_patterns = {
+            a: tuple(sorted(set().union(*(ix for b, ix in anchor_to_patterns.items() if b in a))))
+            for a in anchor_to_patterns
+        }
+        self._anchor_re = (
+            re.compile(f"(?=({_trie_regex(list(anchor_to_patterns))}))")
+            if anchor_to_patterns
+            else None
         )
+        self._token_ix = tuple(i for i, p in enumerate(self.patterns) if not p.has_secret_group)
         self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._subset_regex = lru_cache(maxsize=256)(self._compile_subset)
-        # Compile the full set now so that a bad combination fails at start, not on a record.
-        self._subset_regex(tuple(range(len(self.patterns))))
 
     @classmethod
     def from_files(
@@ -182,16 +203,6 @@ class SecretScrubber:
         for f in extra_files:
             patterns.extend(load_patterns(f))
         return cls(patterns, high_entropy=high_entropy, entropy_threshold=entropy_threshold)
-
-    @staticmethod
-    def _wrap(i: int, p: SecretPattern) -> str:
-        body = _NAMED_GROUP.sub(lambda m: f"(?P<_g{i}_{m.group(1)}>", p.regex)
-        body = _NAMED_BACKREF.sub(lambda m: f"(?P=_g{i}_{m.group(1)})", body)
-        flags = "(?i:" if p.ignore_case else "(?:"
-        return f"(?P<_p{i}>{flags}{body}))"
-
-    def _compile_subset(self, indices: tuple[int, ...]) -> re.Pattern[str]:
-        return re.compile("|".join(self._wrapped[i] for i in indices))
 
     def scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
         """Return the scrubbed text and the kinds replaced (one entry per replacement)."""
@@ -213,57 +224,59 @@ class SecretScrubber:
         return self.scrub(text)[0]
 
     def _active(self, text: str) -> tuple[int, ...]:
-        """Patterns whose anchors occur in ``text`` (plus those without anchors)."""
+        """Patterns whose anchors occur in ``text`` (plus those without anchors), in order."""
+        if self._anchor_re is None:
+            return self._always
         low = text.lower()
-        found = [ix for anchor, ix in self._anchor_patterns if anchor in low]
+        # a lookahead at every position: anchors overlapping each other are all seen
+        found = set(self._anchor_re.findall(low))
         if not found:
             return self._always
         active = set(self._always)
-        for ix in found:
-            active.update(ix)
+        for anchor in found:
+            active.update(self._anchor_patterns[anchor])
         return tuple(sorted(active))
 
     def _scrub(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """Each active pattern in file order, one C-level pass each (faster than one big
+        alternation, which defeats the regex engine's prefix scan). Specific token formats run
+        first; the contextual patterns after them skip what is already ``[REDACTED:``."""
         kinds: list[str] = []
-        active = self._active(text)
-        if active:
-            regex = self._subset_regex(active)
+        for i in self._active(text):
+            kind = self._kinds[i]
+            threshold = self._min_entropy[i]
+            has_secret = self._has_secret[i]
 
-            def replace(m: re.Match[str]) -> str:
-                group = m.lastgroup or ""
-                i = int(group[2:]) if group.startswith("_p") else self._which(m)
-                secret_group = self._secret_groups[i]
-                kind = self._kinds[i]
-                if secret_group is None:
+            def replace(
+                m: re.Match[str],
+                kind: str = kind,
+                threshold: float | None = threshold,
+                has_secret: bool = has_secret,
+            ) -> str:
+                if threshold is not None:
+                    secret = m.group("secret") if has_secret else m.group(0)
+                    if shannon_entropy(secret) < threshold:
+                        return m.group(0)  # too regular to be a credential: leave it
+                if not has_secret:
                     kinds.append(kind)
                     return redacted(kind)
-                start, end = m.span(secret_group)
-                kind = self._refine(m.group(secret_group)) or kind
-                kinds.append(kind)
-                whole = m.group(0)
-                base = m.start()
-                return whole[: start - base] + redacted(kind) + whole[end - base :]
+                start, end = m.span("secret")
+                specific = self._refine(m.group("secret")) or kind
+                kinds.append(specific)
+                whole, base = m.group(0), m.start()
+                return whole[: start - base] + redacted(specific) + whole[end - base :]
 
-            text = regex.sub(replace, text)
+            text = self._compiled[i].sub(replace, text)
         if self.high_entropy:
             text = self._scrub_entropy(text, kinds)
         return text, (tuple(kinds) if kinds else _NO_KINDS)
 
-    def _which(self, m: re.Match[str]) -> int:
-        """Index of the pattern that matched, when ``lastgroup`` is not the outer wrapper."""
-        for name, value in m.groupdict().items():
-            if value is not None and name.startswith("_p"):
-                return int(name[2:])
-        raise AssertionError("a match without a pattern group")  # pragma: no cover
-
     def _refine(self, secret: str) -> str | None:
         """The specific token kind of a secret found by a contextual pattern, if it has one."""
-        if self._token_re is None:
-            return None
-        m = self._token_re.match(secret)
-        if m is None or m.lastgroup is None:
-            return None
-        return self._kinds[int(m.lastgroup[2:])] if m.lastgroup.startswith("_p") else None
+        for i in self._token_ix:
+            if self._compiled[i].match(secret):
+                return self._kinds[i]
+        return None
 
     def _scrub_entropy(self, text: str, kinds: list[str]) -> str:
         def replace(m: re.Match[str]) -> str:
@@ -288,6 +301,29 @@ class SecretScrubber:
         if not (has_upper and has_lower and has_digit):
             return False
         return shannon_entropy(token.rstrip("=")) >= self.entropy_threshold
+
+
+def _trie_regex(words: list[str]) -> str:
+    """An alternation of ``words`` shaped as a trie, so the regex engine never backtracks
+    through many alternatives that share a first character."""
+    trie: dict[str, dict] = {}  # type: ignore[type-arg]
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:  # type: ignore[type-arg]
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if "" in node:
+            branches.append("")
+        if not branches:
+            return ""
+        if len(branches) == 1:
+            return branches[0]
+        return "(?:" + "|".join(branches) + ")"
+
+    return build(trie)
 
 
 def cut_point(text: str, limit: int) -> int:

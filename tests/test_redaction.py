@@ -971,3 +971,23 @@ def test_redaction_never_raises_on_arbitrary_attribute_trees(
     serialized = out.SerializeToString()
     assert LogsData.FromString(serialized) == out
     assert ANTHROPIC_KEY.encode() not in serialized and GITHUB_TOKEN.encode() not in serialized
+
+
+# --- bytes values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [b"", b"\xff\xfe binary \x00\x80 ", b"caf\xe9 (Latin-1) ", b"\xc3"],
+    ids=["utf8", "binary", "latin1", "truncated-utf8"],
+)
+def test_bytes_values_are_scrubbed_even_when_not_utf8(prefix: bytes) -> None:
+    """A secret in a bytes value is found whatever bytes surround it; the rest is kept as is."""
+    value = prefix + f" export GITHUB_TOKEN={GITHUB_TOKEN} \xff".encode("latin-1")
+    before = redactions("github_token", "unknown")
+    out = run(logs({"blob": value, "nested": {"b": value}}))
+    for got in (out["blob"], out["nested"]["b"]):
+        assert isinstance(got, bytes)
+        assert GITHUB_TOKEN.encode() not in got
+        assert got == value.replace(GITHUB_TOKEN.encode(), b"[REDACTED:github_token]")
+    assert redactions("github_token", "unknown") == before + 2
