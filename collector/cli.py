@@ -211,6 +211,39 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from collector import logs
+    from collector.receivers.sessionfiles import importer
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return 1
+    logs.configure("warn", cfg.service.logs.format)
+    agents = list(importer.READERS) if args.agent == "all" else [args.agent]
+    if args.path and len(agents) > 1:
+        print("agentwatch: --path needs one agent, not 'all'", file=sys.stderr)
+        return 2
+    roots = {agents[0]: Path(args.path)} if args.path else {}
+    options = importer.Options(
+        agents,
+        roots,
+        start=args.start,
+        end=args.end,
+        dry_run=args.dry_run,
+        force=args.force,
+        progress=sys.stderr.isatty(),
+    )
+    try:
+        summary = importer.run(cfg, options)
+    except Exception as exc:
+        print(f"agentwatch: import failed: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines(args.dry_run)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentwatch",
@@ -293,6 +326,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rules_file", help="rule file (YAML), e.g. processors/rules/default.yaml")
     p.add_argument("events_file", help="sample events, one JSON object of attributes per line")
     p.set_defaults(func=cmd_rules_test)
+
+    p = sub.add_parser(
+        "import",
+        help="import the agent CLIs' own session files (history, or sessions without "
+        "telemetry) through the pipelines into the store (docs/session-files.md)",
+    )
+    p.add_argument("agent", choices=("claude-code", "codex", "gemini", "all"))
+    p.add_argument(
+        "--path",
+        help="where the agent's session files are (default: its own directory under $HOME, "
+        "or $AGENTWATCH_CLAUDE_CODE_PATH / $AGENTWATCH_CODEX_PATH / $AGENTWATCH_GEMINI_PATH)",
+    )
+    p.add_argument(
+        "--from", dest="start", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD"
+    )
+    p.add_argument(
+        "--to", dest="end", type=date.fromisoformat, help="last UTC day (included), YYYY-MM-DD"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print files, sessions, calls, tokens and cost without storing anything",
+    )
+    p.add_argument("--force", action="store_true", help="read files again even if already imported")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
