@@ -6,8 +6,9 @@ tokens (``input_tokens`` includes the cached ones, as on Codex's own OTLP). The 
 a total that moved by something else than ``last`` is counted as a gap (tokens Codex used that
 no event in the file describes) and reported. The model comes from the latest
 ``turn_context``. A resumed or forked session's file begins with a copy of its parent's
-history, with the parent's timestamps and totals: such copies are counted once, in the first
-file read (files are read oldest first).
+history with the parent's running totals: a count whose (last, total) pair was already read
+(or, for a session's first call, whose time too) is counted once, in the first file read
+(files are read oldest first).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Reader:
         result = FileResult(path)
         session: Session | None = None
         model = ""
-        previous_total: tuple[int, ...] | None = None
+        previous_total: tuple[int, ...] = (0,) * len(USAGE_KEYS)
         response_ids: dict[tuple[int, ...], str] = {}
         calls: dict[str, tuple[int, str, Any]] = {}
         for _, line in json_lines(path):
@@ -115,22 +116,22 @@ class Reader:
                     continue  # rate-limit-only update
                 last = _usage(info["last_token_usage"])
                 total = _usage(info.get("total_token_usage"))
-                if total == previous_total:
+                if not any(total):  # no running total to check against
+                    total = tuple(p + n for p, n in zip(previous_total, last, strict=True))
+                elif total == previous_total:
                     continue  # the same count emitted again
-                if previous_total is not None and any(
-                    t != p + n for t, p, n in zip(total, previous_total, last, strict=True)
-                ):
+                elif any(t != p + n for t, p, n in zip(total, previous_total, last, strict=True)):
                     self.gaps += 1
                     result.warnings.append(
                         f"{path.name}: total_token_usage moved by other than last_token_usage "
                         f"at {line.get('timestamp')}"
                     )
                 previous_total = total
+                # A copied count keeps its running total, which no other session shares once
+                # past the first call; a first call also needs its time to be told apart.
+                identity = [last, total] if total != last else [line.get("timestamp"), last]
                 key = int.from_bytes(
-                    hashlib.blake2b(
-                        json.dumps([line.get("timestamp"), last, total]).encode(), digest_size=8
-                    ).digest(),
-                    "big",
+                    hashlib.blake2b(json.dumps(identity).encode(), digest_size=8).digest(), "big"
                 )
                 if key in self.seen:
                     continue  # the parent's history, copied into a resumed or forked file

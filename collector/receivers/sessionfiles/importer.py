@@ -239,7 +239,10 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
     progress = Progress(total_files, total_bytes, options.progress)
     low, high = _bounds(options.start, options.end)
     filtered = options.start is not None or options.end is not None
-    service = Service(import_config(cfg, options.dry_run))
+    import_cfg = import_config(cfg, options.dry_run)
+    if not options.dry_run and not import_cfg.exporters:
+        raise ValueError("the configuration has no clickhouse exporter in a logs pipeline")
+    service = Service(import_cfg)
     service.start()
     for pipeline in service.pipelines:
         pipeline.processors.append(SummaryTap(summary))
