@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -135,9 +136,6 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import csv
-    import json
-
     from exporters.clickhouse import schema
     from exporters.clickhouse.exporter import open_store
 
@@ -155,10 +153,18 @@ def cmd_query(args: argparse.Namespace) -> int:
     except Exception as exc:  # the server's own message is the useful part
         print(f"agentwatch: query failed: {exc}", file=sys.stderr)
         return 1
-    if args.format == "json":
+    _print_rows(columns, rows, args.format)
+    return 0
+
+
+def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> None:
+    import csv
+    import json
+
+    if fmt == "json":
         for row in rows:
             print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
-    elif args.format == "csv":
+    elif fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
@@ -171,6 +177,30 @@ def cmd_query(args: argparse.Namespace) -> int:
             print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
             if n == 0:
                 print("  ".join("-" * w for w in widths))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from exporters.clickhouse import reconcile
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            sessions, users = reconcile.report(client, args.since)
+    except Exception as exc:  # the server's own message is the useful part
+        print(f"agentwatch: reconcile failed: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        print("Per session (coverage_pct: share of the calls in session files that OTLP "
+              "delivered too):")
+    _print_rows(*sessions, args.format)
+    if args.format == "table":
+        print("\nPer user:")
+    _print_rows(*users, args.format)
     return 0
 
 
@@ -352,6 +382,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="read files again even if already imported")
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "reconcile",
+        help="per session and user: API calls seen over OTLP and in session files, OTLP's "
+        "coverage, calls only one source has (docs/session-files.md)",
+    )
+    p.add_argument(
+        "--since", type=date.fromisoformat, help="sessions last seen on or after this UTC day"
+    )
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

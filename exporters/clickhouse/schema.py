@@ -695,6 +695,41 @@ AGENT_API_USAGE_HOURLY = Table(
 out the sessions whose tokens their ``api_call`` rows already count. Metric-derived records are
 one per session, model and export interval, so this stays small."""
 
+SOURCE_OTLP = "otlp"
+"""``agent_call_sources.source`` of a call that arrived over OTLP; a record read from a session
+file carries its own ``agentwatch.source`` (``session_files``)."""
+
+AGENT_CALL_SOURCES = Table(
+    name="agent_call_sources",
+    columns=(
+        Column("timestamp", "DateTime64(9)", TS_CODEC),
+        Column("agent", "LowCardinality(String)"),
+        Column("session_id", "String"),
+        Column("source", "LowCardinality(String)"),
+        Column("event_id", "String"),
+        Column("user_id", "String"),
+        Column("user_email", "String"),
+        Column("request_id", "String"),
+        Column("model", "LowCardinality(String)"),
+        Column("input_tokens", "UInt64"),
+        Column("cache_read_tokens", "UInt64"),
+        Column("cache_write_tokens", "UInt64"),
+        Column("output_tokens", "UInt64"),
+        Column("cost_usd", "Nullable(Float64)"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(timestamp)",
+    order_by="(agent, session_id, source, event_id)",
+    ttl="toDateTime(timestamp) + toIntervalDay({days})",
+    sharding_key="cityHash64(session_id)",
+    ttl_key="agent_events",
+)
+"""One row per API call and source that delivered it, from every ``api_call`` log record the
+raw table receives -- including the copies the agent tables leave out because their event id
+is already stored. So the agent tables count a call once, and this table still knows which
+sources saw it."""
+
+
 ALL_TABLES: tuple[Table, ...] = (
     *RAW_TABLES,
     *(t.spec() for t in AGENT_TABLES.values()),
@@ -702,6 +737,7 @@ ALL_TABLES: tuple[Table, ...] = (
     AGENT_SESSIONS,
     AGENT_USAGE_HOURLY,
     AGENT_API_USAGE_HOURLY,
+    AGENT_CALL_SOURCES,
 )
 
 TTL_KEYS = tuple(dict.fromkeys(t.ttl_name for t in ALL_TABLES))
@@ -1322,12 +1358,107 @@ def _m5_api_usage_and_reprice(s: SchemaSettings) -> list[Statement]:
     return out
 
 
+# --- migration 8: API calls per source, and their reconciliation -----------------------------
+
+
+def _attr(key: str) -> str:
+    """A record attribute, or the resource attribute of that name when the record has none."""
+    return (
+        f"if(mapContains(LogAttributes, '{key}'), LogAttributes['{key}'], "
+        f"ResourceAttributes['{key}'])"
+    )
+
+
+def _call_sources_select(source: str) -> str:
+    tokens = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+    columns = [
+        "Timestamp AS timestamp",
+        f"{_attr('agentwatch.agent')} AS agent",
+        f"{_attr('agentwatch.session_id')} AS session_id",
+        f"if(LogAttributes['agentwatch.source'] = '', '{SOURCE_OTLP}', "
+        "LogAttributes['agentwatch.source']) AS source",
+        "LogAttributes['agentwatch.event_id'] AS event_id",
+        f"{_attr('agentwatch.user_id')} AS user_id",
+        f"{_attr('agentwatch.user_email')} AS user_email",
+        "LogAttributes['agentwatch.request_id'] AS request_id",
+        "LogAttributes['agentwatch.model'] AS model",
+        *(f"toUInt64OrZero(LogAttributes['agentwatch.{t}']) AS {t}" for t in tokens),
+        "toFloat64OrNull(LogAttributes['agentwatch.cost_usd']) AS cost_usd",
+    ]
+    return (
+        f"SELECT {', '.join(columns)} FROM {source} "
+        "WHERE LogAttributes['agentwatch.event'] = 'api_call' "
+        "AND LogAttributes['agentwatch.event_id'] != ''"
+    )
+
+
+_TOKENS_SUM = "input_tokens + cache_read_tokens + cache_write_tokens + output_tokens"
+
+RECONCILIATION_VIEWS: dict[str, str] = {
+    "call_reconciliation": (
+        "SELECT agent, session_id, max(user_id) AS user_id, max(user_email) AS user_email, "
+        "min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+        "count() AS api_calls, countIf(in_otlp) AS otlp_calls, countIf(in_files) AS file_calls, "
+        "countIf(in_otlp AND in_files) AS both_calls, "
+        "countIf(in_otlp AND NOT in_files) AS otlp_only_calls, "
+        "countIf(in_files AND NOT in_otlp) AS file_only_calls, "
+        "sum(otlp_tokens) AS otlp_tokens, sum(file_tokens) AS file_tokens, "
+        "if(countIf(in_files) = 0, NULL, "
+        "round(100 * countIf(in_otlp AND in_files) / countIf(in_files), 2)) AS coverage_pct "
+        "FROM (SELECT c.agent AS agent, c.session_id AS session_id, c.event_id AS event_id, "
+        "max(c.user_id) AS user_id, max(c.user_email) AS user_email, "
+        "min(c.timestamp) AS first_seen, max(c.timestamp) AS last_seen, "
+        f"max(c.source = '{SOURCE_OTLP}') AS in_otlp, "
+        f"max(c.source != '{SOURCE_OTLP}') AS in_files, "
+        f"maxIf({_TOKENS_SUM}, c.source = '{SOURCE_OTLP}') AS otlp_tokens, "
+        f"maxIf({_TOKENS_SUM}, c.source != '{SOURCE_OTLP}') AS file_tokens "
+        "FROM {agent_call_sources} AS c FINAL GROUP BY c.agent, c.session_id, c.event_id) "
+        "GROUP BY agent, session_id"
+    ),
+}
+"""Per session: API calls seen by OTLP, by session files, by both, and OTLP's coverage of the
+calls the files show. A call is the same in both sources when both name it with the same event
+id (the importer gives a file record the request id, or the time and prompt, of its OTLP twin).
+"""
+
+
+def _m8_call_sources(s: SchemaSettings) -> list[Statement]:
+    """API calls per source (filled from the raw logs, back-filled from what they still hold)
+    and the ``call_reconciliation`` view."""
+    out = [Statement(sql) for sql in render_table(AGENT_CALL_SOURCES, s)]
+    out.append(
+        _backfill(
+            "agent_call_sources",
+            _call_sources_select(s.qualified("otel_logs")),
+            s,
+            "migration-8:call_sources",
+        )
+    )
+    out.append(
+        Statement(
+            render_mv(
+                "otel_logs_call_sources_mv",
+                "agent_call_sources",
+                _call_sources_select(s.local("otel_logs")),
+                s,
+            )
+        )
+    )
+    names = {"agent_call_sources": s.qualified("agent_call_sources")}
+    out += [
+        Statement(render_view(name, select.format(**names), s))
+        for name, select in RECONCILIATION_VIEWS.items()
+    ]
+    return out
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "otel_raw_tables", _m1_raw),
     Migration(2, "agent_event_tables", _m2_agent_events),
     Migration(3, "agent_sessions_and_hourly_rollups", _m3_sessions_rollups),
     Migration(4, "public_contract_views", _m4_public_views),
     Migration(5, "api_usage_and_reprice", _m5_api_usage_and_reprice),
+    Migration(8, "call_sources_and_reconciliation", _m8_call_sources),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -1429,6 +1560,7 @@ def _tables_upto(upto: int | None) -> list[Table]:
         2: (AGENT_EVENT_IDS, *(t.spec() for t in _agent_tables_since(2))),
         3: (AGENT_SESSIONS, AGENT_USAGE_HOURLY),
         5: (*(t.spec() for t in _agent_tables_since(5)), AGENT_API_USAGE_HOURLY),
+        8: (AGENT_CALL_SOURCES,),
     }
     return [
         t for version, tables in created.items() if upto is None or version <= upto for t in tables

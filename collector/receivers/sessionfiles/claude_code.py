@@ -29,6 +29,7 @@ from collector.receivers.sessionfiles.internal.events import (
 )
 
 AGENT = "claude-code"
+AGENT_ID = "claude_code"
 ENV_VAR = "AGENTWATCH_CLAUDE_CODE_PATH"
 
 
@@ -217,4 +218,10 @@ class Reader:
         if line.get("isSidechain"):
             attrs["is_sidechain"] = True
         when = parse_time_ns(line.get("timestamp")) or 0
-        return FileEvent(when, "claude_code.api_request", attrs, api_call=True)
+        match = (
+            int(attrs["input_tokens"]),
+            int(attrs["cache_read_tokens"]),
+            int(attrs["cache_creation_tokens"]),
+            int(attrs["output_tokens"]),
+        )
+        return FileEvent(when, "claude_code.api_request", attrs, api_call=True, match_tokens=match)

@@ -32,6 +32,7 @@ from collector.receivers.sessionfiles.internal.events import (
 )
 
 AGENT = "codex"
+AGENT_ID = "codex"
 ENV_VAR = "AGENTWATCH_CODEX_PATH"
 EXIT_CODE = re.compile(r"(?:Process exited with code|exit code:?)\s*(-?\d+)")
 USAGE_KEYS = (
@@ -194,7 +195,9 @@ class Reader:
             attrs["model"] = model
         if response_id:
             attrs["response_id"] = response_id
-        return FileEvent(when, "codex.sse_event", attrs, api_call=True)
+        uncached = max(input_tokens - cached - cache_write, 0)
+        match = (uncached, cached, cache_write, output)
+        return FileEvent(when, "codex.sse_event", attrs, api_call=True, match_tokens=match)
 
     @staticmethod
     def _tool_result(

@@ -30,6 +30,7 @@ from collector.receivers.sessionfiles.internal.events import (
 )
 
 AGENT = "gemini-cli"
+AGENT_ID = "gemini_cli"
 ENV_VAR = "AGENTWATCH_GEMINI_PATH"
 
 
@@ -168,7 +169,14 @@ class Reader:
             "tool_token_count": as_int(tokens.get("tool")),
             "total_token_count": as_int(tokens.get("total")),
         }
-        return FileEvent(when, "gemini_cli.api_response", attrs, api_call=True)
+        cached = as_int(tokens.get("cached"))
+        match = (
+            max(as_int(tokens.get("input")) - cached, 0),
+            cached,
+            0,
+            as_int(tokens.get("output")) + as_int(tokens.get("thoughts")),
+        )
+        return FileEvent(when, "gemini_cli.api_response", attrs, api_call=True, match_tokens=match)
 
     def _tool_call(self, session_id: str, when: int, call: dict[str, Any]) -> FileEvent:
         attrs = self._identity(session_id)

@@ -8,21 +8,25 @@ ClickHouse of a running ``agentwatch serve`` instead of starting a second one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
+from clickhouse_connect.driver.client import Client
+
 from collector import agent_model as am
 from collector.component import ComponentConfig, LogsData, Processor, Refused, Signal
 from collector.config import ComponentSpec, Config, PipelineSpec
 from collector.pipeline import Pipeline, SignalRouter
 from collector.receivers.sessionfiles import claude_code, codex, gemini_cli
+from collector.receivers.sessionfiles.internal import twins
 from collector.receivers.sessionfiles.internal.events import FileResult, Session
 from collector.receivers.sessionfiles.internal.ledger import Ledger, digest
 from collector.receivers.sessionfiles.internal.otlp import encode
@@ -61,6 +65,8 @@ class Summary:
     files_unchanged: int = 0
     bytes_read: int = 0
     bad_lines: int = 0
+    matched_stored: int = 0
+    """File calls found already stored (their OTLP twin): sent under the twin's event id."""
     warnings: list[str] = field(default_factory=list)
     totals: dict[str, Totals] = field(default_factory=dict)
 
@@ -70,6 +76,8 @@ class Summary:
             f"{head}: {self.files} files read ({self.files_unchanged} unchanged, skipped), "
             f"{self.bytes_read / 1e6:.1f} MB, {self.bad_lines} unreadable lines"
         ]
+        if self.matched_stored:
+            out.append(f"  {self.matched_stored} API calls were already stored (over OTLP)")
         for agent, t in sorted(self.totals.items()):
             cost = f"${t.cost_usd:.4f}" + (
                 f" ({t.unpriced_api_calls} calls unpriced)" if t.unpriced_api_calls else ""
@@ -230,10 +238,13 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
     summary = Summary()
     ledger = Ledger(Path(cfg.service.data_dir) / LEDGER)
     readers: list[tuple[Reader, list[Path]]] = []
+    reader_agent_ids: dict[int, str] = {}
     for agent in options.agents:
         module = READERS[agent]
         root = options.roots.get(agent) or module.default_root()
-        readers.append((module.Reader(root), module.files(root)))
+        reader = module.Reader(root)
+        reader_agent_ids[id(reader)] = module.AGENT_ID
+        readers.append((reader, module.files(root)))
     total_files = sum(len(f) for _, f in readers)
     total_bytes = sum(p.stat().st_size for _, fs in readers for p in fs)
     progress = Progress(total_files, total_bytes, options.progress)
@@ -248,6 +259,8 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
         pipeline.processors.append(SummaryTap(summary))
     feed = Feeder(service, options.dry_run)
     drained = False
+    store = contextlib.ExitStack()
+    client = None if options.dry_run else store.enter_context(_store(import_cfg))
     try:
         for reader, paths in readers:
             for path in paths:
@@ -262,6 +275,10 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
                 summary.bytes_read += size
                 summary.bad_lines += result.bad_lines
                 summary.warnings += result.warnings
+                if client is not None:
+                    summary.matched_stored += twins.align(
+                        client, reader_agent_ids[id(reader)], result.sessions
+                    )
                 state = ledger.state(path)
                 sent = _send(result.sessions, state.sent, options.force, low, high, feed)
                 if not options.dry_run:
@@ -270,12 +287,23 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
                     state.complete = not filtered
                 progress.advance(size)
     finally:
+        store.close()
         drained = service.shutdown(timeout=max(cfg.service.shutdown_timeout, 600))
     if not options.dry_run:
         if not drained:
             raise RuntimeError("the store did not take every record; nothing marked as imported")
         ledger.save()
     return summary
+
+
+@contextlib.contextmanager
+def _store(cfg: Config) -> Iterator[Client]:
+    """A client on the store the import writes to (its first ClickHouse exporter)."""
+    from exporters.clickhouse.exporter import open_store
+
+    spec = next(iter(cfg.exporters.values()))
+    with open_store(spec.config, cfg.service.data_dir) as client:  # type: ignore[arg-type]
+        yield client
 
 
 def _send(

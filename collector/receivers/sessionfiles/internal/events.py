@@ -26,6 +26,9 @@ class FileEvent:
     attributes: dict[str, Scalar]
     api_call: bool = False
     """True for a model API call (counted in the import summary)."""
+    match_tokens: tuple[int, int, int, int] | None = None
+    """Input (uncached), cache read, cache write and output (reasoning included) tokens, to
+    find the same call among stored ones (internal/twins.py)."""
 
 
 @dataclass(slots=True)
