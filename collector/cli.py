@@ -195,8 +195,10 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(f"agentwatch: reconcile failed: {exc}", file=sys.stderr)
         return 1
     if args.format == "table":
-        print("Per session (coverage_pct: share of the calls in session files that OTLP "
-              "delivered too):")
+        print(
+            "Per session (coverage_pct: share of the calls in session files that OTLP "
+            "delivered too):"
+        )
     _print_rows(*sessions, args.format)
     if args.format == "table":
         print("\nPer user:")
@@ -271,6 +273,75 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"agentwatch: import failed: {exc}", file=sys.stderr)
         return 1
     print("\n".join(summary.lines(args.dry_run)))
+    return 0
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from exporters.clickhouse.lifecycle import Selection
+
+    return Selection(
+        args.start or date(1970, 1, 1),
+        args.end or date(2261, 12, 31),  # DateTime64(9) ends in 2262
+        args.agent or "",
+        args.user or "",
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from exporters.clickhouse import lifecycle
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            written = lifecycle.export(
+                client, ch_cfg.schema_settings(), _selection(args), Path(args.output), args.zip
+            )
+    except Exception as exc:  # the server's own message is the useful part
+        print(f"agentwatch: export failed: {exc}", file=sys.stderr)
+        return 1
+    for name, path in written:
+        print(f"{name:<20} {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from exporters.clickhouse import lifecycle
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    selection = _selection(args)
+    settings = ch_cfg.schema_settings()
+    with open_store(ch_cfg, data_dir) as client:
+        plan = lifecycle.plan_delete(client, settings, selection)
+        who = f"agent {selection.agent or 'any'}, user {selection.user or 'any'}"
+        print(f"rows from {selection.start} to {selection.end} (UTC days), {who}:")
+        for table, count in plan.counts:
+            if count:
+                print(f"  {table:<36} {count}")
+        print(f"  {len(plan.sessions)} sessions rebuilt from their remaining rows")
+        if plan.total == 0:
+            print("nothing to delete")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("agentwatch: not a terminal: confirm with --yes", file=sys.stderr)
+                return 2
+            if input(f"delete these {plan.total} rows? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        lifecycle.delete(client, settings, selection, plan)
+    print(f"deleted {plan.total} rows")
     return 0
 
 
@@ -395,6 +466,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help=config_help)
     p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
     p.set_defaults(func=cmd_reconcile)
+
+    def selection_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+        p.add_argument(
+            "--from",
+            dest="start",
+            type=date.fromisoformat,
+            required=required,
+            help="first UTC day, YYYY-MM-DD",
+        )
+        p.add_argument(
+            "--to",
+            dest="end",
+            type=date.fromisoformat,
+            required=required,
+            help="last UTC day (included), YYYY-MM-DD",
+        )
+        p.add_argument("--agent", help="only this agent (claude_code, codex, gemini_cli, ...)")
+        p.add_argument("--user", help="only this user id or e-mail")
+        p.add_argument("-c", "--config", help=config_help)
+        p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+
+    p = sub.add_parser(
+        "export", help="write every public view to Parquet files (docs/data-lifecycle.md)"
+    )
+    p.add_argument("--output", required=True, help="directory to write <view>.parquet into")
+    p.add_argument("--zip", action="store_true", help="pack the files into one ZIP")
+    selection_arguments(p, required=False)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete a date range (of one agent or user) from every table and rollup "
+        "(docs/data-lifecycle.md)",
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    selection_arguments(p, required=True)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
