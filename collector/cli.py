@@ -276,6 +276,47 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from collector import logs
+    from collector.config import ComponentSpec
+    from collector.receivers.sessionfiles import importer, receiver
+    from collector.receivers.sessionfiles.config import SessionFilesConfig
+    from collector.service import Service
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return 1
+    logs.configure(cfg.service.logs.level, cfg.service.logs.format)
+    agents = list(importer.READERS) if args.agent == "all" else [args.agent]
+    if args.path and len(agents) > 1:
+        print("agentwatch: --path needs one agent, not 'all'", file=sys.stderr)
+        return 2
+    follow = SessionFilesConfig.model_validate(
+        {
+            "agents": agents,
+            "paths": {agents[0]: args.path} if args.path else {},
+            "poll_interval": args.interval,
+            "settle": args.settle,
+        }
+    )
+    watched = importer.import_config(cfg, dry_run=False)
+    if not watched.exporters:
+        print("agentwatch: the configuration has no clickhouse exporter", file=sys.stderr)
+        return 1
+    watched = dataclasses.replace(
+        watched,
+        receivers={"sessionfiles": ComponentSpec("sessionfiles", receiver.FACTORY, follow)},
+        pipelines=[dataclasses.replace(p, receivers=["sessionfiles"]) for p in watched.pipelines],
+    )
+    try:
+        return Service(watched).run_until_signalled()
+    except Exception as exc:
+        log.error("agentwatch watch could not start", extra={"error": str(exc)})
+        return 1
+
+
 def _selection(args: argparse.Namespace) -> Any:
     from exporters.clickhouse.lifecycle import Selection
 
@@ -466,6 +507,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help=config_help)
     p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser(
+        "watch",
+        help="follow the agents' session-file directories and import what changes until "
+        "SIGTERM/SIGINT (or use the sessionfiles receiver in serve; docs/session-files.md)",
+    )
+    p.add_argument("agent", choices=("claude-code", "codex", "gemini", "all"))
+    p.add_argument("--path", help="the agent's session-file directory (as for import)")
+    p.add_argument("--interval", default="5s", help="scan interval (default 5s)")
+    p.add_argument(
+        "--settle", default="10s", help="read a file once unchanged this long (default 10s)"
+    )
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_watch)
 
     def selection_arguments(p: argparse.ArgumentParser, required: bool) -> None:
         p.add_argument(

@@ -280,7 +280,7 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
                         client, reader_agent_ids[id(reader)], result.sessions
                     )
                 state = ledger.state(path)
-                sent = _send(result.sessions, state.sent, options.force, low, high, feed)
+                sent = send(result.sessions, state.sent, options.force, low, high, feed)
                 if not options.dry_run:
                     state.sent |= sent
                     state.size, state.mtime_ns = stat.st_size, stat.st_mtime_ns
@@ -306,7 +306,7 @@ def _store(cfg: Config) -> Iterator[Client]:
         yield client
 
 
-def _send(
+def send(
     sessions: Iterable[Session],
     already: set[str],
     force: bool,
