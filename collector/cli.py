@@ -317,6 +317,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from collector import setup_agents
+
+    settings = setup_agents.settings_for(
+        args.agent, args.endpoint, args.protocol, args.token, args.content == "on"
+    )
+    print(setup_agents.describe(settings))
+    if not args.write:
+        return 0
+    try:
+        path, backup = setup_agents.write(settings)
+    except (OSError, ValueError) as exc:
+        print(f"agentwatch: not written: {exc}", file=sys.stderr)
+        return 1
+    saved = f" (backup: {backup})" if backup else ""
+    print(f"# written: {path}{saved}")
+    return 0
+
+
 def _selection(args: argparse.Namespace) -> Any:
     from exporters.clickhouse.lifecycle import Selection
 
@@ -521,6 +540,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--config", help=config_help)
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
+        "setup",
+        help="print (or --write) the settings that send an agent's telemetry to agentwatch",
+    )
+    p.add_argument(
+        "agent", choices=("claude-code", "codex", "gemini", "copilot-vscode", "copilot-cli")
+    )
+    p.add_argument("--endpoint", help="agentwatch's OTLP URL (default: 127.0.0.1, 4317 / 4318)")
+    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    p.add_argument("--token", help="bearer token agentwatch's OTLP receiver expects")
+    p.add_argument(
+        "--content",
+        choices=("on", "off"),
+        default="off",
+        help="also send prompts, responses and tool details (default off)",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="merge into the user's settings file (a backup is kept; other keys untouched)",
+    )
+    p.set_defaults(func=cmd_setup)
 
     def selection_arguments(p: argparse.ArgumentParser, required: bool) -> None:
         p.add_argument(
