@@ -466,3 +466,20 @@ def test_codex_tokens_in_any_form(
         visible + reasoning,
     )
     assert call["gen_ai.usage.input_tokens"] == uncached + cached
+
+
+def test_an_event_id_the_record_already_carries_is_kept() -> None:
+    """The session-file importer names a call after its stored OTLP twin (and an upstream
+    agentwatch re-exports its ids): the normaliser keeps that id; without one it derives it."""
+    completed = {
+        "event.name": "codex.sse_event",
+        "event.kind": "response.completed",
+        "conversation.id": "c-1",
+        "input_token_count": "100",
+        "output_token_count": "5",
+    }
+    named = {**completed, am.EVENT_ID: "0123456789abcdef0123456789abcdef"}
+    out = processor().process(Signal.LOGS, log_request("codex_exec", [completed, named]))
+    first, second = events(out, "api_call")
+    assert second[am.EVENT_ID] == "0123456789abcdef0123456789abcdef"
+    assert first[am.EVENT_ID] not in ("", second[am.EVENT_ID])
