@@ -312,7 +312,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "aw-bench-sessions"))
-    parser.add_argument("--skip-store", action="store_true", help="dry run only")
+    parser.add_argument("--mode", choices=("both", "dry", "import"), default="both")
     args = parser.parse_args()
     root = Path(args.dir)
     started = time.monotonic()
@@ -322,7 +322,11 @@ def main() -> None:
     )
     results: dict[str, list[tuple[float, float]]] = {"dry run": [], "import": []}
     outputs: dict[str, str] = {}
-    modes = [("dry run", True)] + ([] if args.skip_store else [("import", False)])
+    modes = [
+        (n, d)
+        for n, d in (("dry run", True), ("import", False))
+        if args.mode == "both" or (args.mode == "dry") == d
+    ]
     for name, dry in modes:
         for _ in range(args.runs):
             data = Path(tempfile.mkdtemp(prefix="aw-bench-import-"))

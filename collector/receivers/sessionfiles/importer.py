@@ -260,7 +260,7 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
     feed = Feeder(service, options.dry_run)
     drained = False
     store = contextlib.ExitStack()
-    client = None if options.dry_run else store.enter_context(_store(import_cfg))
+    lookup = None if options.dry_run else twins.Twins(store.enter_context(_store(import_cfg)))
     try:
         for reader, paths in readers:
             for path in paths:
@@ -275,9 +275,9 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
                 summary.bytes_read += size
                 summary.bad_lines += result.bad_lines
                 summary.warnings += result.warnings
-                if client is not None:
-                    summary.matched_stored += twins.align(
-                        client, reader_agent_ids[id(reader)], result.sessions
+                if lookup is not None:
+                    summary.matched_stored += lookup.align(
+                        reader_agent_ids[id(reader)], result.sessions
                     )
                 state = ledger.state(path)
                 sent = send(result.sessions, state.sent, options.force, low, high, feed)

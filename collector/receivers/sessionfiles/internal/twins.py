@@ -25,7 +25,27 @@ STORED_CALLS = (
     "WHERE agent = {agent:String} AND session_id IN {sessions:Array(String)} ORDER BY ns"
 )
 
+STORED_SESSIONS = "SELECT agent, session_id FROM sessions WHERE api_calls > 0 LIMIT {limit:UInt64}"
+KNOWN_LIMIT = 500_000
+
 Tokens = tuple[int, int, int, int]
+
+
+class Twins:
+    """One lookup per file only for sessions the store has calls of: the list of those is
+    read once (up to ``KNOWN_LIMIT``; beyond that every file is looked up)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        rows = client.query(STORED_SESSIONS, parameters={"limit": KNOWN_LIMIT + 1}).result_rows
+        self.known: set[tuple[str, str]] | None = {(str(a), str(s)) for a, s in rows}
+        if len(self.known) > KNOWN_LIMIT:
+            self.known = None
+
+    def align(self, agent: str, sessions: list[Session]) -> int:
+        if self.known is not None:
+            sessions = [s for s in sessions if (agent, s.session_id) in self.known]
+        return align(self.client, agent, sessions) if sessions else 0
 
 
 def align(client: Client, agent: str, sessions: Iterable[Session]) -> int:
