@@ -382,7 +382,7 @@ def _layout(db: ClickHouseDatabase) -> dict[str, Any]:
     return {"tables": tables, "columns": columns}
 
 
-@pytest.mark.parametrize("start", range(1, schema.LATEST_VERSION))
+@pytest.mark.parametrize("start", [m.version for m in schema.MIGRATIONS[:-1]])
 def test_migrate_to_api_usage_schema_from_each_earlier_version(
     clickhouse_db: ClickHouseDatabase, start: int, tmp_path: Path
 ) -> None:
@@ -418,7 +418,7 @@ def test_migrate_to_api_usage_schema_from_each_earlier_version(
             exporter.shutdown()
 
     applied = schema.migrate(clickhouse_db.client, settings)
-    assert [v for v, _ in applied] == list(range(start + 1, schema.LATEST_VERSION + 1))
+    assert [v for v, _ in applied] == [m.version for m in schema.MIGRATIONS if m.version > start]
     reference = ClickHouseDatabase(
         f"{clickhouse_db.name}_ref", clickhouse_db.client, clickhouse_db.server
     )
