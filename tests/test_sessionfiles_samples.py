@@ -217,3 +217,43 @@ def test_gemini_rewind_keeps_billed_calls_and_set_rewrites_once(tmp_path: Path) 
     assert t.input_tokens == 3 * 60
     assert summary.bad_lines == 1  # the string; the torn last line is left for later
     assert len(t.sessions) == 2
+
+
+def test_claude_subagent_file_and_its_sidechain_replay_count_once(tmp_path: Path) -> None:
+    """A subagent's calls live in ``<session>/subagents/``; a sidechain copy of them in the main
+    transcript is a replay, counted once. Synthetic lines skip the API (no request id, or the
+    ``<synthetic>`` model) and are not calls."""
+    usage = {
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 0,
+    }
+
+    def line(msg: str, req: str | None, sidechain: bool, model: str = "claude-sonnet-4-5") -> str:
+        data = {
+            "type": "assistant",
+            "sessionId": "s-main",
+            "isSidechain": sidechain,
+            "timestamp": "2026-07-10T10:00:00.000Z",
+            "message": {"id": msg, "model": model, "usage": usage, "content": []},
+        }
+        if req:
+            data["requestId"] = req
+        return json.dumps(data) + "\n"
+
+    project = tmp_path / "claude" / "projects" / "-p"
+    (project / "s-main" / "subagents").mkdir(parents=True)
+    (project / "s-main.jsonl").write_text(
+        line("msg_main", "req_main", False)
+        + line("msg_sub", "req_sub", True)  # the replay
+        + line("msg_none", None, False)
+        + line("msg_syn", "req_syn", False, model="<synthetic>")
+    )
+    (project / "s-main" / "subagents" / "agent-1.jsonl").write_text(
+        line("msg_sub", "req_sub", True)
+    )
+    summary = dry_run(tmp_path, "claude-code", tmp_path / "claude" / "projects")
+    t = summary.totals["claude_code"]
+    assert t.api_calls == 2
+    assert t.sessions == {("claude_code", "s-main")}
