@@ -104,3 +104,38 @@ def test_import_errors_are_clear(tmp_path: Path) -> None:
     assert out.returncode == 1 and "no clickhouse exporter" in out.stderr
     both = run("import", "all", "--path", str(tmp_path), "-c", cfg)
     assert both.returncode == 2 and "--path needs one agent" in both.stderr
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    cfg = str(write_config(tmp_path))
+    root = codex_tree(tmp_path, "switchboard__apply-patch.session.jsonl")
+    args = ["import", "codex", "--path", str(root), "--dry-run", "-c", cfg]
+    piped = run(*args)
+    assert piped.returncode == 0 and "[" not in piped.stderr
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "collector", *args],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=120,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    shown = b"".join(chunks).decode()
+    assert "[" + "#" * 30 + "] 1/1 files" in shown
