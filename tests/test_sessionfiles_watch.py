@@ -144,3 +144,40 @@ def test_watch_command_until_sigterm(tmp_path: Path, clickhouse_db: Any) -> None
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_receiver_stores_a_call_already_stored_once(tmp_path: Path, clickhouse_db: Any) -> None:
+    """The same Codex call stored first with another time (as its OTLP twin is, a moment
+    earlier than the rollout line): the receiver sends the file's call under the stored event
+    id, so it is counted once."""
+    from collector.receivers.sessionfiles import importer
+
+    sample = (SAMPLES / "codex" / "switchboard__apply-patch.session.jsonl").read_text()
+    earlier = sample.replace('"2026-07-10T23:46:13.968Z"', '"2026-07-10T23:46:11.500Z"')
+    assert earlier != sample
+    twin = tmp_path / "twin" / "2026" / "07" / "10" / "rollout-2026-07-10T23-46-07-x.jsonl"
+    twin.parent.mkdir(parents=True)
+    twin.write_text(earlier)
+    first = tmp_path / "first"
+    first.mkdir()
+    importer.run(
+        load(str(write_config(first, clickhouse_db))),
+        importer.Options(["codex"], {"codex": tmp_path / "twin"}),
+    )
+    client = new_client(clickhouse_db.server, clickhouse_db.name)
+    assert client.query("SELECT count() FROM api_calls").result_rows == [(1,)]
+
+    codex = tmp_path / "codex" / "sessions"
+    rollout = codex / "2026" / "07" / "10" / "rollout-2026-07-10T23-46-07-x.jsonl"
+    rollout.parent.mkdir(parents=True)
+    rollout.write_text(sample)
+    service = Service(receiver_config(tmp_path, clickhouse_db, codex, tmp_path / "none"))
+    service.start()
+    try:
+        follower = service.receivers["sessionfiles"]._thread.follower  # type: ignore[attr-defined]
+        wait_for(lambda: follower.files_read == 1, what="the rollout to be read")
+    finally:
+        assert service.shutdown(timeout=30)
+    assert follower.matched_stored == 1
+    assert client.query("SELECT count() FROM api_calls").result_rows == [(1,)]
+    assert client.query("SELECT api_calls FROM sessions").result_rows == [(1,)]

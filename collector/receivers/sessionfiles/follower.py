@@ -18,6 +18,7 @@ from pathlib import Path
 
 from collector.component import LogsData
 from collector.receivers.sessionfiles import importer
+from collector.receivers.sessionfiles.internal.events import Session
 from collector.receivers.sessionfiles.internal.ledger import Ledger
 
 log = logging.getLogger("agentwatch.sessionfiles")
@@ -31,7 +32,10 @@ class Follower:
         data_dir: str,
         feed: Callable[[LogsData], None],
         settle: float,
+        align: Callable[[str, list[Session]], int] | None = None,
     ) -> None:
+        """``align(agent, sessions)`` gives file calls already stored (over OTLP) their stored
+        event id before they are sent (internal/twins.py)."""
         self.ledger = Ledger(Path(data_dir) / importer.LEDGER)
         self.feed = feed
         self.settle = settle
@@ -40,6 +44,8 @@ class Follower:
             module = importer.READERS[agent]
             root = roots.get(agent) or module.default_root()
             self.readers.append((module, module.Reader(root), root))
+        self.align = align
+        self.matched_stored = 0
         self.records_sent = 0
         self.files_read = 0
         self.scans = 0
@@ -57,6 +63,8 @@ class Follower:
                 if self.ledger.unchanged(path) or now - stat.st_mtime < self.settle:
                     continue
                 result = reader.read(path)
+                if self.align is not None:
+                    self.matched_stored += self.align(module.AGENT_ID, result.sessions)
                 state = self.ledger.state(path)
                 sent = importer.send(result.sessions, state.sent, False, 0, 2**63 - 1, self.feed)
                 state.sent |= sent

@@ -21,11 +21,13 @@ from collector.receivers.sessionfiles.internal.events import Session
 WINDOW_NS = 600 * 10**9
 STORED_CALLS = (
     "SELECT session_id, toUnixTimestamp64Nano(timestamp) AS ns, event_id, input_tokens, "
-    "cache_read_tokens, cache_write_tokens, output_tokens FROM api_calls "
-    "WHERE agent = {agent:String} AND session_id IN {sessions:Array(String)} ORDER BY ns"
+    "cache_read_tokens, cache_write_tokens, output_tokens FROM {db}api_calls "
+    "WHERE agent = {{agent:String}} AND session_id IN {{sessions:Array(String)}} ORDER BY ns"
 )
 
-STORED_SESSIONS = "SELECT agent, session_id FROM sessions WHERE api_calls > 0 LIMIT {limit:UInt64}"
+STORED_SESSIONS = (
+    "SELECT agent, session_id FROM {db}sessions WHERE api_calls > 0 LIMIT {{limit:UInt64}}"
+)
 KNOWN_LIMIT = 500_000
 
 Tokens = tuple[int, int, int, int]
@@ -35,9 +37,12 @@ class Twins:
     """One lookup per file only for sessions the store has calls of: the list of those is
     read once (up to ``KNOWN_LIMIT``; beyond that every file is looked up)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, database: str = "") -> None:
         self.client = client
-        rows = client.query(STORED_SESSIONS, parameters={"limit": KNOWN_LIMIT + 1}).result_rows
+        self.database = database
+        rows = client.query(
+            STORED_SESSIONS.format(db=_prefix(database)), parameters={"limit": KNOWN_LIMIT + 1}
+        ).result_rows
         self.known: set[tuple[str, str]] | None = {(str(a), str(s)) for a, s in rows}
         if len(self.known) > KNOWN_LIMIT:
             self.known = None
@@ -45,17 +50,23 @@ class Twins:
     def align(self, agent: str, sessions: list[Session]) -> int:
         if self.known is not None:
             sessions = [s for s in sessions if (agent, s.session_id) in self.known]
-        return align(self.client, agent, sessions) if sessions else 0
+        return align(self.client, agent, sessions, self.database) if sessions else 0
 
 
-def align(client: Client, agent: str, sessions: Iterable[Session]) -> int:
+def _prefix(database: str) -> str:
+    """``db.`` for a client without that default database (the exporter's own client)."""
+    return f"`{database}`." if database else ""
+
+
+def align(client: Client, agent: str, sessions: Iterable[Session], database: str = "") -> int:
     """Give file calls that are already stored the stored event id; returns how many."""
     by_session = {s.session_id: s for s in sessions if any(e.match_tokens for e in s.events)}
     if not by_session:
         return 0
     stored: dict[tuple[str, Tokens], list[tuple[int, str]]] = defaultdict(list)
     rows = client.query(
-        STORED_CALLS, parameters={"agent": agent, "sessions": list(by_session)}
+        STORED_CALLS.format(db=_prefix(database)),
+        parameters={"agent": agent, "sessions": list(by_session)},
     ).result_rows
     for session_id, ns, event_id, *tokens in rows:
         stored[(session_id, (tokens[0], tokens[1], tokens[2], tokens[3]))].append(
