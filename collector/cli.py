@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -135,6 +136,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from extensions.console.report import print_rows
     from exporters.clickhouse import schema
     from exporters.clickhouse.exporter import open_store
 
@@ -152,9 +154,35 @@ def cmd_query(args: argparse.Namespace) -> int:
     except Exception as exc:  # the server's own message is the useful part
         print(f"agentwatch: query failed: {exc}", file=sys.stderr)
         return 1
-    from extensions.console.report import print_rows
-
     print_rows(columns, rows, args.format)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from extensions.console.report import print_rows
+    from exporters.clickhouse import reconcile
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            sessions, users = reconcile.report(client, args.since)
+    except Exception as exc:  # the server's own message is the useful part
+        print(f"agentwatch: reconcile failed: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        print(
+            "Per session (coverage_pct: share of the calls in session files that OTLP "
+            "delivered too):"
+        )
+    print_rows(*sessions, args.format)
+    if args.format == "table":
+        print("\nPer user:")
+    print_rows(*users, args.format)
     return 0
 
 
@@ -192,6 +220,168 @@ def cmd_reprice(args: argparse.Namespace) -> int:
         print(f"agentwatch: {exc}", file=sys.stderr)
         return 1
     print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from collector import logs
+    from collector.receivers.sessionfiles import importer
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return 1
+    logs.configure("warn", cfg.service.logs.format)
+    agents = list(importer.READERS) if args.agent == "all" else [args.agent]
+    if args.path and len(agents) > 1:
+        print("agentwatch: --path needs one agent, not 'all'", file=sys.stderr)
+        return 2
+    roots = {agents[0]: Path(args.path)} if args.path else {}
+    options = importer.Options(
+        agents,
+        roots,
+        start=args.start,
+        end=args.end,
+        dry_run=args.dry_run,
+        force=args.force,
+        progress=sys.stderr.isatty(),
+    )
+    try:
+        summary = importer.run(cfg, options)
+    except Exception as exc:
+        print(f"agentwatch: import failed: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines(args.dry_run)))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from collector import logs
+    from collector.config import ComponentSpec
+    from collector.receivers.sessionfiles import importer, receiver
+    from collector.receivers.sessionfiles.config import SessionFilesConfig
+    from collector.service import Service
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return 1
+    logs.configure(cfg.service.logs.level, cfg.service.logs.format)
+    agents = list(importer.READERS) if args.agent == "all" else [args.agent]
+    if args.path and len(agents) > 1:
+        print("agentwatch: --path needs one agent, not 'all'", file=sys.stderr)
+        return 2
+    follow = SessionFilesConfig.model_validate(
+        {
+            "agents": agents,
+            "paths": {agents[0]: args.path} if args.path else {},
+            "poll_interval": args.interval,
+            "settle": args.settle,
+        }
+    )
+    watched = importer.import_config(cfg, dry_run=False)
+    if not watched.exporters:
+        print("agentwatch: the configuration has no clickhouse exporter", file=sys.stderr)
+        return 1
+    watched = dataclasses.replace(
+        watched,
+        receivers={"sessionfiles": ComponentSpec("sessionfiles", receiver.FACTORY, follow)},
+        pipelines=[dataclasses.replace(p, receivers=["sessionfiles"]) for p in watched.pipelines],
+    )
+    try:
+        return Service(watched).run_until_signalled()
+    except Exception as exc:
+        log.error("agentwatch watch could not start", extra={"error": str(exc)})
+        return 1
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from collector import setup_agents
+
+    settings = setup_agents.settings_for(
+        args.agent, args.endpoint, args.protocol, args.token, args.content == "on"
+    )
+    print(setup_agents.describe(settings))
+    if not args.write:
+        return 0
+    try:
+        path, backup = setup_agents.write(settings)
+    except (OSError, ValueError) as exc:
+        print(f"agentwatch: not written: {exc}", file=sys.stderr)
+        return 1
+    saved = f" (backup: {backup})" if backup else ""
+    print(f"# written: {path}{saved}")
+    return 0
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from exporters.clickhouse.lifecycle import Selection
+
+    return Selection(
+        args.start or date(1970, 1, 1),
+        args.end or date(2261, 12, 31),  # DateTime64(9) ends in 2262
+        args.agent or "",
+        args.user or "",
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from exporters.clickhouse import lifecycle
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            written = lifecycle.export(
+                client, ch_cfg.schema_settings(), _selection(args), Path(args.output), args.zip
+            )
+    except Exception as exc:  # the server's own message is the useful part
+        print(f"agentwatch: export failed: {exc}", file=sys.stderr)
+        return 1
+    for name, path in written:
+        print(f"{name:<20} {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from exporters.clickhouse import lifecycle
+    from exporters.clickhouse.exporter import open_store
+
+    cfg = _load_or_report(args.config)
+    found = cfg and _store_config(cfg, args.exporter)
+    if not found:
+        return 1
+    ch_cfg, data_dir = found
+    selection = _selection(args)
+    settings = ch_cfg.schema_settings()
+    with open_store(ch_cfg, data_dir) as client:
+        plan = lifecycle.plan_delete(client, settings, selection)
+        who = f"agent {selection.agent or 'any'}, user {selection.user or 'any'}"
+        print(f"rows from {selection.start} to {selection.end} (UTC days), {who}:")
+        for table, count in plan.counts:
+            if count:
+                print(f"  {table:<36} {count}")
+        print(f"  {len(plan.sessions)} sessions rebuilt from their remaining rows")
+        if plan.total == 0:
+            print("nothing to delete")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("agentwatch: not a terminal: confirm with --yes", file=sys.stderr)
+                return 2
+            if input(f"delete these {plan.total} rows? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        lifecycle.delete(client, settings, selection, plan)
+    print(f"deleted {plan.total} rows")
     return 0
 
 
@@ -299,6 +489,119 @@ def build_parser() -> argparse.ArgumentParser:
     from extensions.console import report
 
     report.add_arguments(sub, config_help, cmd_console_report)
+
+    p = sub.add_parser(
+        "import",
+        help="import the agent CLIs' own session files (history, or sessions without "
+        "telemetry) through the pipelines into the store (docs/session-files.md)",
+    )
+    p.add_argument("agent", choices=("claude-code", "codex", "gemini", "all"))
+    p.add_argument(
+        "--path",
+        help="where the agent's session files are (default: its own directory under $HOME, "
+        "or $AGENTWATCH_CLAUDE_CODE_PATH / $AGENTWATCH_CODEX_PATH / $AGENTWATCH_GEMINI_PATH)",
+    )
+    p.add_argument(
+        "--from", dest="start", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD"
+    )
+    p.add_argument(
+        "--to", dest="end", type=date.fromisoformat, help="last UTC day (included), YYYY-MM-DD"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print files, sessions, calls, tokens and cost without storing anything",
+    )
+    p.add_argument("--force", action="store_true", help="read files again even if already imported")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "reconcile",
+        help="per session and user: API calls seen over OTLP and in session files, OTLP's "
+        "coverage, calls only one source has (docs/session-files.md)",
+    )
+    p.add_argument(
+        "--since", type=date.fromisoformat, help="sessions last seen on or after this UTC day"
+    )
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser(
+        "watch",
+        help="follow the agents' session-file directories and import what changes until "
+        "SIGTERM/SIGINT (or use the sessionfiles receiver in serve; docs/session-files.md)",
+    )
+    p.add_argument("agent", choices=("claude-code", "codex", "gemini", "all"))
+    p.add_argument("--path", help="the agent's session-file directory (as for import)")
+    p.add_argument("--interval", default="5s", help="scan interval (default 5s)")
+    p.add_argument(
+        "--settle", default="10s", help="read a file once unchanged this long (default 10s)"
+    )
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
+        "setup",
+        help="print (or --write) the settings that send an agent's telemetry to agentwatch",
+    )
+    p.add_argument(
+        "agent", choices=("claude-code", "codex", "gemini", "copilot-vscode", "copilot-cli")
+    )
+    p.add_argument("--endpoint", help="agentwatch's OTLP URL (default: 127.0.0.1, 4317 / 4318)")
+    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    p.add_argument("--token", help="bearer token agentwatch's OTLP receiver expects")
+    p.add_argument(
+        "--content",
+        choices=("on", "off"),
+        default="off",
+        help="also send prompts, responses and tool details (default off)",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="merge into the user's settings file (a backup is kept; other keys untouched)",
+    )
+    p.set_defaults(func=cmd_setup)
+
+    def selection_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+        p.add_argument(
+            "--from",
+            dest="start",
+            type=date.fromisoformat,
+            required=required,
+            help="first UTC day, YYYY-MM-DD",
+        )
+        p.add_argument(
+            "--to",
+            dest="end",
+            type=date.fromisoformat,
+            required=required,
+            help="last UTC day (included), YYYY-MM-DD",
+        )
+        p.add_argument("--agent", help="only this agent (claude_code, codex, gemini_cli, ...)")
+        p.add_argument("--user", help="only this user id or e-mail")
+        p.add_argument("-c", "--config", help=config_help)
+        p.add_argument("--exporter", help="clickhouse exporter to use when there are several")
+
+    p = sub.add_parser(
+        "export", help="write every public view to Parquet files (docs/data-lifecycle.md)"
+    )
+    p.add_argument("--output", required=True, help="directory to write <view>.parquet into")
+    p.add_argument("--zip", action="store_true", help="pack the files into one ZIP")
+    selection_arguments(p, required=False)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete a date range (of one agent or user) from every table and rollup "
+        "(docs/data-lifecycle.md)",
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    selection_arguments(p, required=True)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

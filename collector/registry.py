@@ -13,6 +13,7 @@ from collector.component import Factory
 _BUILTIN: dict[str, dict[str, str]] = {
     "receiver": {
         "otlp": "collector.receivers.otlp:FACTORY",
+        "sessionfiles": "collector.receivers.sessionfiles.receiver:FACTORY",
     },
     "processor": {
         "cost": "processors.cost:FACTORY",

@@ -231,6 +231,11 @@ class NormalizeProcessor(Processor):
             keys.update(result.attributes)
         if self.directory is not None:
             self.directory.enrich(keys)
+        preset = attrs.get(am.EVENT_ID)
+        if am.EVENT_ID in keys and isinstance(preset, str) and preset:
+            # Named already: by the session-file importer after the call's stored OTLP twin,
+            # or by an upstream agentwatch. The same call keeps one id, whatever its source.
+            keys[am.EVENT_ID] = preset
         if am.EVENT in keys:
             keys.update(
                 genai_semconv.semconv_attributes(keys, vendor.provider, vendor.genai_operation)

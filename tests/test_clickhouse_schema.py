@@ -183,7 +183,7 @@ def test_ttl_follows_config(clickhouse_db: ClickHouseDatabase) -> None:
             database=clickhouse_db.name, ttl_days={"otel_logs": 7, "agent_events": 0}
         ),
     )
-    assert set(changed) == {"otel_logs", "agent_event_ids"} | {
+    assert set(changed) == {"otel_logs", "agent_event_ids", "agent_call_sources"} | {
         t.table for t in schema.AGENT_TABLES.values()
     }
     assert "toIntervalDay(7)" in engine("otel_logs")
@@ -234,7 +234,7 @@ def test_cluster_ddl_renders_replicated_local_and_distributed_tables(
     )
     public = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
     view_names = {re.findall(r"CREATE OR REPLACE VIEW `aw`.`(\w+)`", s)[0] for s in public}
-    assert view_names == set(schema.PUBLIC_VIEWS)
+    assert view_names == set(schema.PUBLIC_VIEWS) | set(schema.RECONCILIATION_VIEWS)
     assert not any("_local" in s for s in public)  # users' views read the Distributed tables
     migrations_table = next(s for s in statements if schema.MIGRATIONS_TABLE in s)
     assert "ReplicatedReplacingMergeTree('/clickhouse/tables/aw/" in migrations_table

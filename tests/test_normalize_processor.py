@@ -481,3 +481,20 @@ def test_odd_values_are_read_as_well_as_they_can_be() -> None:
     assert to_int(float("inf")) is None and to_int("nan") is None and to_int("9" * 5000) is None
     assert to_float("nan") is None and to_float(float("-inf")) is None
     assert to_float("1e400") is None and to_float(" 1.5 ") == 1.5
+
+
+def test_an_event_id_the_record_already_carries_is_kept() -> None:
+    """The session-file importer names a call after its stored OTLP twin (and an upstream
+    agentwatch re-exports its ids): the normaliser keeps that id; without one it derives it."""
+    completed = {
+        "event.name": "codex.sse_event",
+        "event.kind": "response.completed",
+        "conversation.id": "c-1",
+        "input_token_count": "100",
+        "output_token_count": "5",
+    }
+    named = {**completed, am.EVENT_ID: "0123456789abcdef0123456789abcdef"}
+    out = processor().process(Signal.LOGS, log_request("codex_exec", [completed, named]))
+    first, second = events(out, "api_call")
+    assert second[am.EVENT_ID] == "0123456789abcdef0123456789abcdef"
+    assert first[am.EVENT_ID] not in ("", second[am.EVENT_ID])

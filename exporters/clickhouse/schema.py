@@ -748,6 +748,41 @@ AGENT_API_USAGE_HOURLY = Table(
 out the sessions whose tokens their ``api_call`` rows already count. Metric-derived records are
 one per session, model and export interval, so this stays small."""
 
+SOURCE_OTLP = "otlp"
+"""``agent_call_sources.source`` of a call that arrived over OTLP; a record read from a session
+file carries its own ``agentwatch.source`` (``session_files``)."""
+
+AGENT_CALL_SOURCES = Table(
+    name="agent_call_sources",
+    columns=(
+        Column("timestamp", "DateTime64(9)", TS_CODEC),
+        Column("agent", "LowCardinality(String)"),
+        Column("session_id", "String"),
+        Column("source", "LowCardinality(String)"),
+        Column("event_id", "String"),
+        Column("user_id", "String"),
+        Column("user_email", "String"),
+        Column("request_id", "String"),
+        Column("model", "LowCardinality(String)"),
+        Column("input_tokens", "UInt64"),
+        Column("cache_read_tokens", "UInt64"),
+        Column("cache_write_tokens", "UInt64"),
+        Column("output_tokens", "UInt64"),
+        Column("cost_usd", "Nullable(Float64)"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(timestamp)",
+    order_by="(agent, session_id, source, event_id)",
+    ttl="toDateTime(timestamp) + toIntervalDay({days})",
+    sharding_key="cityHash64(session_id)",
+    ttl_key="agent_events",
+)
+"""One row per API call and source that delivered it, from every ``api_call`` log record the
+raw table receives -- including the copies the agent tables leave out because their event id
+is already stored. So the agent tables count a call once, and this table still knows which
+sources saw it."""
+
+
 ALL_TABLES: tuple[Table, ...] = (
     *RAW_TABLES,
     *(t.spec() for t in AGENT_TABLES.values()),
@@ -755,6 +790,7 @@ ALL_TABLES: tuple[Table, ...] = (
     AGENT_SESSIONS,
     AGENT_USAGE_HOURLY,
     AGENT_API_USAGE_HOURLY,
+    AGENT_CALL_SOURCES,
 )
 
 TTL_KEYS = tuple(dict.fromkeys(t.ttl_name for t in ALL_TABLES))
@@ -1541,6 +1577,100 @@ def _m7_vendor_billing(s: SchemaSettings) -> list[Statement]:
     return out
 
 
+# --- migration 8: API calls per source, and their reconciliation -----------------------------
+
+
+def _attr(key: str) -> str:
+    """A record attribute, or the resource attribute of that name when the record has none."""
+    return (
+        f"if(mapContains(LogAttributes, '{key}'), LogAttributes['{key}'], "
+        f"ResourceAttributes['{key}'])"
+    )
+
+
+def _call_sources_select(source: str) -> str:
+    tokens = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+    columns = [
+        "Timestamp AS timestamp",
+        f"{_attr('agentwatch.agent')} AS agent",
+        f"{_attr('agentwatch.session_id')} AS session_id",
+        f"if(LogAttributes['agentwatch.source'] = '', '{SOURCE_OTLP}', "
+        "LogAttributes['agentwatch.source']) AS source",
+        "LogAttributes['agentwatch.event_id'] AS event_id",
+        f"{_attr('agentwatch.user_id')} AS user_id",
+        f"{_attr('agentwatch.user_email')} AS user_email",
+        "LogAttributes['agentwatch.request_id'] AS request_id",
+        "LogAttributes['agentwatch.model'] AS model",
+        *(f"toUInt64OrZero(LogAttributes['agentwatch.{t}']) AS {t}" for t in tokens),
+        "toFloat64OrNull(LogAttributes['agentwatch.cost_usd']) AS cost_usd",
+    ]
+    return (
+        f"SELECT {', '.join(columns)} FROM {source} "
+        "WHERE LogAttributes['agentwatch.event'] = 'api_call' "
+        "AND LogAttributes['agentwatch.event_id'] != ''"
+    )
+
+
+_TOKENS_SUM = "input_tokens + cache_read_tokens + cache_write_tokens + output_tokens"
+
+RECONCILIATION_VIEWS: dict[str, str] = {
+    "call_reconciliation": (
+        "SELECT agent, session_id, max(user_id) AS user_id, max(user_email) AS user_email, "
+        "min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+        "count() AS api_calls, countIf(in_otlp) AS otlp_calls, countIf(in_files) AS file_calls, "
+        "countIf(in_otlp AND in_files) AS both_calls, "
+        "countIf(in_otlp AND NOT in_files) AS otlp_only_calls, "
+        "countIf(in_files AND NOT in_otlp) AS file_only_calls, "
+        "sum(otlp_tokens) AS otlp_tokens, sum(file_tokens) AS file_tokens, "
+        "if(countIf(in_files) = 0, NULL, "
+        "round(100 * countIf(in_otlp AND in_files) / countIf(in_files), 2)) AS coverage_pct "
+        "FROM (SELECT c.agent AS agent, c.session_id AS session_id, c.event_id AS event_id, "
+        "max(c.user_id) AS user_id, max(c.user_email) AS user_email, "
+        "min(c.timestamp) AS first_seen, max(c.timestamp) AS last_seen, "
+        f"max(c.source = '{SOURCE_OTLP}') AS in_otlp, "
+        f"max(c.source != '{SOURCE_OTLP}') AS in_files, "
+        f"maxIf({_TOKENS_SUM}, c.source = '{SOURCE_OTLP}') AS otlp_tokens, "
+        f"maxIf({_TOKENS_SUM}, c.source != '{SOURCE_OTLP}') AS file_tokens "
+        "FROM {agent_call_sources} AS c FINAL GROUP BY c.agent, c.session_id, c.event_id) "
+        "GROUP BY agent, session_id"
+    ),
+}
+"""Per session: API calls seen by OTLP, by session files, by both, and OTLP's coverage of the
+calls the files show. A call is the same in both sources when both name it with the same event
+id (the importer gives a file record the request id, or the time and prompt, of its OTLP twin).
+"""
+
+
+def _m8_call_sources(s: SchemaSettings) -> list[Statement]:
+    """API calls per source (filled from the raw logs, back-filled from what they still hold)
+    and the ``call_reconciliation`` view."""
+    out = [Statement(sql) for sql in render_table(AGENT_CALL_SOURCES, s)]
+    out.append(
+        _backfill(
+            "agent_call_sources",
+            _call_sources_select(s.qualified("otel_logs")),
+            s,
+            "migration-8:call_sources",
+        )
+    )
+    out.append(
+        Statement(
+            render_mv(
+                "otel_logs_call_sources_mv",
+                "agent_call_sources",
+                _call_sources_select(s.local("otel_logs")),
+                s,
+            )
+        )
+    )
+    names = {"agent_call_sources": s.qualified("agent_call_sources")}
+    out += [
+        Statement(render_view(name, select.format(**names), s))
+        for name, select in RECONCILIATION_VIEWS.items()
+    ]
+    return out
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "otel_raw_tables", _m1_raw),
     Migration(2, "agent_event_tables", _m2_agent_events),
@@ -1549,6 +1679,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "api_usage_and_reprice", _m5_api_usage_and_reprice),
     Migration(6, "tool_invocations_and_callers", _m6_tool_invocations),
     Migration(7, "vendor_billing_measures", _m7_vendor_billing),
+    Migration(8, "call_sources_and_reconciliation", _m8_call_sources),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -1650,6 +1781,7 @@ def _tables_upto(upto: int | None) -> list[Table]:
         2: (AGENT_EVENT_IDS, *(t.spec() for t in _agent_tables_since(2))),
         3: (AGENT_SESSIONS, AGENT_USAGE_HOURLY),
         5: (*(t.spec() for t in _agent_tables_since(5)), AGENT_API_USAGE_HOURLY),
+        8: (AGENT_CALL_SOURCES,),
     }
     return [
         t for version, tables in created.items() if upto is None or version <= upto for t in tables
@@ -1681,6 +1813,143 @@ def sync_ttls(client: Client, settings: SchemaSettings, upto: int | None = None)
         client.command(sql, settings={"materialize_ttl_after_modify": 0})
         changed.append(table.name)
     return changed
+
+
+# --- data lifecycle: export and delete (agentwatch export | delete) -------------------------
+
+EXPORT_VIEWS: dict[str, tuple[str, str]] = {
+    "api_calls": ("timestamp", "user_email"),
+    "tool_calls": ("timestamp", "user_email"),
+    "sessions": ("last_seen", "user_email"),
+    "detections": ("timestamp", "user_email"),
+    "api_errors": ("timestamp", "user_email"),
+    "user_prompts": ("timestamp", "user_email"),
+    "session_starts": ("timestamp", "user_email"),
+    "code_changes": ("timestamp", "user_email"),
+    "usage_hourly": ("hour", "user_email"),
+    "api_usage": ("timestamp", "user_email"),
+    "call_reconciliation": ("last_seen", "user_email"),
+}
+"""Public view -> (its time column, its e-mail column), for ``agentwatch export``."""
+
+_RANGE = "{time} >= {{start:DateTime64(9)}} AND {time} < {{end:DateTime64(9)}}"
+_AGENT = " AND ({{agent:String}} = '' OR {agent} = {{agent:String}})"
+_USER = " AND ({{user:String}} = '' OR {user_id} = {{user:String}} OR {email} = {{user:String}})"
+
+
+def lifecycle_filter(time: str, agent: str, user_id: str, email: str) -> str:
+    """Rows in [start, end) of one agent (or all, '') and one user id or e-mail (or all)."""
+    return (_RANGE + _AGENT + _USER).format(time=time, agent=agent, user_id=user_id, email=email)
+
+
+def export_query(view: str, database: str) -> str:
+    time, email = EXPORT_VIEWS[view]
+    where = lifecycle_filter(time, "agent", "user_id", email)
+    return f"SELECT * FROM {quote(database)}.{quote(view)} WHERE {where} FORMAT Parquet"
+
+
+def _raw_attr(maps: tuple[str, ...], keys: tuple[str, ...]) -> list[str]:
+    return [f"{m}[{k!r}]" for k in keys for m in maps]
+
+
+_RAW_USER_KEYS = (
+    "agentwatch.user_id",
+    "agentwatch.user_email",
+    "user.id",
+    "user.email",
+    "user.account_id",
+    "installation.id",
+)
+RAW_DELETE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "otel_logs": ("TimestampTime", ("LogAttributes", "ResourceAttributes")),
+    "otel_traces": ("Timestamp", ("SpanAttributes", "ResourceAttributes")),
+    **{
+        t.name: ("TimeUnix", ("Attributes", "ResourceAttributes"))
+        for t in RAW_TABLES
+        if t.name.startswith("otel_metrics_")
+    },
+}
+"""Raw table -> (time column, attribute maps naming the agent and the user)."""
+
+
+def _raw_filter(time: str, maps: tuple[str, ...]) -> str:
+    agent = ", ".join(_raw_attr(maps, ("agentwatch.agent",)))
+    users = " OR ".join(f"{a} = {{user:String}}" for a in _raw_attr(maps, _RAW_USER_KEYS))
+    return (
+        f"{time} >= {{start:DateTime64(9)}} AND {time} < {{end:DateTime64(9)}}"
+        f" AND ({{agent:String}} = '' OR {{agent:String}} IN ({agent}))"
+        f" AND ({{user:String}} = '' OR {users})"
+    )
+
+
+def _agent_filter() -> str:
+    return lifecycle_filter("timestamp", "agent", "user_id", "user_email")
+
+
+def delete_plan(s: SchemaSettings) -> list[tuple[str, str, str]]:
+    """(table, COUNT query, ALTER ... DELETE statement) in the order they must run: event ids
+    before the agent rows they are found by, sessions (rebuilt afterwards) last."""
+    agent_where = _agent_filter()
+    out: list[tuple[str, str, str]] = []
+
+    def add(table: str, where: str) -> None:
+        out.append(
+            (
+                table,
+                f"SELECT count() FROM {s.qualified(table)} WHERE {where}",
+                f"ALTER TABLE {s.local(table)}{s.on_cluster} DELETE WHERE {where}",
+            )
+        )
+
+    ids = " UNION ALL ".join(
+        f"SELECT event_id FROM {s.qualified(t.table)} WHERE {agent_where}"
+        for t in AGENT_TABLES.values()
+    )
+    add("agent_event_ids", f"event_id IN ({ids})")
+    for agent_table in AGENT_TABLES.values():
+        add(agent_table.table, agent_where)
+    add("agent_call_sources", agent_where)
+    hourly = lifecycle_filter("hour", "agent", "user_id", "user_email")
+    add("agent_usage_hourly", hourly)
+    add("agent_api_usage_hourly", hourly)
+    for raw, (time, maps) in RAW_DELETE.items():
+        add(raw, _raw_filter(time, maps))
+    add("agent_sessions", "(agent, session_id) IN {sessions:Array(Tuple(String, String))}")
+    return out
+
+
+def affected_sessions_query(s: SchemaSettings) -> str:
+    where = _agent_filter()
+    parts = " UNION DISTINCT ".join(
+        f"SELECT agent, session_id FROM {s.qualified(t.table)} WHERE {where}"
+        for t in AGENT_TABLES.values()
+    )
+    return f"SELECT agent, session_id FROM ({parts}) WHERE session_id != ''"
+
+
+def session_rebuild_statements(s: SchemaSettings) -> list[str]:
+    """Re-insert the sessions of ``{sessions}`` from their remaining rows with the queries of
+    their materialized views. Each event counts once (``LIMIT 1 BY``), every revision of a
+    repriced call too, as when the views saw them arrive."""
+    out = []
+    for table in AGENT_TABLES.values():
+        by = "event_id, revision" if table.repriced_since is not None else "event_id"
+        source = (
+            f"(SELECT * FROM {s.qualified(table.table)} WHERE (agent, session_id) IN "
+            f"{{sessions:Array(Tuple(String, String))}} LIMIT 1 BY {by})"
+        )
+        if table.table == "agent_api_calls":
+            select = _api_call_session_select_v5(source)
+        elif table.table == "agent_api_usage":
+            select = _api_usage_session_select(source)
+        else:
+            select = _session_select(table.table, source)
+        # The views' queries name only the columns of their own version (an MV inserts by
+        # name); an INSERT ... SELECT is positional, so name them.
+        head = select[: select.index(f" FROM {source}")]
+        names = ", ".join(re.findall(r" AS (\w+)(?:,|$)", head))
+        out.append(f"INSERT INTO {s.qualified('agent_sessions')} ({names}) {select}")
+    return out
 
 
 # --- read-only queries ----------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""``agentwatch export`` (Parquet per public view) and ``agentwatch delete`` (every table and
+rollup, rollups corrected) on a real ClickHouse holding imported session files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from collector.config import load
+from collector.receivers.sessionfiles import importer
+from exporters.clickhouse import schema
+from tests.clickhouse_fixture import new_client
+from tests.sessionfiles_support import claude_tree, codex_tree, gemini_tree, write_config
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args], capture_output=True, text=True
+    )
+
+
+def codex_two_days(root: Path) -> None:
+    """A Codex session with one call on 2026-08-01 and one on 2026-08-02."""
+    day = root / "2026" / "08" / "01"
+    day.mkdir(parents=True)
+
+    def count(ts: str, n: int, total: int) -> dict[str, Any]:
+        usage = {"input_tokens": n, "output_tokens": 3, "total_tokens": n + 3}
+        totals = {"input_tokens": total, "output_tokens": 6 if total > n else 3}
+        return {
+            "timestamp": ts,
+            "type": "event_msg",
+            "payload": {
+                "type": "token_count",
+                "info": {"last_token_usage": usage, "total_token_usage": totals},
+            },
+        }
+
+    lines = [
+        {
+            "timestamp": "2026-08-01T23:00:00.000Z",
+            "type": "session_meta",
+            "payload": {"id": "span-days", "originator": "codex_exec"},
+        },
+        {
+            "timestamp": "2026-08-01T23:00:01.000Z",
+            "type": "turn_context",
+            "payload": {"model": "gpt-5.5"},
+        },
+        count("2026-08-01T23:30:00.000Z", 1000, 1000),
+        count("2026-08-02T00:30:00.000Z", 2000, 3000),
+    ]
+    (day / "rollout-2026-08-01T23-00-00-span-days.jsonl").write_text(
+        "".join(json.dumps(x) + "\n" for x in lines)
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path, clickhouse_db: Any) -> tuple[str, Any]:
+    cfg_path = write_config(tmp_path, clickhouse_db)
+    cfg = load(str(cfg_path))
+    claude = claude_tree(tmp_path, "switchboard__tool-vocabulary.session.jsonl")
+    (claude.parent / ".claude.json").write_text(json.dumps({"userID": "u-claude"}))
+    codex = codex_tree(
+        tmp_path,
+        "switchboard__apply-patch.session.jsonl",
+        "switchboard__rate-limits.session.jsonl",
+    )
+    codex_two_days(codex)
+    gemini = gemini_tree(tmp_path, "switchboard__tool-use.session.jsonl")
+    roots = {"claude-code": claude, "codex": codex, "gemini": gemini}
+    importer.run(cfg, importer.Options(list(roots), roots))
+    return str(cfg_path), new_client(clickhouse_db.server, clickhouse_db.name)
+
+
+def scalar(client: Any, sql: str) -> Any:
+    return client.query(sql).result_rows[0][0]
+
+
+def test_export_writes_each_view_with_its_names_and_types(
+    store: tuple[str, Any], tmp_path: Path
+) -> None:
+    cfg, client = store
+    out = tmp_path / "export"
+    done = run("export", "--output", str(out), "-c", cfg)
+    assert done.returncode == 0, done.stderr
+    for view in schema.EXPORT_VIEWS:
+        table = pq.read_table(out / f"{view}.parquet")
+        described = client.query(f"DESCRIBE TABLE {view}").result_rows
+        assert table.column_names == [r[0] for r in described], view
+        assert table.num_rows == scalar(client, f"SELECT count() FROM {view}"), view
+    calls = pq.read_table(out / "api_calls.parquet")
+    assert pa.types.is_timestamp(calls.schema.field("timestamp").type)
+    assert calls.schema.field("input_tokens").type == pa.uint64()
+    assert calls.schema.field("cost_usd").type == pa.float64()
+    assert calls.schema.field("agent").type == pa.string()
+    assert calls.num_rows == 9 + 4 + 2
+    assert sum(calls.column("input_tokens").to_pylist()) == scalar(
+        client, "SELECT sum(input_tokens) FROM api_calls"
+    )
+
+    only = tmp_path / "codex"
+    done = run(
+        "export",
+        "--output",
+        str(only),
+        "--agent",
+        "codex",
+        "--from",
+        "2026-08-01",
+        "--to",
+        "2026-08-01",
+        "--zip",
+        "-c",
+        cfg,
+    )
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(only / "agentwatch-export.zip") as zf:
+        assert sorted(zf.namelist()) == sorted(f"{v}.parquet" for v in schema.EXPORT_VIEWS)
+        zf.extract("api_calls.parquet", tmp_path / "unzipped")
+    rows = pq.read_table(tmp_path / "unzipped" / "api_calls.parquet").to_pylist()
+    assert [(r["agent"], r["input_tokens"]) for r in rows] == [("codex", 1000)]
+
+
+def rollups_agree(client: Any) -> None:
+    """sessions and usage_hourly say what the api_calls rows they summarise say."""
+    by_session = client.query(
+        "SELECT agent, session_id, count(), sum(input_tokens) FROM api_calls "
+        "GROUP BY agent, session_id ORDER BY 1, 2"
+    ).result_rows
+    sessions = client.query(
+        "SELECT agent, session_id, api_calls, input_tokens FROM sessions WHERE api_calls > 0 "
+        "ORDER BY 1, 2"
+    ).result_rows
+    assert sessions == by_session
+    hourly = client.query(
+        "SELECT agent, sum(api_calls), sum(input_tokens) FROM usage_hourly GROUP BY agent "
+        "ORDER BY 1"
+    ).result_rows
+    calls = client.query(
+        "SELECT agent, count(), sum(input_tokens) FROM api_calls GROUP BY agent ORDER BY 1"
+    ).result_rows
+    assert hourly == calls
+
+
+def test_delete_a_day_of_one_agent_corrects_every_rollup(store: tuple[str, Any]) -> None:
+    cfg, client = store
+    rollups_agree(client)
+    raw_before = scalar(client, "SELECT count() FROM otel_logs")
+    refused = run("delete", "--from", "2026-08-02", "--to", "2026-08-02", "-c", cfg)
+    assert refused.returncode == 2 and "--yes" in refused.stderr, refused.stderr[-600:]
+    assert scalar(client, "SELECT count() FROM api_calls WHERE agent = 'codex'") == 4
+
+    done = run(
+        "delete",
+        "--from",
+        "2026-08-02",
+        "--to",
+        "2026-08-02",
+        "--agent",
+        "codex",
+        "--yes",
+        "-c",
+        cfg,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "agent_api_calls" in done.stdout and "1 sessions rebuilt" in done.stdout
+    # The session across midnight keeps its first call, and says so.
+    assert client.query(
+        "SELECT api_calls, input_tokens FROM sessions WHERE session_id = 'span-days'"
+    ).result_rows == [(1, 1000)]
+    assert scalar(client, "SELECT count() FROM api_calls WHERE agent = 'codex'") == 3
+    assert scalar(client, "SELECT count() FROM otel_logs") == raw_before - 1
+    assert (
+        scalar(client, "SELECT count() FROM agent_call_sources WHERE session_id = 'span-days'") == 1
+    )
+    rollups_agree(client)
+
+
+def test_delete_a_user_everywhere_and_import_again(store: tuple[str, Any], tmp_path: Path) -> None:
+    cfg, client = store
+    done = run(
+        "delete",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2099-12-31",
+        "--user",
+        "u-claude",
+        "--yes",
+        "-c",
+        cfg,
+    )
+    assert done.returncode == 0, done.stderr
+    for view in ("api_calls", "tool_calls", "user_prompts"):
+        assert scalar(client, f"SELECT count() FROM {view} WHERE agent = 'claude_code'") == 0
+    assert scalar(client, "SELECT count() FROM sessions WHERE agent = 'claude_code'") == 0
+    assert (
+        scalar(client, "SELECT count() FROM otel_logs WHERE LogAttributes['user.id'] = 'u-claude'")
+        == 0
+    )
+    assert scalar(client, "SELECT count() FROM agent_event_ids WHERE event = 'api_call'") == 4 + 2
+    rollups_agree(client)
+    # Nothing of them is left to stop the same calls being stored again.
+    claude = tmp_path / "claude" / "projects"
+    again = run("import", "claude-code", "--path", str(claude), "--force", "-c", cfg)
+    assert again.returncode == 0, again.stderr
+    assert scalar(client, "SELECT count() FROM api_calls WHERE agent = 'claude_code'") == 9
+    rollups_agree(client)
