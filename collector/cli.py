@@ -6,7 +6,6 @@ import argparse
 import gc
 import logging
 import sys
-from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -136,9 +135,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from extensions.console.report import print_rows
     from exporters.clickhouse import schema
     from exporters.clickhouse.exporter import open_store
+    from extensions.console.report import print_rows
 
     cfg = _load_or_report(args.config)
     found = cfg and _store_config(cfg, args.exporter)
@@ -159,9 +158,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from extensions.console.report import print_rows
     from exporters.clickhouse import reconcile
     from exporters.clickhouse.exporter import open_store
+    from extensions.console.report import print_rows
 
     cfg = _load_or_report(args.config)
     found = cfg and _store_config(cfg, args.exporter)
