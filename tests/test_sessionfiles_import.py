@@ -139,3 +139,38 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     assert done.returncode == 0
     shown = b"".join(chunks).decode()
     assert "[" + "#" * 30 + "] 1/1 files" in shown
+
+
+def test_import_runs_no_extension_of_the_config(tmp_path: Path) -> None:
+    """``serve`` may be running beside ``import``/``watch`` with the console on its port: the
+    import's service must not try to start the console or budgets again."""
+    import textwrap
+
+    from collector.config import load
+    from collector.receivers.sessionfiles.importer import import_config
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            receivers:
+              otlp: {{protocols: {{http: {{endpoint: "127.0.0.1:0"}}}}}}
+            processors:
+              normalize: {{}}
+            exporters:
+              clickhouse: {{endpoint: "http://127.0.0.1:1"}}
+            extensions:
+              console: {{endpoint: "127.0.0.1:0"}}
+            service:
+              data_dir: {tmp_path / "data"}
+              extensions: [console]
+              pipelines:
+                logs: {{receivers: [otlp], processors: [normalize], exporters: [clickhouse]}}
+            """
+        )
+    )
+    cfg = load(config, env={})
+    assert list(cfg.extensions) == ["console"]
+    for dry_run in (False, True):
+        imported = import_config(cfg, dry_run=dry_run)
+        assert imported.extensions == {} and imported.receivers == {}

@@ -135,7 +135,8 @@ class SummaryTap(Processor):
 def import_config(cfg: Config, dry_run: bool) -> Config:
     """The configured service as an import runs it: logs pipelines only, no receivers, only
     ClickHouse exporters (none for a dry run) on memory queues, sharing a running embedded
-    ClickHouse."""
+    ClickHouse, and no extensions (the console and budgets belong to ``serve``, which may be
+    running beside it on their ports)."""
     from exporters.clickhouse.exporter import embedded_root, running_embedded_url
 
     exporters: dict[str, ComponentSpec] = {}
@@ -162,7 +163,12 @@ def import_config(cfg: Config, dry_run: bool) -> Config:
     used = {n for p in pipelines for n in p.processors}
     processors = {n: s for n, s in cfg.processors.items() if n in used}
     return dataclasses.replace(
-        cfg, receivers={}, processors=processors, exporters=exporters, pipelines=pipelines
+        cfg,
+        receivers={},
+        processors=processors,
+        exporters=exporters,
+        pipelines=pipelines,
+        extensions={},
     )
 
 
