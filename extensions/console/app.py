@@ -330,6 +330,7 @@ class Console:
         return {
             "self_metrics": health.self_metrics(),
             "unpriced_models": self.store.unpriced_models(f),
+            "coverage": self.store.coverage(f),
             "silent": self.store.silent(timedelta(seconds=self.cfg.silent_after)),
             "silent_after_s": self.cfg.silent_after,
         }

@@ -255,3 +255,37 @@ def test_reconcile_reports_a_session_whose_otlp_was_lost(
     assert any(r["agent"] == "codex" and r["file_only_calls"] >= 2 * n for r in per_user), per_user
     table = agentwatch(stack, "reconcile", "--since", "2000-01-01")
     assert "Per session" in table.stdout and "Per user" in table.stdout and lost in table.stdout
+
+
+def test_console_health_shows_the_coverage_reconcile_reports(
+    stack: AgentwatchStack, runs: dict[str, dict[AgentName, Run]], imported: dict[str, str]
+) -> None:
+    """The console's pipeline-health page and API give, per agent, the call_reconciliation
+    view's figures over the sessions in range (here: every session of this module)."""
+    import urllib.request
+    from datetime import UTC, datetime, timedelta
+
+    expected = {
+        row["agent"]: row
+        for row in stack.dicts(
+            "SELECT agent, count() AS sessions, sum(file_calls) AS file_calls, "
+            "sum(otlp_calls) AS otlp_calls, sum(both_calls) AS both_calls, "
+            "sum(file_only_calls) AS file_only_calls, sum(otlp_only_calls) AS otlp_only_calls "
+            "FROM call_reconciliation GROUP BY agent HAVING file_calls > 0"
+        )
+    }
+    assert set(expected) == {AGENT[a] for a in runs["files"]}
+    later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query = f"from=now-1d&to={later}"
+    with urllib.request.urlopen(f"{stack.console_url}/api/v1/health?{query}", timeout=30) as r:
+        coverage = {row["agent"]: row for row in json.load(r)["coverage"]}
+    assert set(coverage) == set(expected)
+    for agent, want in expected.items():
+        got = coverage[agent]
+        assert {k: got[k] for k in want} == want
+        assert got["coverage_pct"] == round(100 * want["both_calls"] / want["file_calls"], 2)
+    with urllib.request.urlopen(f"{stack.console_url}/health?{query}", timeout=30) as r:
+        page = r.read().decode()
+    assert 'id="coverage"' in page
+    for agent in expected:
+        assert f"<td>{agent}</td>" in page

@@ -183,8 +183,8 @@ def spec(version: str) -> dict[str, Any]:
                 _ok("Detections", OBJ),
             ),
             "/api/v1/health": _get(
-                "Pipeline health: agentwatch's own counters, unpriced models, silent agents "
-                "and users",
+                "Pipeline health: agentwatch's own counters, unpriced models, OTLP coverage of "
+                "the session files, silent agents and users",
                 FILTERS,
                 _ok("Health", OBJ),
             ),

@@ -493,6 +493,9 @@ class Store:
     def unpriced_models(self, f: Filters) -> list[dict[str, Any]]:
         return jsonable(self._filtered("unpriced_models.sql", f))  # type: ignore[no-any-return]
 
+    def coverage(self, f: Filters) -> list[dict[str, Any]]:
+        return jsonable(self._filtered("coverage.sql", f))  # type: ignore[no-any-return]
+
     def silent(self, silent_after: timedelta) -> list[dict[str, Any]]:
         return jsonable(  # type: ignore[no-any-return]
             self.rows("silent.sql", {"silent_s": int(silent_after.total_seconds())})
