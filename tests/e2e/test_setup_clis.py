@@ -1,5 +1,6 @@
-"""``agentwatch setup --write`` output fed to the real Claude Code, Codex and Gemini CLIs: each
-then sends its telemetry to a running agentwatch, with no other telemetry setting.
+"""``agentwatch setup --write`` output fed to the real Claude Code, Codex and Gemini CLIs (and
+``setup copilot-cli``'s environment to the real Copilot CLI): each then sends its telemetry to a
+running agentwatch, with no other telemetry setting.
 
 The CLIs get only what points them at their mock model API (base URL and key, and for Codex
 and Gemini the provider/auth keys already in their settings file, which setup must keep).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,13 +18,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent_clis import PROMPT, SPECS, AgentName, install_clis, mock_for
+from tests.e2e.agent_clis import (
+    ALL_SPECS,
+    COPILOT_DENIED_TOOL,
+    PROMPT,
+    AgentName,
+    copilot_cache_home,
+    install_clis,
+    mock_for,
+)
 from tests.e2e.stack import AgentwatchStack, wait_for
 from tests.e2e.test_agents_through_agentwatch import AGENT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-SETUP_NAME = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
+SETUP_NAME = {
+    "claude": "claude-code",
+    "codex": "codex",
+    "gemini": "gemini",
+    "copilot": "copilot-cli",
+}
+AGENT_OF = {**AGENT, "copilot": "copilot_cli"}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +53,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentwatchStack]
 
 def prepare(agent: AgentName, home: Path, base_url: str) -> tuple[list[str], dict[str, str]]:
     """The mock-only settings (no telemetry) the CLI needs, in its own files and environment."""
-    spec = SPECS[agent]
+    spec = ALL_SPECS[agent]
     exe = str(spec.executable)
+    if agent == "copilot":  # signed in to the GitHub API mock, as the Copilot e2e suite runs it
+        env = {
+            "XDG_CACHE_HOME": str(copilot_cache_home()),
+            "COPILOT_AUTO_UPDATE": "false",
+            "COPILOT_GITHUB_TOKEN": "gho_agentwatchE2eMockToken0000000000000",
+            "COPILOT_DEBUG_GITHUB_API_URL": base_url,
+            "COPILOT_MODEL": spec.model,
+        }
+        argv = [exe, "-p", PROMPT, "--allow-all-tools", f"--deny-tool={COPILOT_DENIED_TOOL}"]
+        return [*argv, "--add-dir=/tmp", "--disable-builtin-mcps"], env
     if agent == "claude":
         env = {
             "ANTHROPIC_BASE_URL": base_url,
@@ -71,7 +97,7 @@ def prepare(agent: AgentName, home: Path, base_url: str) -> tuple[list[str], dic
     return [exe, "-p", PROMPT, "--yolo", "-m", spec.model], env
 
 
-@pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("agent", ["claude", "codex", "gemini", "copilot"])
 def test_setup_output_makes_the_cli_send_to_agentwatch(
     stack: AgentwatchStack, tmp_path: Path, agent: AgentName
 ) -> None:
@@ -86,8 +112,11 @@ def test_setup_output_makes_the_cli_send_to_agentwatch(
         "TERM": "dumb",
         "NO_COLOR": "1",
     }
-    endpoint = stack.endpoint("grpc")
-    before = stack.scalar("SELECT count() FROM api_calls WHERE agent = {a:String}", a=AGENT[agent])
+    # Copilot CLI 1.0.102 was verified over OTLP/HTTP only (docs/agents/copilot.md).
+    protocol = "http" if agent == "copilot" else "grpc"
+    endpoint = stack.endpoint("http/protobuf" if agent == "copilot" else "grpc")
+    query = "SELECT count() FROM api_calls WHERE agent = {a:String}"
+    before = stack.scalar(query, a=AGENT_OF[agent])
     with mock_for(agent) as mock:
         argv, env = prepare(agent, home, mock.base_url)
         setup = subprocess.run(
@@ -99,7 +128,9 @@ def test_setup_output_makes_the_cli_send_to_agentwatch(
                 SETUP_NAME[agent],
                 "--endpoint",
                 endpoint,
-                "--write",
+                "--protocol",
+                protocol,
+                *([] if agent == "copilot" else ["--write"]),
             ],
             env=base,
             capture_output=True,
@@ -107,6 +138,11 @@ def test_setup_output_makes_the_cli_send_to_agentwatch(
             timeout=60,
         )
         assert setup.returncode == 0, setup.stderr
+        if agent == "copilot":  # no settings file: the environment it prints, as a profile sets
+            exports = [shlex.split(line)[1] for line in setup.stdout.splitlines()
+                       if line.startswith("export ")]
+            env |= dict(e.split("=", 1) for e in exports)
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
         done = subprocess.run(
             argv,
             cwd=home / "project",
@@ -121,8 +157,7 @@ def test_setup_output_makes_the_cli_send_to_agentwatch(
     assert len(answered) >= 4
     wait_for(
         lambda: (
-            stack.scalar("SELECT count() FROM api_calls WHERE agent = {a:String}", a=AGENT[agent])
-            >= before + len(answered)
+            stack.scalar(query, a=AGENT_OF[agent]) >= before + len(answered)
         ),
         120,
         f"{agent}'s API calls over the telemetry setup configured",
