@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import sys
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -112,77 +113,76 @@ def _store_config(cfg: Config, exporter: str | None) -> tuple[Any, str] | None:
     return cfg.exporters[names[0]].config, cfg.service.data_dir
 
 
-def cmd_db(args: argparse.Namespace) -> int:
-    from exporters.clickhouse import schema
+def _on_store(args: argparse.Namespace, what: str, work: Callable[[Any, Any, Config], int]) -> int:
+    """Run a store command: load the config, open its one (or ``--exporter``'s) ClickHouse
+    store, hand ``work`` the client, the exporter config and the config; a failure is one line
+    with the server's own message, which is the useful part."""
     from exporters.clickhouse.exporter import open_store
 
     cfg = _load_or_report(args.config)
     found = cfg and _store_config(cfg, args.exporter)
-    if not found:
+    if not cfg or not found:
         return 1
     ch_cfg, data_dir = found
-    with open_store(ch_cfg, data_dir) as client:
+    try:
+        with open_store(ch_cfg, data_dir) as client:
+            return work(client, ch_cfg, cfg)
+    except Exception as exc:
+        print(f"agentwatch: {what} failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from exporters.clickhouse import schema
+
+    def work(client: Any, ch_cfg: Any, _cfg: Config) -> int:
         settings = ch_cfg.schema_settings()
         if args.db_command == "migrate":
-            applied = schema.migrate(client, settings)
-            for version, name in applied:
+            for version, name in schema.migrate(client, settings):
                 print(f"applied {version:>4}  {name}")
             print(f"schema is at version {schema.LATEST_VERSION}")
             return 0
         for version, name, applied_at in schema.status(client, settings):
             print(f"{version:>4}  {name:<40} {applied_at or 'pending'}")
-    return 0
+        return 0
+
+    return _on_store(args, f"db {args.db_command}", work)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from exporters.clickhouse import schema
-    from exporters.clickhouse.exporter import open_store
     from extensions.console.report import print_rows
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not found:
-        return 1
-    ch_cfg, data_dir = found
-    try:
-        with open_store(ch_cfg, data_dir) as client:
+    def work(client: Any, _ch_cfg: Any, _cfg: Config) -> int:
+        try:
             columns, rows = schema.run_readonly_query(client, args.sql)
-    except schema.ReadOnlyQueryError as exc:
-        print(f"agentwatch: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the server's own message is the useful part
-        print(f"agentwatch: query failed: {exc}", file=sys.stderr)
-        return 1
-    print_rows(columns, rows, args.format)
-    return 0
+        except schema.ReadOnlyQueryError as exc:
+            print(f"agentwatch: {exc}", file=sys.stderr)
+            return 2
+        print_rows(columns, rows, args.format)
+        return 0
+
+    return _on_store(args, "query", work)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from exporters.clickhouse import reconcile
-    from exporters.clickhouse.exporter import open_store
     from extensions.console.report import print_rows
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not found:
-        return 1
-    ch_cfg, data_dir = found
-    try:
-        with open_store(ch_cfg, data_dir) as client:
-            sessions, users = reconcile.report(client, args.since)
-    except Exception as exc:  # the server's own message is the useful part
-        print(f"agentwatch: reconcile failed: {exc}", file=sys.stderr)
-        return 1
-    if args.format == "table":
-        print(
-            "Per session (coverage_pct: share of the calls in session files that OTLP "
-            "delivered too):"
-        )
-    print_rows(*sessions, args.format)
-    if args.format == "table":
-        print("\nPer user:")
-    print_rows(*users, args.format)
-    return 0
+    def work(client: Any, _ch_cfg: Any, _cfg: Config) -> int:
+        sessions, users = reconcile.report(client, args.since)
+        if args.format == "table":
+            print(
+                "Per session (coverage_pct: share of the calls in session files that OTLP "
+                "delivered too):"
+            )
+        print_rows(*sessions, args.format)
+        if args.format == "table":
+            print("\nPer user:")
+        print_rows(*users, args.format)
+        return 0
+
+    return _on_store(args, "reconcile", work)
 
 
 def cmd_reprice(args: argparse.Namespace) -> int:
@@ -330,38 +330,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from exporters.clickhouse import lifecycle
-    from exporters.clickhouse.exporter import open_store
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not found:
-        return 1
-    ch_cfg, data_dir = found
-    try:
-        with open_store(ch_cfg, data_dir) as client:
-            written = lifecycle.export(
-                client, ch_cfg.schema_settings(), _selection(args), Path(args.output), args.zip
-            )
-    except Exception as exc:  # the server's own message is the useful part
-        print(f"agentwatch: export failed: {exc}", file=sys.stderr)
-        return 1
-    for name, path in written:
-        print(f"{name:<20} {path} ({path.stat().st_size} bytes)")
-    return 0
+    def work(client: Any, ch_cfg: Any, _cfg: Config) -> int:
+        written = lifecycle.export(
+            client, ch_cfg.schema_settings(), _selection(args), Path(args.output), args.zip
+        )
+        for name, path in written:
+            print(f"{name:<20} {path} ({path.stat().st_size} bytes)")
+        return 0
+
+    return _on_store(args, "export", work)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from exporters.clickhouse import lifecycle
-    from exporters.clickhouse.exporter import open_store
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not found:
-        return 1
-    ch_cfg, data_dir = found
-    selection = _selection(args)
-    settings = ch_cfg.schema_settings()
-    with open_store(ch_cfg, data_dir) as client:
+    def work(client: Any, ch_cfg: Any, _cfg: Config) -> int:
+        selection = _selection(args)
+        settings = ch_cfg.schema_settings()
         plan = lifecycle.plan_delete(client, settings, selection)
         who = f"agent {selection.agent or 'any'}, user {selection.user or 'any'}"
         print(f"rows from {selection.start} to {selection.end} (UTC days), {who}:")
@@ -380,26 +366,21 @@ def cmd_delete(args: argparse.Namespace) -> int:
                 print("nothing deleted")
                 return 1
         lifecycle.delete(client, settings, selection, plan)
-    print(f"deleted {plan.total} rows")
-    return 0
+        print(f"deleted {plan.total} rows")
+        return 0
+
+    return _on_store(args, "delete", work)
 
 
 def cmd_console_report(args: argparse.Namespace) -> int:
     """``report``, ``sessions`` and ``session``: the console's queries, in the terminal."""
-    from exporters.clickhouse.exporter import open_store
     from extensions.console import report
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not found:
-        return 1
-    ch_cfg, data_dir = found
-    try:
-        with open_store(ch_cfg, data_dir) as client, report.store_of(client) as store:
+    def work(client: Any, _ch_cfg: Any, _cfg: Config) -> int:
+        with report.store_of(client) as store:
             return report.run(store, args)
-    except Exception as exc:  # the server's own message is the useful part
-        print(f"agentwatch: query failed: {exc}", file=sys.stderr)
-        return 1
+
+    return _on_store(args, "query", work)
 
 
 def build_parser() -> argparse.ArgumentParser:
