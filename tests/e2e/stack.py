@@ -335,3 +335,34 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     raise AssertionError(
         f"timed out waiting for {what}" + (f": {last_error}" if last_error else "")
     )
+
+
+@contextlib.contextmanager
+def module_stack(
+    workdir: Path,
+    prometheus: Any,
+    job: str,
+    timings: Timings,
+    request: Any,
+) -> Iterator[AgentwatchStack]:
+    """An e2e module's agentwatch: CLIs installed, started, scraped by the session's Prometheus
+    as ``job``; on the way out stopped (it must exit 0) and the module's timings printed."""
+    from tests.e2e.agent_clis import install_clis
+
+    with timings.part("install the pinned CLIs (cached)"):
+        install_clis()
+    stack = AgentwatchStack(workdir)
+    try:
+        with timings.part("start agentwatch + embedded ClickHouse"):
+            stack.start()
+        prometheus.set_targets({job: stack.prometheus_target})
+        yield stack
+    finally:
+        with timings.part("stop agentwatch"):
+            code = stack.stop()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("\n" + timings.report())
+        assert code == 0, stack.collector.logs()[-4000:]

@@ -42,14 +42,13 @@ from tests.e2e.agent_clis import (
     CliRun,
     Protocol,
     Telemetry,
-    install_clis,
     mock_for,
     run_cli,
     scenario_for,
 )
 from tests.e2e.mock_models import RecordedCall
 from tests.e2e.otlp_capture import otlp_json
-from tests.e2e.stack import AgentwatchStack, TappedRequest, Timings, wait_for
+from tests.e2e.stack import AgentwatchStack, TappedRequest, Timings, module_stack, wait_for
 from tests.prometheus_server import PrometheusServer, promtool_check_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -272,23 +271,9 @@ def stack(
     prometheus_server: PrometheusServer,
     request: pytest.FixtureRequest,
 ) -> Iterator[AgentwatchStack]:
-    with TIMINGS.part("install the pinned CLIs (cached)"):
-        install_clis()
-    stack = AgentwatchStack(tmp_path_factory.mktemp("agentwatch-e2e"))
-    try:
-        with TIMINGS.part("start agentwatch + embedded ClickHouse"):
-            stack.start()
-        prometheus_server.set_targets({PROMETHEUS_JOB: stack.prometheus_target})
+    workdir = tmp_path_factory.mktemp("agentwatch-e2e")
+    with module_stack(workdir, prometheus_server, PROMETHEUS_JOB, TIMINGS, request) as stack:
         yield stack
-    finally:
-        with TIMINGS.part("stop agentwatch"):
-            code = stack.stop()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("\n" + TIMINGS.report())
-        assert code == 0, stack.collector.logs()[-4000:]
 
 
 def _team(agent: AgentName, protocol: Protocol) -> str:

@@ -42,7 +42,6 @@ from tests.e2e.agent_clis import (
     Protocol,
     Telemetry,
     copilot_scenario,
-    install_clis,
     run_cli,
 )
 from tests.e2e.mock_models import (
@@ -55,7 +54,7 @@ from tests.e2e.mock_models import (
     RecordedCall,
     Scenario,
 )
-from tests.e2e.stack import AgentwatchStack, Timings, wait_for
+from tests.e2e.stack import AgentwatchStack, Timings, module_stack, wait_for
 from tests.e2e.test_agents_through_agentwatch import clickhouse_leaks
 from tests.prometheus_server import PrometheusServer
 
@@ -191,22 +190,9 @@ def stack(
     prometheus_server: PrometheusServer,
     request: pytest.FixtureRequest,
 ) -> Iterator[AgentwatchStack]:
-    with TIMINGS.part("install the pinned CLIs (cached)"):
-        install_clis()
-    stack = AgentwatchStack(tmp_path_factory.mktemp("agentwatch-e2e-copilot"))
-    try:
-        with TIMINGS.part("start agentwatch + embedded ClickHouse"):
-            stack.start()
-        prometheus_server.set_targets({PROMETHEUS_JOB: stack.prometheus_target})
+    workdir = tmp_path_factory.mktemp("agentwatch-e2e-copilot")
+    with module_stack(workdir, prometheus_server, PROMETHEUS_JOB, TIMINGS, request) as stack:
         yield stack
-    finally:
-        code = stack.stop()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("\n" + TIMINGS.report())
-        assert code == 0, stack.collector.logs()[-4000:]
 
 
 @pytest.fixture(scope="module")
