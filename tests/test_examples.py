@@ -39,6 +39,8 @@ OTELCOL_EXAMPLES = {
 ALLOY = "alloy/config.alloy"
 FIRST_HOP = "datadog/agentwatch-first-hop.yaml"
 DATADOG_AGENT = "datadog/datadog.yaml"
+MDM_SCRIPT = "mdm-agentwatch-setup.sh"
+"""Not a collector config: `agentwatch setup` for every user home (tests/test_setup_agents.py)."""
 KINDS = {
     "receivers": "receiver",
     "processors": "processor",
@@ -263,6 +265,6 @@ def test_every_example_is_linked_from_the_deploy_doc() -> None:
         for p in EXAMPLES.rglob("*")
         if p.is_file() and p.parent != COMPONENTS
     )
-    assert set(files) == {*OTELCOL_EXAMPLES, ALLOY, FIRST_HOP, DATADOG_AGENT}
+    assert set(files) == {*OTELCOL_EXAMPLES, ALLOY, FIRST_HOP, DATADOG_AGENT, MDM_SCRIPT}
     for name in files:
         assert f"(../configs/examples/{name})" in doc, name

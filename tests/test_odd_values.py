@@ -206,13 +206,23 @@ def odd_requests(draw: st.DrawFn) -> tuple[str, Signal, Telemetry, set[int]]:
     targets = draw(
         st.lists(st.integers(0, len(all_items) - 1), min_size=1, max_size=3, unique=True)
     )
+    service = service_of(signal, data)
+    vendor = vendor_for(service)
+    trace_shared = (
+        {"gen_ai.conversation.id", *vendor.identity_keys.get(am.USER_ID, ())}
+        if signal is Signal.TRACES and vendor is not None
+        else set()
+    )
     for seq in targets:
         item = all_items[seq]
-        service = service_of(signal, data)
         own = sorted({kv.key for kv in item.attributes} - {SEQ})
         read = st.sampled_from(AGENT_KEYS[service])
         keys = st.one_of(st.sampled_from(own), read) if own else read
         for key in draw(st.lists(keys, min_size=1, max_size=4)):
+            if key in trace_shared:  # the normaliser lends it to the trace's other spans
+                changed.update(
+                    i for i, other in enumerate(all_items) if other.trace_id == item.trace_id
+                )
             value = draw(ANY_VALUES)
             existing = [kv for kv in item.attributes if kv.key == key]
             if existing:
