@@ -30,3 +30,17 @@ last_seen >= {start:DateTime64(3, 'UTC')} AND first_seen < {end:DateTime64(3, 'U
 {%- endmacro %}
 
 {% macro user() %}if(user_email != '', user_email, user_id){% endmacro %}
+
+{#- The rollup's additive measures, summed: the same columns wherever usage_hourly is read. -#}
+{% macro usage_sums() -%}
+    sum(cost_usd) AS cost_usd,
+    sum(api_calls) AS api_calls,
+    sum(usage_records) AS usage_records,
+    sum(input_tokens) AS input_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(cache_write_tokens) AS cache_write_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(unpriced_api_calls) AS unpriced_api_calls,
+    sum(unpriced_usage_records) AS unpriced_usage_records
+{%- endmacro %}
