@@ -46,7 +46,8 @@ from collector.component import (
 )
 from collector.config import ConfigError, parse
 from collector.service import Service
-from exporters.prometheus import OVERFLOW, PrometheusConfig, PrometheusExporter
+from exporters.prometheus import PrometheusConfig, PrometheusExporter
+from exporters.prometheus.families import OVERFLOW
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import attr
 from tests.polling import wait_for

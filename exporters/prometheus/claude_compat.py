@@ -1,0 +1,123 @@
+"""Claude Code's own metric names, as the community Grafana dashboard 25255 queries them.
+
+The names, token type names and edit tools are the vendor's (``compat_*`` on
+:class:`processors.vendors.claude_code.ClaudeCode`); this module lays out their labels and
+counts into them. The dashboard filters on ``organization_id`` and ``user_email`` and groups by
+``model``, ``type``, ``decision`` and ``session_id``. Everything is derived from ``claude_code``
+events, so whatever reached agentwatch counts exactly once; Claude's own token and cost metrics
+(which repeat the events) are not read. Lines of code, commits, pull requests and active time
+exist only as Claude's delta metrics and are read from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from collector.agent_model import Agent
+from exporters.prometheus.config import PrometheusConfig
+from exporters.prometheus.families import CounterMaker, Family, Labels
+from processors.vendors import Vendor, all_vendors
+
+if TYPE_CHECKING:
+    from exporters.prometheus.derived import Who
+
+AGENT = Agent.CLAUDE_CODE
+
+
+def claude_code_vendor() -> Vendor:
+    """The registered Claude Code vendor, owner of the names this module exposes."""
+    return next(v for v in all_vendors() if v.agent is AGENT)
+
+
+class ClaudeCompat:
+    """Claude Code's metric families under its own names and labels."""
+
+    def __init__(self, vendor: Vendor, config: PrometheusConfig, counter: CounterMaker) -> None:
+        self.agent = vendor.agent.value
+        self.token_types = tuple(vendor.compat_token_types.items())
+        self.edit_tools = vendor.compat_edit_tools
+        names = vendor.compat_metric_names
+        user = ("user_email",) if config.user_label != "none" else ()
+        who = ("organization_id", *user)
+        session = ("session_id",) if config.claude_code_compat_session_id else ()
+        self.tokens = counter(
+            names["tokens"],
+            f"Claude Code tokens by type ({', '.join(vendor.compat_token_types)}).",
+            ("type", "model", *who),
+        )
+        self.cost = counter(names["cost"], "Claude Code cost in USD.", ("model", *who, *session))
+        self.sessions = counter(
+            names["sessions"], "Claude Code sessions started.", ("terminal_type", *who, *session)
+        )
+        self.lines = counter(
+            names["lines"], "Lines of code Claude Code added or removed.", ("type", *who)
+        )
+        self.commits = counter(names["commits"], "Commits by Claude Code.", who)
+        self.pull_requests = counter(names["pull_requests"], "Pull requests by Claude Code.", who)
+        self.active = counter(
+            names["active_time"], "Claude Code active time by type.", ("type", *who)
+        )
+        self.edit_decisions = counter(
+            names["edit_decisions"],
+            "Claude Code edit tool permission decisions.",
+            ("decision", "tool_name", *who),
+        )
+        self.families: list[Family] = [
+            self.tokens,
+            self.cost,
+            self.sessions,
+            self.lines,
+            self.commits,
+            self.pull_requests,
+            self.active,
+            self.edit_decisions,
+        ]
+
+    @staticmethod
+    def _who(who: Who, **extra: str) -> Labels:
+        return {
+            "organization_id": who.organization,
+            "user_email": who.user,
+            "session_id": who.session,
+            "terminal_type": who.terminal,
+            **extra,
+        }
+
+    def api_call(
+        self, who: Who, model: str, tokens: Mapping[str, float | None], cost: float | None
+    ) -> None:
+        """``tokens``: the call's token counts by agentwatch key."""
+        for token_type, key in self.token_types:
+            n = tokens.get(key)
+            if n:
+                self.tokens.inc(self._who(who, type=token_type, model=model), n)
+        if cost is not None:
+            self.cost.inc(self._who(who, model=model), cost)
+
+    def session(self, who: Who) -> None:
+        self.sessions.inc(self._who(who))
+
+    def tool_decision(self, who: Who, tool: str, decision: str) -> None:
+        if tool in self.edit_tools:
+            self.edit_decisions.inc(self._who(who, decision=decision, tool_name=tool))
+
+    def code_change(
+        self,
+        who: Who,
+        added: float | None,
+        removed: float | None,
+        commits: float | None,
+        pull_requests: float | None,
+    ) -> None:
+        if added:
+            self.lines.inc(self._who(who, type="added"), added)
+        if removed:
+            self.lines.inc(self._who(who, type="removed"), removed)
+        if commits:
+            self.commits.inc(self._who(who), commits)
+        if pull_requests:
+            self.pull_requests.inc(self._who(who), pull_requests)
+
+    def active_time(self, who: Who, kind: str, seconds: float) -> None:
+        self.active.inc(self._who(who, type=kind), seconds)
