@@ -29,9 +29,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from collector import agent_model as am
 from collector import telemetry
-from collector.component import LogsData, MetricsData, Signal, TracesData
+from collector.component import MetricsData, Signal
 from collector.isolation import describe
-from collector.otlp_values import Scalar, scalar, scalar_text
+from collector.otlp_values import decode_attributes
+from collector.records import LogRecord, Logs, Resource, Span, Traces
 from exporters.prometheus.claude_compat import ClaudeCompat, claude_code_vendor
 from exporters.prometheus.config import PrometheusConfig
 from exporters.prometheus.families import AgentwatchFamilies, Counter, Family, Labels
@@ -47,26 +48,32 @@ SKIPPED = telemetry.counter(
     ("exporter", "signal", "reason"),
 )
 
-Value = Scalar
-Event = Mapping[str, Value]
+Event = Mapping[str, Any]
+"""An agent event's attributes: a record's own dict, or merged over its resource's."""
+
+SCALAR_TYPES = frozenset((str, int, float, bool))
+"""The values a label or a count is read from; lists, maps, bytes and None are absent."""
 
 
-def _attributes(kvs: Iterable[KeyValue], prefix: str | None = am.P) -> dict[str, Value]:
-    out: dict[str, Value] = {}
-    for kv in kvs:
-        if prefix is None or kv.key.startswith(prefix):
-            v = scalar(kv.value)
-            if v is not None:
-                out[kv.key] = v
-    return out
+def text(v: Any) -> str:
+    """A scalar as label text, booleans as ``true``/``false`` (as OTLP JSON writes them); ""
+    for anything else."""
+    if v.__class__ is str:
+        return v  # type: ignore[no-any-return]
+    if v.__class__ is bool:
+        return "true" if v else "false"
+    if v.__class__ is int or v.__class__ is float:
+        return str(v)
+    return ""
 
 
-def number(v: Value | None) -> float | None:
+def number(v: Any) -> float | None:
     """Numbers may arrive as int, double or numeric string; anything else is absent."""
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
+    cls = v.__class__
+    if cls is int or cls is float:
         return float(v) if math.isfinite(v) else None
+    if cls is not str:
+        return None
     try:
         f = float(v)
     except ValueError:
@@ -74,7 +81,16 @@ def number(v: Value | None) -> float | None:
     return f if math.isfinite(f) else None
 
 
-text = scalar_text
+def scalars(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    """A metric point's (or its resource's) scalar attributes."""
+    return {k: v for k, v in decode_attributes(kvs).items() if v.__class__ in SCALAR_TYPES}
+
+
+def agentwatch_scalars(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``agentwatch.*`` keys with scalar values: what an event reads from its resource."""
+    return {
+        k: v for k, v in attributes.items() if k.startswith(am.P) and v.__class__ in SCALAR_TYPES
+    }
 
 
 TOKEN_TYPES = (
@@ -120,7 +136,17 @@ class BoundedSet:
 class Who:
     """The identity labels of one event or metric point."""
 
-    __slots__ = ("agent", "identity", "organization", "session", "team", "terminal", "user")
+    __slots__ = (
+        "agent",
+        "identity",
+        "key",
+        "organization",
+        "session",
+        "team",
+        "team_user",
+        "terminal",
+        "user",
+    )
 
     def __init__(
         self,
@@ -131,6 +157,7 @@ class Who:
         organization: str,
         terminal: str,
         session: str,
+        user_labelled: bool = True,
     ) -> None:
         self.agent = agent
         self.team = team
@@ -141,12 +168,19 @@ class Who:
         self.organization = organization
         self.terminal = terminal
         self.session = session
+        self.team_user = (team, user) if user_labelled else (team,)
+        """The ``team[, user]`` label values, as every per-user family ends its labels."""
+        self.key = (agent, *self.team_user)
+        """The ``agent, team[, user]`` series key of the per-user families."""
 
     def labels(self, **extra: str) -> Labels:
         return {"agent": self.agent, "team": self.team, "user": self.user, **extra}
 
 
 NO_FALLBACK: Mapping[str, tuple[str, ...]] = {}
+
+USER_LABEL_CACHE = 10_000
+"""Hashed user labels kept; the cache starts over when full (a few thousand users is typical)."""
 
 
 class DerivedMetrics:
@@ -170,6 +204,9 @@ class DerivedMetrics:
         self._tools_pending: OrderedDict[str, str] = OrderedDict()
         """Accepted tool calls whose result has not come yet: call -> decision."""
         self._active: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._user_labels: dict[str, str] = {}
+        self._user_labelled = config.user_label != "none"
+        """identity -> its hashed label: an HMAC per event would cost more than the event."""
         self._delta_metrics: dict[str, tuple[Vendor, str]] = {
             name: (vendor, fact)
             for vendor in all_vendors()
@@ -189,26 +226,27 @@ class DerivedMetrics:
             self.families.extend(self.claude.families)
 
     # --- identity ---------------------------------------------------------------------------
-    def _who(self, attrs: Event, fallback: Mapping[str, tuple[str, ...]] = NO_FALLBACK) -> Who:
-        """Identity from the agentwatch keys, else (metric points) the vendor's own keys."""
-
-        def get(key: str) -> str:
-            v = attrs.get(key)
-            for k in fallback.get(key, ()):
-                if v is not None and v != "":
-                    break
-                v = attrs.get(k)
-            return text(v)
-
-        identity = get(am.USER_EMAIL) or get(am.USER_ID) or get(am.USER_ACCOUNT)
+    def _who(
+        self,
+        attrs: Event,
+        fallback: Mapping[str, tuple[str, ...]] = NO_FALLBACK,
+        agent: str = "",
+    ) -> Who:
+        """Identity from the agentwatch keys, else (metric points) the vendor's own keys and
+        ``agent``."""
+        if fallback:
+            attrs = with_fallback(attrs, fallback)
+        get = attrs.get
+        identity = text(get(am.USER_EMAIL)) or text(get(am.USER_ID)) or text(get(am.USER_ACCOUNT))
         return Who(
-            agent=get(am.AGENT),
-            team=get(am.TEAM),
+            agent=text(get(am.AGENT)) or agent,
+            team=text(get(am.TEAM)),
             user=self.user_label(identity),
             identity=identity,
-            organization=get(am.ORGANIZATION),
-            terminal=get(am.TERMINAL),
-            session=get(am.SESSION_ID),
+            organization=text(get(am.ORGANIZATION)),
+            terminal=text(get(am.TERMINAL)),
+            session=text(get(am.SESSION_ID)),
+            user_labelled=self._user_labelled,
         )
 
     def user_label(self, identity: str) -> str:
@@ -217,13 +255,19 @@ class DerivedMetrics:
             return ""
         if mode == "email":
             return identity
-        assert self._user_key is not None
-        digest = hmac.new(self._user_key, identity.encode(), hashlib.sha256).hexdigest()
-        return digest[: self.config.user_hash_length]
+        label = self._user_labels.get(identity)
+        if label is None:
+            assert self._user_key is not None
+            digest = hmac.new(self._user_key, identity.encode(), hashlib.sha256).hexdigest()
+            label = digest[: self.config.user_hash_length]
+            if len(self._user_labels) >= USER_LABEL_CACHE:
+                self._user_labels.clear()
+            self._user_labels[identity] = label
+        return label
 
     def _seen(self, who: Who, now: float) -> None:
         if who.session and self._sessions.add(f"{who.agent}\x00{who.session}"):
-            self.agentwatch.sessions.inc(who.labels())
+            self.agentwatch.sessions.add(who.key)
             if self.claude is not None and who.agent == self.claude.agent:
                 self.claude.session(who)
         if who.identity:
@@ -234,34 +278,33 @@ class DerivedMetrics:
                 self._active.popitem(last=False)
 
     # --- events -----------------------------------------------------------------------------
-    def consume_logs(self, data: LogsData) -> None:
-        skipped: dict[str, int] = {}
-        events: list[Event] = []
-        for rl in data.resource_logs:
-            resource = _attributes(rl.resource.attributes)
-            for sl in rl.scope_logs:
-                for rec in sl.log_records:
-                    _collect(rec.attributes, resource, events, skipped)
-        self._count_events(events, skipped, Signal.LOGS)
+    def consume_logs(self, data: Logs) -> None:
+        self._count_events(data.records, Signal.LOGS)
 
-    def consume_traces(self, data: TracesData) -> None:
+    def consume_traces(self, data: Traces) -> None:
         """Spans that carry ``agentwatch.event``: Copilot reports its model and tool calls only
         as spans. A span that merely shares an event's id (Claude Code's ``llm_request``, the
         twin of an ``api_request`` log) has no event type and is skipped, and an event id
         already counted from the other signal is a duplicate."""
-        skipped: dict[str, int] = {}
-        events: list[Event] = []
-        for rs in data.resource_spans:
-            resource = _attributes(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    _collect(span.attributes, resource, events, skipped)
-        self._count_events(events, skipped, Signal.TRACES)
+        self._count_events(data.spans, Signal.TRACES)
 
-    def _count_events(self, events: list[Event], skipped: dict[str, int], signal: Signal) -> None:
+    def _count_events(self, items: list[LogRecord] | list[Span], signal: Signal) -> None:
+        """Count every record that is an agent event (its keys over its resource's), once."""
+        skipped: dict[str, int] = {}
+        resources: dict[int, dict[str, Any]] = {}
+        """id(resource) -> its agentwatch keys; records of one resource share the object."""
         with self._lock:
             now = self._clock()
-            for ev in events:
+            for item in items:
+                ev: Event = item.attributes
+                if ev.get(am.EVENT).__class__ not in SCALAR_TYPES:
+                    skipped["not_agent_event"] = skipped.get("not_agent_event", 0) + 1
+                    continue
+                resource = resources.get(id(item.resource))
+                if resource is None:
+                    resource = resources[id(item.resource)] = self._resource_keys(item.resource)
+                if resource:
+                    ev = {**resource, **agentwatch_scalars(ev)}
                 event_id = text(ev.get(am.EVENT_ID))
                 if event_id and not self._events.add(event_id):
                     skipped["duplicate"] = skipped.get("duplicate", 0) + 1
@@ -276,6 +319,10 @@ class DerivedMetrics:
                     )
         for reason, n in skipped.items():
             SKIPPED.labels(self._name, signal.value, reason).inc(n)
+
+    @staticmethod
+    def _resource_keys(resource: Resource) -> dict[str, Any]:
+        return agentwatch_scalars(resource.attributes)
 
     def _tool_call(self, ev: Event, who: Who) -> None:
         """Count a tool invocation once, although its decision and its result are two events.
@@ -302,9 +349,7 @@ class DerivedMetrics:
                 return
             decision = decision or self._tools_pending.pop(key, "")
             self._tools_counted.add(key)
-        self.agentwatch.tool_calls.inc(
-            {"agent": who.agent, "tool": tool, "decision": decision, "success": success}
-        )
+        self.agentwatch.tool_calls.add((who.agent, tool, decision, success))
 
     def _event(self, ev: Event, now: float) -> None:
         who = self._who(ev)
@@ -316,16 +361,16 @@ class DerivedMetrics:
         elif kind == am.EventType.API_ERROR:
             model = text(ev.get(am.MODEL))
             status = text(ev.get(am.STATUS)) or "error"
-            labels = {"agent": who.agent, "model": model, "status": status}
-            families.api_calls.inc(labels)
-            families.api_errors.inc(labels)
+            call = (who.agent, model, status)
+            families.api_calls.add(call)
+            families.api_errors.add(call)
             duration = number(ev.get(am.DURATION_MS))
             if duration is not None:
-                families.latency.observe(labels, duration / 1000.0)
+                families.latency.observe_key(call, duration / 1000.0)
         elif kind == am.EventType.TOOL_CALL:
             self._tool_call(ev, who)
         elif kind == am.EventType.USER_PROMPT:
-            families.prompts.inc(who.labels())
+            families.prompts.add(who.key)
         elif kind == am.EventType.CODE_CHANGE:
             self.code_change(
                 who,
@@ -335,39 +380,36 @@ class DerivedMetrics:
                 pull_requests=number(ev.get(am.PULL_REQUESTS)),
             )
         elif kind == am.EventType.DETECTION:
-            families.detections.inc(
-                {
-                    "agent": who.agent,
-                    "rule": text(ev.get(am.RULE_ID)),
-                    "severity": text(ev.get(am.SEVERITY)),
-                }
+            families.detections.add(
+                (who.agent, text(ev.get(am.RULE_ID)), text(ev.get(am.SEVERITY)))
             )
 
     def _api_call(self, ev: Event, who: Who) -> None:
         families = self.agentwatch
         model = text(ev.get(am.MODEL))
         tokens = {key: number(ev.get(key)) for _, key in TOKEN_TYPES}
+        agent, team_user = who.agent, who.team_user
         for token_type, key in TOKEN_TYPES:
             n = tokens[key]
             if n:
-                families.tokens.inc(who.labels(model=model, type=token_type), n)
+                families.tokens.add((agent, model, token_type, *team_user), n)
+        spend = (agent, model, *team_user)
         cost = number(ev.get(am.COST_USD))
         if cost is None:
-            families.unpriced.inc(who.labels(model=model))
+            families.unpriced.add(spend)
         else:
-            families.cost.inc(who.labels(model=model), cost)
+            families.cost.add(spend, cost)
         premium = number(ev.get(am.PREMIUM_REQUESTS))
         if premium:
-            families.premium_requests.inc(who.labels(model=model), premium)
+            families.premium_requests.add(spend, premium)
         nano_aiu = number(ev.get(am.NANO_AIU))
         if nano_aiu:
-            families.ai_credits.inc(who.labels(model=model), nano_aiu / 1e9)
-        status = text(ev.get(am.STATUS)) or "ok"
-        labels = {"agent": who.agent, "model": model, "status": status}
-        families.api_calls.inc(labels)
+            families.ai_credits.add(spend, nano_aiu / 1e9)
+        call = (agent, model, text(ev.get(am.STATUS)) or "ok")
+        families.api_calls.add(call)
         duration = number(ev.get(am.DURATION_MS))
         if duration is not None:
-            families.latency.observe(labels, duration / 1000.0)
+            families.latency.observe_key(call, duration / 1000.0)
         if self.claude is not None and who.agent == self.claude.agent:
             self.claude.api_call(who, model, tokens, cost)
 
@@ -382,13 +424,13 @@ class DerivedMetrics:
     ) -> None:
         families = self.agentwatch
         if added:
-            families.lines.inc(who.labels(type="added"), added)
+            families.lines.add((*who.key, "added"), added)
         if removed:
-            families.lines.inc(who.labels(type="removed"), removed)
+            families.lines.add((*who.key, "removed"), removed)
         if commits:
-            families.commits.inc(who.labels(), commits)
+            families.commits.add(who.key, commits)
         if pull_requests:
-            families.pull_requests.inc(who.labels(), pull_requests)
+            families.pull_requests.add(who.key, pull_requests)
         if self.claude is not None and who.agent == self.claude.agent:
             self.claude.code_change(who, added, removed, commits, pull_requests)
 
@@ -398,7 +440,7 @@ class DerivedMetrics:
         with self._lock:
             now = self._clock()
             for rm in data.resource_metrics:
-                resource = _attributes(rm.resource.attributes, prefix=None)
+                resource = scalars(rm.resource.attributes)
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         kind = metric.WhichOneof("data")
@@ -410,7 +452,7 @@ class DerivedMetrics:
                             continue
                         vendor, fact = counted
                         for point in metric.sum.data_points:
-                            attrs = {**resource, **_attributes(point.attributes, prefix=None)}
+                            attrs = {**resource, **scalars(point.attributes)}
                             try:
                                 reason = self._point(vendor, fact, metric.name, point, attrs, now)
                             except Exception as exc:  # as in _count_events
@@ -430,7 +472,7 @@ class DerivedMetrics:
         fact: str,
         name: str,
         point: Any,
-        attrs: dict[str, Value],
+        attrs: dict[str, Any],
         now: float,
     ) -> str:
         """Count one vendor delta point; the reason it was not counted, or ""."""
@@ -443,8 +485,7 @@ class DerivedMetrics:
         value = float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
         if not math.isfinite(value):  # NaN or infinity would poison the counter for good
             return "invalid_value"
-        who = self._who(attrs, fallback=vendor.identity_keys)
-        who.agent = who.agent or vendor.agent.value
+        who = self._who(attrs, fallback=vendor.identity_keys, agent=vendor.agent.value)
         self._seen(who, now)
         if not self._delta_point(vendor, fact, text(attrs.get("type")), who, value):
             return "unused_metric"
@@ -500,18 +541,17 @@ class DerivedMetrics:
         yield from out
 
 
-def _collect(
-    kvs: Iterable[KeyValue],
-    resource: dict[str, Value],
-    events: list[Event],
-    skipped: dict[str, int],
-) -> None:
-    """Add one record's agent event (its keys over the resource's) or count it skipped."""
-    attrs = _attributes(kvs)
-    if am.EVENT not in attrs:
-        skipped["not_agent_event"] = skipped.get("not_agent_event", 0) + 1
-        return
-    events.append({**resource, **attrs} if resource else attrs)
+def with_fallback(attrs: Event, fallback: Mapping[str, tuple[str, ...]]) -> Event:
+    """``attrs`` with each empty agentwatch key filled from the first non-empty vendor key."""
+    out = dict(attrs)
+    for key, vendor_keys in fallback.items():
+        v = attrs.get(key)
+        for k in vendor_keys:
+            if v is not None and v != "":
+                break
+            v = attrs.get(k)
+        out[key] = v
+    return out
 
 
 def _unsupported(metric: Any) -> str:
@@ -523,7 +563,7 @@ def _unsupported(metric: Any) -> str:
     return ""
 
 
-def _point_key(name: str, point: Any, attrs: dict[str, Value]) -> str:
+def _point_key(name: str, point: Any, attrs: dict[str, Any]) -> str:
     """Idempotency key of a delta point: the same point delivered twice has the same key."""
     h = hashlib.sha256(name.encode())
     for k in sorted(attrs):

@@ -13,11 +13,13 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from prometheus_client import CollectorRegistry
 
 from collector import telemetry
-from collector.component import Exporter, Host, LogsData, MetricsData, TracesData
+from collector.component import Exporter, Host, MetricsData
+from collector.records import Logs, Traces
 from exporters.prometheus.config import PrometheusConfig, parse_endpoint
 from exporters.prometheus.derived import DerivedMetrics
 from exporters.prometheus.server import Forward, ScrapeServer
@@ -47,6 +49,7 @@ def load_user_key(config: PrometheusConfig, data_dir: str) -> bytes | None:
 
 class PrometheusExporter(Exporter):
     config: PrometheusConfig
+    takes_records: ClassVar[bool] = True
 
     def __init__(
         self, name: str, config: PrometheusConfig, clock: Callable[[], float] = time.monotonic
@@ -75,7 +78,7 @@ class PrometheusExporter(Exporter):
             extra={"component": self.name, "address": f"{bind_host}:{self.port}{self.config.path}"},
         )
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
         assert self.metrics is not None, "exporter not started"
         self.metrics.consume_logs(data)
 
@@ -83,7 +86,7 @@ class PrometheusExporter(Exporter):
         assert self.metrics is not None, "exporter not started"
         self.metrics.consume_metrics(data)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
         assert self.metrics is not None, "exporter not started"
         self.metrics.consume_traces(data)
 

@@ -8,8 +8,10 @@ Cardinality is bounded by construction: every family folds label sets beyond
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -32,7 +34,11 @@ Labels = dict[str, str]
 
 
 class Family:
-    """One metric's series, capped: a label set beyond the cap lands in the overflow series."""
+    """One metric's series, capped: a label set beyond the cap lands in the overflow series.
+
+    Series are keyed by their label values in ``labels`` order. The hot paths (``Counter.add``,
+    ``Histogram.observe_key``) take that tuple directly; ``inc``/``observe`` take a label dict.
+    """
 
     def __init__(self, name: str, doc: str, labels: Sequence[str], cap: int, exporter: str):
         self.name = name
@@ -42,15 +48,24 @@ class Family:
         self.overflow_key = (OVERFLOW,) * len(self.labels)
         self._folded = SERIES_FOLDED.labels(exporter, self.exposed_name)
         self._admitted = 0
+        getter = itemgetter(*self.labels) if self.labels else (lambda _: ())
+        self._values_of: Callable[[Labels], Any] = (
+            (lambda labels: (getter(labels),)) if len(self.labels) == 1 else getter
+        )
 
     @property
     def exposed_name(self) -> str:
         return self.name
 
-    def _key(self, series: dict[tuple[str, ...], Any], labels: Labels) -> tuple[str, ...]:
-        key = tuple(labels.get(n, "") for n in self.labels)
-        if key in series:
-            return key
+    def key_of(self, labels: Labels) -> tuple[str, ...]:
+        """The series key of a label dict; a label the caller did not set is empty."""
+        try:
+            return self._values_of(labels)  # type: ignore[no-any-return]
+        except KeyError:
+            return tuple(labels.get(n, "") for n in self.labels)
+
+    def _admit(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """A label set not seen before: its own series within the cap, else the overflow."""
         if self._admitted >= self.cap:
             self._folded.inc()
             return self.overflow_key
@@ -71,8 +86,16 @@ class Counter(Family):
         return self.name + "_total"
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        key = self._key(self.values, labels)
-        self.values[key] = self.values.get(key, 0.0) + amount
+        self.add(self.key_of(labels), amount)
+
+    def add(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+        """Count ``amount`` into the series of ``key`` (label values in label order)."""
+        values = self.values
+        old = values.get(key)
+        if old is None:
+            key = self._admit(key)
+            old = values.get(key, 0.0)
+        values[key] = old + amount
 
     def collect(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
@@ -106,14 +129,17 @@ class Histogram(Family):
         self.series: dict[tuple[str, ...], HistogramSeries] = {}
 
     def observe(self, labels: Labels, value: float) -> None:
-        key = self._key(self.series, labels)
+        self.observe_key(self.key_of(labels), value)
+
+    def observe_key(self, key: tuple[str, ...], value: float) -> None:
+        """Observe ``value`` (finite) in the series of ``key`` (label values in label order)."""
         s = self.series.get(key)
         if s is None:
-            s = self.series[key] = HistogramSeries([0] * len(self.bounds))
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                s.counts[i] += 1
-                break
+            key = self._admit(key)
+            s = self.series.get(key)
+            if s is None:
+                s = self.series[key] = HistogramSeries([0] * len(self.bounds))
+        s.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
         s.total += value
 
     def collect(self) -> Metric:
@@ -129,7 +155,11 @@ class Histogram(Family):
 
 
 class AgentwatchFamilies:
-    """agentwatch's own derived metrics: names, help texts and labels, vendor-neutral."""
+    """agentwatch's own derived metrics: names, help texts and labels, vendor-neutral.
+
+    The label order is the key order :mod:`.derived` builds: who is ``agent, team[, user]``
+    (``user`` unless ``user_label: none``).
+    """
 
     def __init__(self, exporter: str, config: PrometheusConfig, counter: CounterMaker) -> None:
         user = ("user",) if config.user_label != "none" else ()
