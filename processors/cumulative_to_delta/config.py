@@ -1,4 +1,4 @@
-"""Configuration of the ``cumulative_to_delta`` processor: which metrics, and how long to remember."""
+"""Configuration of the ``cumulative_to_delta`` processor: which metrics, how long to remember."""
 
 from __future__ import annotations
 

@@ -203,8 +203,7 @@ class StateStore:
         generation = self.generation + 1
         parts = [
             _frame(
-                b"H"
-                + _HEADER.pack(_FORMAT_VERSION, generation, started_at_ns, forgotten_start_ns)
+                b"H" + _HEADER.pack(_FORMAT_VERSION, generation, started_at_ns, forgotten_start_ns)
             )
         ]
         for key, stream in streams:
@@ -278,9 +277,7 @@ class StateStore:
         return state
 
     @staticmethod
-    def _apply(
-        payloads: Iterable[bytes], loaded: dict[bytes, Stream], state: LoadedState
-    ) -> None:
+    def _apply(payloads: Iterable[bytes], loaded: dict[bytes, Stream], state: LoadedState) -> None:
         for payload in payloads:
             tag, key = payload[:1], payload[1 : 1 + KEY_LEN]
             body = 1 + KEY_LEN
