@@ -282,9 +282,6 @@ class Tracker:
             for reason in DROP_REASONS
         }
 
-    def __len__(self) -> int:
-        return len(self.streams)
-
     def set_gauge(self) -> None:
         self._streams_gauge.set(len(self.streams))
 
