@@ -206,34 +206,51 @@ def build_processors(tmp: str) -> list[Processor]:
     return out
 
 
-def stage_inputs(bodies: list[bytes], processors: list[Processor]) -> list[list[bytes]]:
-    """The serialized input of every processor, and at the end the pipeline's output."""
-    stages = [bodies]
+Payload = bytes
+"""A stage's input kept serialised, so each measurement works on fresh objects: the first stage
+holds the OTLP protobuf requests, later ones the record model's own encoding (``Logs.dump``)."""
+
+
+def _fresh(processor: Processor | None, payload: Payload, first: bool) -> Any:
+    """What ``processor`` takes, built outside the stopwatch."""
+    logs = Logs.from_proto(LogsData.FromString(payload)) if first else Logs.load(payload)
+    if processor is not None and not processor.takes_records:
+        return logs.to_proto()
+    return logs
+
+
+def _records(out: Any) -> Logs:
+    return out if isinstance(out, Logs) else Logs.from_proto(out)
+
+
+def stage_inputs(bodies: list[bytes], processors: list[Processor]) -> list[list[Payload]]:
+    """The input of every processor, and at the end the pipeline's output."""
+    stages: list[list[Payload]] = [bodies]
     for processor in processors:
+        first = len(stages) == 1
         out = []
-        for body in stages[-1]:
-            data = processor.process(Signal.LOGS, LogsData.FromString(body))
+        for payload in stages[-1]:
+            data = processor.process(Signal.LOGS, _fresh(processor, payload, first))
             assert data is not None
-            out.append(data.SerializeToString())
+            out.append(_records(data).dump())
         stages.append(out)
     return stages
 
 
-def merge(bodies: list[bytes], per_batch: int) -> list[LogsData]:
+def merge(payloads: list[Payload], per_batch: int) -> list[Logs]:
     """Requests merged into exporter batches, as the queue's worker does."""
-    out: list[LogsData] = []
-    current = LogsData()
+    out: list[Logs] = []
+    parts: list[Logs] = []
     items = 0
-    for body in bodies:
-        part = LogsData.FromString(body)
-        n = sum(len(sl.log_records) for rl in part.resource_logs for sl in rl.scope_logs)
-        if items and items + n > per_batch:
-            out.append(current)
-            current, items = LogsData(), 0
-        current.MergeFrom(part)
-        items += n
-    if items:
-        out.append(current)
+    for payload in payloads:
+        part = Logs.load(payload)
+        if items and items + len(part) > per_batch:
+            out.append(Logs.concat(parts))
+            parts, items = [], 0
+        parts.append(part)
+        items += len(part)
+    if parts:
+        out.append(Logs.concat(parts))
     return out
 
 
@@ -256,7 +273,7 @@ def stopwatch(results: dict[str, list[float]], name: str) -> Iterator[None]:
 
 
 def measure_stages(
-    stages: list[list[bytes]],
+    stages: list[list[Payload]],
     processors: list[Processor],
     server: EmbeddedClickHouse,
     runs: int,
@@ -266,30 +283,36 @@ def measure_stages(
     results: dict[str, list[float]] = {}
     final = stages[-1]
     for run in range(runs):
-        with stopwatch(results, "protobuf parse alone (`FromString`)"):
+        with stopwatch(results, PARSE):
             for body in stages[0]:
                 LogsData.FromString(body)
-        with stopwatch(results, "baseline (a): parse + read every attribute"):
+        with stopwatch(results, CEILING):
             parse_and_read(stages[0])
-        for processor, inputs in zip(processors, stages, strict=False):
-            parsed = [LogsData.FromString(b) for b in inputs]
+        with stopwatch(results, DECODE):
+            for body in stages[0]:
+                Logs.from_proto(LogsData.FromString(body))
+        for index, (processor, inputs) in enumerate(zip(processors, stages, strict=False)):
+            fresh = [_fresh(processor, payload, index == 0) for payload in inputs]
             with stopwatch(results, f"processor `{processor.name}` alone"):
-                for data in parsed:
+                for data in fresh:
                     processor.process(Signal.LOGS, data)
-        parsed = [LogsData.FromString(b) for b in stages[0]]
-        with stopwatch(results, "all four processors in a row (parse excluded)"):
-            for data in parsed:
-                out: LogsData | None = data
+        decoded = [Logs.from_proto(LogsData.FromString(b)) for b in stages[0]]
+        with stopwatch(results, CHAIN):
+            for data in decoded:
+                out: Any = data
                 for processor in processors:
-                    assert out is not None
-                    out = processor.process(Signal.LOGS, out)  # type: ignore[assignment]
+                    if not processor.takes_records and isinstance(out, Logs):
+                        out = out.to_proto()
+                    elif processor.takes_records and not isinstance(out, Logs):
+                        out = Logs.from_proto(out)
+                    out = processor.process(Signal.LOGS, out)
 
         queue = WalQueue(QueueConfig(storage="wal", batch_timeout=0), Path(tmp) / f"wal-{run}")
-        processed = [LogsData.FromString(b) for b in final]
-        with stopwatch(results, "wal append (`SerializeToString` + write)"):
+        processed = [Logs.load(p) for p in final]
+        with stopwatch(results, WAL_APPEND):
             for data in processed:
-                queue.put(Signal.LOGS, data, 1)
-        with stopwatch(results, "wal read-back (`take` + `ParseFromString` + ack)"):
+                queue.put(Signal.LOGS, data, len(data))
+        with stopwatch(results, WAL_READ):
             stop = threading.Event()
             while queue.items:
                 batch = queue.take(stop)
@@ -297,9 +320,10 @@ def measure_stages(
                 queue.load(batch)
                 queue.done(batch)
         queue.close()
-        with stopwatch(results, "merge into exporter batches (`MergeFrom`)"):
-            batches = merge(final, EXPORT_BATCH)
-        with stopwatch(results, "exporter row conversion alone (`rows.convert_logs`)"):
+        parts = [Logs.load(p) for p in final]
+        with stopwatch(results, MERGE):
+            batches = _concat_batches(parts, EXPORT_BATCH)
+        with stopwatch(results, CONVERT):
             for data in batches:
                 rows.convert_logs(data)
         exporter = ClickHouseExporter(
@@ -308,12 +332,49 @@ def measure_stages(
         )
         exporter.start(Host(tmp))
         try:
-            with stopwatch(results, "whole exporter in-process (convert + all inserts)"):
+            with stopwatch(results, EXPORTER):
                 for i, data in enumerate(batches):
                     exporter.consume_logs(data, f"stage-{run}-{i}")
         finally:
             exporter.shutdown()
     return [StageResult(name, seconds, n) for name, seconds in results.items()]
+
+
+def _concat_batches(parts: list[Logs], per_batch: int) -> list[Logs]:
+    out: list[Logs] = []
+    current: list[Logs] = []
+    items = 0
+    for part in parts:
+        if items and items + len(part) > per_batch:
+            out.append(Logs.concat(current))
+            current, items = [], 0
+        current.append(part)
+        items += len(part)
+    if current:
+        out.append(Logs.concat(current))
+    return out
+
+
+PARSE = "protobuf parse alone (`FromString`)"
+CEILING = "baseline (a): parse + read every attribute"
+DECODE = "decode once: parse + record model (`Logs.from_proto`)"
+CHAIN = "all four processors in a row (decode excluded)"
+WAL_APPEND = "wal append (`Logs.dump` + write)"
+WAL_READ = "wal read-back (`take` + `Logs.load` + ack)"
+MERGE = "merge into exporter batches (`Logs.concat`)"
+CONVERT = "exporter column building alone (`rows.convert_logs`)"
+EXPORTER = "whole exporter in-process (columns + all inserts)"
+BEFORE_NAMES = {
+    PARSE: "protobuf parse alone (`FromString`)",
+    CEILING: "baseline (a): parse + read every attribute",
+    CHAIN: "all four processors in a row (parse excluded)",
+    WAL_APPEND: "wal append (`SerializeToString` + write)",
+    WAL_READ: "wal read-back (`take` + `ParseFromString` + ack)",
+    MERGE: "merge into exporter batches (`MergeFrom`)",
+    CONVERT: "exporter row conversion alone (`rows.convert_logs`)",
+    EXPORTER: "whole exporter in-process (convert + all inserts)",
+}
+"""This run's stage names and what the release before the record model called them."""
 
 
 def cpu_seconds(pid: int | None) -> float:
