@@ -17,6 +17,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporters.clickhouse import schema  # noqa: E402
+from exporters.clickhouse.schema.ddl import render_table, render_ttl  # noqa: E402
+from exporters.clickhouse.schema.views import render_public_view  # noqa: E402
 
 SETTINGS = {
     "single": schema.SchemaSettings(),
@@ -45,21 +47,21 @@ def dump() -> dict[str, Any]:
         part["tables"] = [
             {
                 "name": t.name,
-                "ddl": schema.render_table(t, s),
+                "ddl": render_table(t, s),
                 "insert_columns": [c.name for c in t.insert_columns],
-                "ttl": schema.render_ttl(t, s),
+                "ttl": render_ttl(t, s),
             }
             for t in schema.ALL_TABLES
         ]
         part["agent_specs"] = {
             t.table: {
-                str(v): schema.render_table(t.spec(v), s)
+                str(v): render_table(t.spec(v), s)
                 for v in range(1, schema.LATEST_VERSION + 1)
             }
             for t in schema.AGENT_TABLES.values()
         }
         part["public_views"] = {
-            name: schema.render_public_view(name, s) for name in schema.PUBLIC_VIEWS
+            name: render_public_view(name, s, schema.LATEST_VERSION) for name in schema.PUBLIC_VIEWS
         }
         part["delete_plan"] = schema.delete_plan(s)
         part["affected_sessions_query"] = schema.affected_sessions_query(s)
