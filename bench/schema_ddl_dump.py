@@ -16,9 +16,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporters.clickhouse import schema  # noqa: E402
-from exporters.clickhouse.schema.ddl import render_table, render_ttl  # noqa: E402
-from exporters.clickhouse.schema.views import render_public_view  # noqa: E402
+from exporters.clickhouse import schema
+from exporters.clickhouse.schema.ddl import render_table, render_ttl
+from exporters.clickhouse.schema.views import render_public_view
 
 SETTINGS = {
     "single": schema.SchemaSettings(),
@@ -55,8 +55,7 @@ def dump() -> dict[str, Any]:
         ]
         part["agent_specs"] = {
             t.table: {
-                str(v): render_table(t.spec(v), s)
-                for v in range(1, schema.LATEST_VERSION + 1)
+                str(v): render_table(t.spec(v), s) for v in range(1, schema.LATEST_VERSION + 1)
             }
             for t in schema.AGENT_TABLES.values()
         }
@@ -67,7 +66,9 @@ def dump() -> dict[str, Any]:
         part["affected_sessions_query"] = schema.affected_sessions_query(s)
         part["session_rebuild_statements"] = schema.session_rebuild_statements(s)
         part["insert_settings"] = schema.insert_settings(s)
-        part["export_queries"] = {v: schema.export_query(v, s.database) for v in schema.EXPORT_VIEWS}
+        part["export_queries"] = {
+            v: schema.export_query(v, s.database) for v in schema.EXPORT_VIEWS
+        }
         out[label] = part
     out["constants"] = {
         "TTL_KEYS": list(schema.TTL_KEYS),
@@ -106,7 +107,11 @@ def compare(old: Any, new: Any, path: str = "") -> list[str]:
     if isinstance(old, list) and isinstance(new, list):
         if len(old) != len(new):
             return [f"{path}: {len(old)} vs {len(new)} items"]
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in compare(a, b, f"{path}[{i}]")]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in compare(a, b, f"{path}[{i}]")
+        ]
     if normalise(old) != normalise(new):
         return [f"{path}:\n  old: {normalise(old)}\n  new: {normalise(new)}"]
     return []

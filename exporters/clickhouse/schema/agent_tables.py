@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from collector import agent_model as am
 from exporters.clickhouse.schema.ddl import TS_CODEC, ZSTD, Column, SqlTemplate, Table
 
+
 @dataclass(frozen=True)
 class AgentField:
     """An agent-table column filled from one ``agentwatch.*`` attribute.

@@ -103,7 +103,9 @@ def _statements(sqls: list[str]) -> list[Statement]:
     return [Statement(sql) for sql in sqls]
 
 
-def _backfill(target: str, select: str, s: SchemaSettings, token: str, columns: str = "") -> Statement:
+def _backfill(
+    target: str, select: str, s: SchemaSettings, token: str, columns: str = ""
+) -> Statement:
     """INSERT ... SELECT of rows stored before a view existed; the token makes a re-run of an
     interrupted migration harmless. ``columns``: the target columns, when not all of them."""
     into = f"{s.qualified(target)} ({columns})" if columns else s.qualified(target)

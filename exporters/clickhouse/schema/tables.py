@@ -5,7 +5,14 @@
 
 from __future__ import annotations
 
-from exporters.clickhouse.schema.ddl import MAP, TS_CODEC, Column, SchemaSettings, SqlTemplate, Table
+from exporters.clickhouse.schema.ddl import (
+    MAP,
+    TS_CODEC,
+    Column,
+    SchemaSettings,
+    SqlTemplate,
+    Table,
+)
 
 _SQL = SqlTemplate("tables.sql")
 
