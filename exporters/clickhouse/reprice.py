@@ -8,7 +8,7 @@ and the ``FINAL`` views show it), ``revision + 1``, the new ``cost_usd`` /
 
 Sessions and hourly rollups need no rebuild: their materialized views count a revision-0 row in
 full and a later revision only as the change it makes (new cost minus previous cost, and +1/-1
-priced), see schema.py. A correction and its effect on every rollup are therefore one INSERT,
+priced), see schema/. A correction and its effect on every rollup are therefore one INSERT,
 which ClickHouse deduplicates as a whole on retry (``insert_deduplication_token``), and the
 corrections add up with rows the collector inserts meanwhile instead of racing with them (a
 rebuild of rollup partitions would lose or double what arrives during the rebuild). A run cut
