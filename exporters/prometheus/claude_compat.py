@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from collector.agent_model import Agent
 from exporters.prometheus.config import PrometheusConfig
-from exporters.prometheus.families import CounterMaker, Family, Labels
+from exporters.prometheus.families import CounterMaker, Family
 from processors.vendors import Vendor, all_vendors
 
 if TYPE_CHECKING:
@@ -31,16 +31,22 @@ def claude_code_vendor() -> Vendor:
 
 
 class ClaudeCompat:
-    """Claude Code's metric families under its own names and labels."""
+    """Claude Code's metric families under its own names and labels.
+
+    Series keys are label values in label order, built here next to the label definitions.
+    """
 
     def __init__(self, vendor: Vendor, config: PrometheusConfig, counter: CounterMaker) -> None:
         self.agent = vendor.agent.value
         self.token_types = tuple(vendor.compat_token_types.items())
         self.edit_tools = vendor.compat_edit_tools
         names = vendor.compat_metric_names
-        user = ("user_email",) if config.user_label != "none" else ()
+        self._user = config.user_label != "none"
+        self._session_id = config.claude_code_compat_session_id
+        # Series keys are label values in this order (see ``_who``).
+        user = ("user_email",) if self._user else ()
         who = ("organization_id", *user)
-        session = ("session_id",) if config.claude_code_compat_session_id else ()
+        session = ("session_id",) if self._session_id else ()
         self.tokens = counter(
             names["tokens"],
             f"Claude Code tokens by type ({', '.join(vendor.compat_token_types)}).",
@@ -74,33 +80,32 @@ class ClaudeCompat:
             self.edit_decisions,
         ]
 
-    @staticmethod
-    def _who(who: Who, **extra: str) -> Labels:
-        return {
-            "organization_id": who.organization,
-            "user_email": who.user,
-            "session_id": who.session,
-            "terminal_type": who.terminal,
-            **extra,
-        }
+    def _who(self, who: Who) -> tuple[str, ...]:
+        """``organization_id[, user_email]``: how every family's labels end (the session's
+        families add ``session_id`` after it)."""
+        return (who.organization, who.user) if self._user else (who.organization,)
+
+    def _session(self, who: Who) -> tuple[str, ...]:
+        return (who.session,) if self._session_id else ()
 
     def api_call(
         self, who: Who, model: str, tokens: Mapping[str, float | None], cost: float | None
     ) -> None:
         """``tokens``: the call's token counts by agentwatch key."""
+        ids = self._who(who)
         for token_type, key in self.token_types:
             n = tokens.get(key)
             if n:
-                self.tokens.inc(self._who(who, type=token_type, model=model), n)
+                self.tokens.inc((token_type, model, *ids), n)
         if cost is not None:
-            self.cost.inc(self._who(who, model=model), cost)
+            self.cost.inc((model, *ids, *self._session(who)), cost)
 
     def session(self, who: Who) -> None:
-        self.sessions.inc(self._who(who))
+        self.sessions.inc((who.terminal, *self._who(who), *self._session(who)))
 
     def tool_decision(self, who: Who, tool: str, decision: str) -> None:
         if tool in self.edit_tools:
-            self.edit_decisions.inc(self._who(who, decision=decision, tool_name=tool))
+            self.edit_decisions.inc((decision, tool, *self._who(who)))
 
     def code_change(
         self,
@@ -110,14 +115,15 @@ class ClaudeCompat:
         commits: float | None,
         pull_requests: float | None,
     ) -> None:
+        ids = self._who(who)
         if added:
-            self.lines.inc(self._who(who, type="added"), added)
+            self.lines.inc(("added", *ids), added)
         if removed:
-            self.lines.inc(self._who(who, type="removed"), removed)
+            self.lines.inc(("removed", *ids), removed)
         if commits:
-            self.commits.inc(self._who(who), commits)
+            self.commits.inc(ids, commits)
         if pull_requests:
-            self.pull_requests.inc(self._who(who), pull_requests)
+            self.pull_requests.inc(ids, pull_requests)
 
     def active_time(self, who: Who, kind: str, seconds: float) -> None:
-        self.active.inc(self._who(who, type=kind), seconds)
+        self.active.inc((kind, *self._who(who)), seconds)

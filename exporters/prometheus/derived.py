@@ -32,10 +32,10 @@ from collector import telemetry
 from collector.component import MetricsData, Signal
 from collector.isolation import describe
 from collector.otlp_values import decode_attributes
-from collector.records import LogRecord, Logs, Resource, Span, Traces
+from collector.records import LogRecord, Logs, Span, Traces
 from exporters.prometheus.claude_compat import ClaudeCompat, claude_code_vendor
 from exporters.prometheus.config import PrometheusConfig
-from exporters.prometheus.families import AgentwatchFamilies, Counter, Family, Labels
+from exporters.prometheus.families import AgentwatchFamilies, Counter, Family
 from processors.vendors import Vendor, all_vendors
 
 log = logging.getLogger("agentwatch.exporter.prometheus")
@@ -173,9 +173,6 @@ class Who:
         self.key = (agent, *self.team_user)
         """The ``agent, team[, user]`` series key of the per-user families."""
 
-    def labels(self, **extra: str) -> Labels:
-        return {"agent": self.agent, "team": self.team, "user": self.user, **extra}
-
 
 NO_FALLBACK: Mapping[str, tuple[str, ...]] = {}
 
@@ -205,8 +202,8 @@ class DerivedMetrics:
         """Accepted tool calls whose result has not come yet: call -> decision."""
         self._active: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._user_labels: dict[str, str] = {}
-        self._user_labelled = config.user_label != "none"
         """identity -> its hashed label: an HMAC per event would cost more than the event."""
+        self._user_labelled = config.user_label != "none"
         self._delta_metrics: dict[str, tuple[Vendor, str]] = {
             name: (vendor, fact)
             for vendor in all_vendors()
@@ -267,7 +264,7 @@ class DerivedMetrics:
 
     def _seen(self, who: Who, now: float) -> None:
         if who.session and self._sessions.add(f"{who.agent}\x00{who.session}"):
-            self.agentwatch.sessions.add(who.key)
+            self.agentwatch.sessions.inc(who.key)
             if self.claude is not None and who.agent == self.claude.agent:
                 self.claude.session(who)
         if who.identity:
@@ -302,7 +299,8 @@ class DerivedMetrics:
                     continue
                 resource = resources.get(id(item.resource))
                 if resource is None:
-                    resource = resources[id(item.resource)] = self._resource_keys(item.resource)
+                    resource = agentwatch_scalars(item.resource.attributes)
+                    resources[id(item.resource)] = resource
                 if resource:
                     ev = {**resource, **agentwatch_scalars(ev)}
                 event_id = text(ev.get(am.EVENT_ID))
@@ -319,10 +317,6 @@ class DerivedMetrics:
                     )
         for reason, n in skipped.items():
             SKIPPED.labels(self._name, signal.value, reason).inc(n)
-
-    @staticmethod
-    def _resource_keys(resource: Resource) -> dict[str, Any]:
-        return agentwatch_scalars(resource.attributes)
 
     def _tool_call(self, ev: Event, who: Who) -> None:
         """Count a tool invocation once, although its decision and its result are two events.
@@ -349,7 +343,7 @@ class DerivedMetrics:
                 return
             decision = decision or self._tools_pending.pop(key, "")
             self._tools_counted.add(key)
-        self.agentwatch.tool_calls.add((who.agent, tool, decision, success))
+        self.agentwatch.tool_calls.inc((who.agent, tool, decision, success))
 
     def _event(self, ev: Event, now: float) -> None:
         who = self._who(ev)
@@ -362,15 +356,15 @@ class DerivedMetrics:
             model = text(ev.get(am.MODEL))
             status = text(ev.get(am.STATUS)) or "error"
             call = (who.agent, model, status)
-            families.api_calls.add(call)
-            families.api_errors.add(call)
+            families.api_calls.inc(call)
+            families.api_errors.inc(call)
             duration = number(ev.get(am.DURATION_MS))
             if duration is not None:
-                families.latency.observe_key(call, duration / 1000.0)
+                families.latency.observe(call, duration / 1000.0)
         elif kind == am.EventType.TOOL_CALL:
             self._tool_call(ev, who)
         elif kind == am.EventType.USER_PROMPT:
-            families.prompts.add(who.key)
+            families.prompts.inc(who.key)
         elif kind == am.EventType.CODE_CHANGE:
             self.code_change(
                 who,
@@ -380,7 +374,7 @@ class DerivedMetrics:
                 pull_requests=number(ev.get(am.PULL_REQUESTS)),
             )
         elif kind == am.EventType.DETECTION:
-            families.detections.add(
+            families.detections.inc(
                 (who.agent, text(ev.get(am.RULE_ID)), text(ev.get(am.SEVERITY)))
             )
 
@@ -392,24 +386,24 @@ class DerivedMetrics:
         for token_type, key in TOKEN_TYPES:
             n = tokens[key]
             if n:
-                families.tokens.add((agent, model, token_type, *team_user), n)
+                families.tokens.inc((agent, model, token_type, *team_user), n)
         spend = (agent, model, *team_user)
         cost = number(ev.get(am.COST_USD))
         if cost is None:
-            families.unpriced.add(spend)
+            families.unpriced.inc(spend)
         else:
-            families.cost.add(spend, cost)
+            families.cost.inc(spend, cost)
         premium = number(ev.get(am.PREMIUM_REQUESTS))
         if premium:
-            families.premium_requests.add(spend, premium)
+            families.premium_requests.inc(spend, premium)
         nano_aiu = number(ev.get(am.NANO_AIU))
         if nano_aiu:
-            families.ai_credits.add(spend, nano_aiu / 1e9)
+            families.ai_credits.inc(spend, nano_aiu / 1e9)
         call = (agent, model, text(ev.get(am.STATUS)) or "ok")
-        families.api_calls.add(call)
+        families.api_calls.inc(call)
         duration = number(ev.get(am.DURATION_MS))
         if duration is not None:
-            families.latency.observe_key(call, duration / 1000.0)
+            families.latency.observe(call, duration / 1000.0)
         if self.claude is not None and who.agent == self.claude.agent:
             self.claude.api_call(who, model, tokens, cost)
 
@@ -424,13 +418,13 @@ class DerivedMetrics:
     ) -> None:
         families = self.agentwatch
         if added:
-            families.lines.add((*who.key, "added"), added)
+            families.lines.inc((*who.key, "added"), added)
         if removed:
-            families.lines.add((*who.key, "removed"), removed)
+            families.lines.inc((*who.key, "removed"), removed)
         if commits:
-            families.commits.add(who.key, commits)
+            families.commits.inc(who.key, commits)
         if pull_requests:
-            families.pull_requests.add(who.key, pull_requests)
+            families.pull_requests.inc(who.key, pull_requests)
         if self.claude is not None and who.agent == self.claude.agent:
             self.claude.code_change(who, added, removed, commits, pull_requests)
 

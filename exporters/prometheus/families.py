@@ -11,8 +11,6 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -30,14 +28,12 @@ SERIES_FOLDED = telemetry.counter(
     ("exporter", "metric"),
 )
 
-Labels = dict[str, str]
-
 
 class Family:
     """One metric's series, capped: a label set beyond the cap lands in the overflow series.
 
-    Series are keyed by their label values in ``labels`` order. The hot paths (``Counter.add``,
-    ``Histogram.observe_key``) take that tuple directly; ``inc``/``observe`` take a label dict.
+    Series are keyed by their label values in ``labels`` order: callers build that tuple
+    directly (a label dict per update would cost more than the rest of counting an event).
     """
 
     def __init__(self, name: str, doc: str, labels: Sequence[str], cap: int, exporter: str):
@@ -48,21 +44,10 @@ class Family:
         self.overflow_key = (OVERFLOW,) * len(self.labels)
         self._folded = SERIES_FOLDED.labels(exporter, self.exposed_name)
         self._admitted = 0
-        getter = itemgetter(*self.labels) if self.labels else (lambda _: ())
-        self._values_of: Callable[[Labels], Any] = (
-            (lambda labels: (getter(labels),)) if len(self.labels) == 1 else getter
-        )
 
     @property
     def exposed_name(self) -> str:
         return self.name
-
-    def key_of(self, labels: Labels) -> tuple[str, ...]:
-        """The series key of a label dict; a label the caller did not set is empty."""
-        try:
-            return self._values_of(labels)  # type: ignore[no-any-return]
-        except KeyError:
-            return tuple(labels.get(n, "") for n in self.labels)
 
     def _admit(self, key: tuple[str, ...]) -> tuple[str, ...]:
         """A label set not seen before: its own series within the cap, else the overflow."""
@@ -85,10 +70,7 @@ class Counter(Family):
     def exposed_name(self) -> str:
         return self.name + "_total"
 
-    def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        self.add(self.key_of(labels), amount)
-
-    def add(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+    def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
         """Count ``amount`` into the series of ``key`` (label values in label order)."""
         values = self.values
         old = values.get(key)
@@ -128,10 +110,7 @@ class Histogram(Family):
         self.bounds = [*buckets, math.inf]
         self.series: dict[tuple[str, ...], HistogramSeries] = {}
 
-    def observe(self, labels: Labels, value: float) -> None:
-        self.observe_key(self.key_of(labels), value)
-
-    def observe_key(self, key: tuple[str, ...], value: float) -> None:
+    def observe(self, key: tuple[str, ...], value: float) -> None:
         """Observe ``value`` (finite) in the series of ``key`` (label values in label order)."""
         s = self.series.get(key)
         if s is None:
