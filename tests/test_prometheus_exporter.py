@@ -49,6 +49,7 @@ from collector.records import Logs
 from collector.service import Service
 from exporters.prometheus import PrometheusConfig, PrometheusExporter
 from exporters.prometheus.families import OVERFLOW
+from processors.vendors import vendor_for
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import attr
 from tests.polling import wait_for
@@ -567,6 +568,25 @@ def test_promtool_accepts_every_metric_family_populated(make_exporter: Any) -> N
     # OpenMetrics, which Prometheus negotiates by default, is served too
     om = scrape(exp, accept="application/openmetrics-text; version=1.0.0")
     assert om.rstrip().endswith(b"# EOF")
+
+
+def test_claude_code_names_come_from_its_vendor_class(make_exporter: Any) -> None:
+    """Vendor knowledge stays in processors/vendors: the compatible names the endpoint serves
+    are exactly those on the Claude Code vendor class, found through the registry."""
+    vendor = vendor_for("claude-code")
+    assert vendor is not None and vendor.compat_metric_names
+    exp = make_exporter(claude_code_compat=True, user_label="email")
+    exp.consume_logs(records(_one_of_each("claude_code")), "b1")
+    exp.consume_metrics(claude_metrics(), "b2")
+    served = {f.name for f in text_string_to_metric_families(scrape(exp).decode())}
+    compat = {name for name in served if name.startswith("claude_code_")}
+    assert compat == set(vendor.compat_metric_names.values())
+    assert set(vendor.delta_metrics) == {
+        "claude_code.lines_of_code.count",
+        "claude_code.commit.count",
+        "claude_code.pull_request.count",
+        "claude_code.active_time.total",
+    }
 
 
 # --- (2) cardinality ------------------------------------------------------------------------
