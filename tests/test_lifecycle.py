@@ -4,6 +4,7 @@ rollup, rollups corrected) on a real ClickHouse holding imported session files."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -313,7 +314,26 @@ def test_delete_rebuilds_a_session_as_the_current_views_count_it(
     lifecycle.delete(db.client, db.settings, selection, plan)
 
     after = db.rows(session)
-    assert dict(zip(columns, after[0], strict=True)) == dict(
-        zip(columns, before[0], strict=True)
-    )
+    assert dict(zip(columns, after[0], strict=True)) == dict(zip(columns, before[0], strict=True))
     assert len(after) == 1
+
+
+def test_session_rebuild_runs_the_query_of_each_sessions_view_as_migrated() -> None:
+    """For every agent table, the rebuild's SELECT is the query its sessions view runs after
+    the last migration that (re)defined it, read from the rendered migrations themselves."""
+    settings = schema.SchemaSettings(database="db")
+    migrations = schema.render_migrations(settings)
+    rebuilds = schema.session_rebuild_statements(settings)
+    tables = [t.table for t in schema.AGENT_TABLES.values()]
+    assert len(rebuilds) == len(tables)
+    for table, rebuild in zip(tables, rebuilds, strict=True):
+        view = settings.local(f"{table}_sessions_mv")
+        defined = [sql for sql in migrations if f" {view} " in sql]
+        assert defined, table
+        query = re.split(r" AS (?=SELECT)| MODIFY QUERY ", defined[-1], maxsplit=1)[1]
+        select = rebuild[rebuild.index(") SELECT ") + 2 :]
+        rows = re.search(
+            r"FROM (\(SELECT \* FROM (\S+) WHERE .*? LIMIT 1 BY [^)]*\)) AS src", select
+        )
+        assert rows and rows.group(2) == settings.qualified(table), rebuild
+        assert select.replace(rows.group(1), settings.local(table)) == query, table
