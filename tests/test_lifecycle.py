@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from collector import agent_model as am
 from collector.config import load
@@ -239,7 +240,7 @@ def test_delete_rebuilds_a_session_as_the_current_views_count_it(
     def ns(day: datetime, second: int) -> int:
         return int(day.timestamp()) * 10**9 + second * 10**9
 
-    def tool(event_id: str, call: str, ts: int, phase: str) -> Any:
+    def tool(event_id: str, call: str, ts: int, phase: str) -> LogRecord:
         return agent_record(
             am.EventType.TOOL_CALL,
             event_id,
@@ -250,7 +251,7 @@ def test_delete_rebuilds_a_session_as_the_current_views_count_it(
             tool_phase=phase,
         )
 
-    def call(event_id: str, ts: int, **billing: float | int) -> Any:
+    def call(event_id: str, ts: int, **billing: float | int) -> LogRecord:
         return agent_record(
             am.EventType.API_CALL,
             event_id,
