@@ -16,21 +16,18 @@ from collector import registry, telemetry
 from collector.component import ComponentConfig, ConfigContext, Factory, LogsData, Processor
 from collector.config import parse
 from collector.service import Service
-from processors.detections import (
+from processors.detections.config import DetectionsConfig
+from processors.detections.processor import FACTORY, SCOPE_NAME, DetectionsProcessor
+from processors.detections.rules import (
     DEFAULT_RULES_FILE,
-    FACTORY,
-    SCOPE_NAME,
-    DetectionsConfig,
-    DetectionsProcessor,
     RuleFileError,
     build_rule_set,
-    event_record,
     load_rules,
-    record_fields,
-    test_rules,
 )
+from processors.detections.rules_test import sample_fields, test_rules
 from processors.redaction import RedactionConfig, RedactionProcessor
 from tests.components import InjectReceiver, RecordingExporter
+from tests.otlp_factory import attr
 
 ANTHROPIC_KEY = "sk-ant-api03-" + "Qw3r" * 20
 CAPTURED = Path(__file__).parent / "data" / "captured"
@@ -244,7 +241,7 @@ def default_rules() -> Any:
 
 
 def _fields(event: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    return record_fields(event_record({"event": "tool_call", **event}).attributes)[0]
+    return sample_fields({"event": "tool_call", **event})
 
 
 def test_every_default_rule_has_cases() -> None:
@@ -288,7 +285,7 @@ def batch(*records: dict[str, Any]) -> LogsData:
     scope = rl.scope_logs.add()
     for i, attrs in enumerate(records):
         record = scope.log_records.add(time_unix_nano=1_800_000_000_000_000_000 + i)
-        record.MergeFrom(event_record(attrs))
+        record.attributes.extend(attr(k, v) for k, v in attrs.items())
     return data
 
 
@@ -563,9 +560,12 @@ def test_spans_raise_detections_through_the_logs_hook() -> None:
         end_time_unix_nano=1_800_000_000_000_000_123,
     )
     span.attributes.extend(
-        event_record(
-            {am.EVENT: "tool_call", am.AGENT: "copilot_chat", am.COMMAND: "chmod 777 /srv"}
-        ).attributes
+        attr(k, v)
+        for k, v in {
+            am.EVENT: "tool_call",
+            am.AGENT: "copilot_chat",
+            am.COMMAND: "chmod 777 /srv",
+        }.items()
     )
     p = processor()
     before = data.SerializeToString()
