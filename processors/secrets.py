@@ -198,7 +198,7 @@ class SecretScrubber:
             for a in anchor_to_patterns
         }
         self._anchor_re = (
-            re.compile(f"(?=({_trie_regex(list(anchor_to_patterns))}))")
+            re.compile(f"(?=({trie_regex(list(anchor_to_patterns))}))")
             if anchor_to_patterns
             else None
         )
@@ -318,7 +318,7 @@ class SecretScrubber:
         return shannon_entropy(token.rstrip("=")) >= self.entropy_threshold
 
 
-def _trie_regex(words: list[str]) -> str:
+def trie_regex(words: list[str]) -> str:
     """An alternation of ``words`` shaped as a trie, so the regex engine never backtracks
     through many alternatives that share a first character."""
     trie: dict[str, dict] = {}  # type: ignore[type-arg]

@@ -11,6 +11,8 @@ test`` and any other caller share the same matching.
 from __future__ import annotations
 
 import re
+import re._constants as _sre_constants
+import re._parser as _sre
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from collector import agent_model as am
-from processors.secrets import SecretScrubber, truncate
+from processors.secrets import SecretScrubber, trie_regex, truncate
 
 DEFAULT_RULES_FILE = Path(__file__).parent.parent / "rules" / "default.yaml"
 
@@ -462,26 +464,147 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 # --- compiled rules ---------------------------------------------------------------------------
+#
+# Most events match no rule, so the work per event is kept to what can tell that quickly. Rules
+# are grouped by event type. Every regex gets the literals one of which any match must contain
+# (``required_literals``); per field, one C-level scan of the lower-cased value finds which of
+# those literals occur, which yields the "signals" of the event: the fields present and the
+# regexes that may match. A rule, and each regex inside it, runs only when a signal it needs is
+# there, so an ordinary command costs one scan instead of a dozen regex searches.
+
+
+def required_literals(regex: str) -> frozenset[str] | None:
+    """Lower-case literals of which every match of ``regex`` contains at least one, or
+    ``None`` when there is no such set (or the pattern is beyond this reading)."""
+    try:
+        parsed = _sre.parse(regex)
+    except Exception:  # re's parser is internal: any surprise means "no prefilter"
+        return None
+    try:
+        return _necessary(list(parsed))
+    except Exception:
+        return None
+
+
+_NO_LITERALS: frozenset[str] = frozenset()
+
+
+def _necessary(items: list[Any]) -> frozenset[str] | None:
+    """Literals one of which a match of the sequence ``items`` contains (the most selective
+    choice among the sequence's parts)."""
+    candidates: list[frozenset[str]] = []
+    run = ""
+    for op, arg in items:
+        if op is _sre_constants.LITERAL and arg < 128:
+            run += chr(arg).lower()
+            continue
+        before, run = run, ""
+        if before:
+            candidates.append(frozenset([before]))
+        found: frozenset[str] | None = None
+        if op is _sre_constants.SUBPATTERN:
+            found = _necessary(list(arg[-1]))
+        elif op is _sre_constants.ATOMIC_GROUP:
+            found = _necessary(list(arg))
+        elif op is _sre_constants.BRANCH:
+            branches = [_necessary(list(b)) for b in arg[1]]
+            if all(b is not None for b in branches):
+                found = frozenset(lit for b in branches if b for lit in b)
+            leads = [_leading_literal(list(b)) for b in arg[1]]
+            if before and all(leads):  # re's parser splits "nc|ncat" into "n" + "c|cat"
+                candidates.append(frozenset(before + lead for lead in leads))
+        elif op in _REPEATS and arg[0] >= 1:
+            found = _necessary(list(arg[2]))
+        elif op is _sre_constants.ASSERT:  # what a lookaround asserts is in the text too
+            found = _necessary(list(arg[1]))
+        if found:
+            candidates.append(found)
+    if run:
+        candidates.append(frozenset([run]))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (min(len(lit) for lit in c), -len(c)))
+
+
+def _leading_literal(items: list[Any]) -> str:
+    lead = ""
+    for op, arg in items:
+        if op is not _sre_constants.LITERAL or arg >= 128:
+            break
+        lead += chr(arg).lower()
+    return lead
+
+
+_REPEATS = (
+    _sre_constants.MAX_REPEAT,
+    _sre_constants.MIN_REPEAT,
+    getattr(_sre_constants, "POSSESSIVE_REPEAT", _sre_constants.MAX_REPEAT),
+)
+
+
+def _hit(field: str, index: int) -> str:
+    """The signal "regex ``index`` on ``field`` may match"."""
+    return f"{field}~{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefilter:
+    """Which regexes on one field may match a value: one scan for their literals."""
+
+    field: str
+    scan: re.Pattern[str] | None
+    by_literal: dict[str, frozenset[str]]
+    """A literal the scan finds -> the signals of the regexes it (or a literal inside it)
+    stands for."""
+    always: frozenset[str]
+    """Signals of regexes without literals: they may always match."""
+    every: frozenset[str]
+    """All the field's signals (for values the scan cannot judge)."""
+
+    def signals(self, value: str, out: set[str]) -> None:
+        if not value.isascii():  # case folding beyond ASCII: no shortcut
+            out.update(self.every)
+            return
+        out.update(self.always)
+        if self.scan is not None:
+            for literal in self.scan.findall(value.lower()):
+                out.update(self.by_literal[literal])
+
+    @staticmethod
+    def build(field: str, regexes: Sequence[str]) -> _Prefilter:
+        literals = {i: required_literals(regex) for i, regex in enumerate(regexes)}
+        always = frozenset(_hit(field, i) for i, lits in literals.items() if lits is None)
+        owners: dict[str, set[str]] = {}
+        for i, lits in literals.items():
+            for lit in lits or ():
+                owners.setdefault(lit, set()).add(_hit(field, i))
+        # the scan finds the longest literal at each position; one containing others
+        # stands for theirs too
+        by_literal = {
+            lit: frozenset(s for other, signals in owners.items() if other in lit for s in signals)
+            for lit in owners
+        }
+        scan = re.compile(f"(?=({trie_regex(list(owners))}))") if owners else None
+        every = frozenset(_hit(field, i) for i in range(len(regexes)))
+        return _Prefilter(field, scan, by_literal, always, every)
+
+
+Predicate = Callable[[str], object]
 
 
 class _Test(Protocol):
-    def evaluate(self, fields: EventFields) -> Evidence | None:
-        """Evidence when the test holds (possibly empty), ``None`` when it does not."""
-        ...
-
     @property
     def needs(self) -> frozenset[str] | None:
-        """Fields of which at least one must be present for the test to hold (``None``: it can
-        hold on an event that has none): checked before any regex runs."""
-        ...
+        """Signals of which at least one must be there for the test to hold (``None``: it can
+        hold without any)."""
 
     @property
     def cheap(self) -> bool:
         """No regex inside: worth running first in an ``all``."""
+
+    def evaluate(self, fields: EventFields, signals: set[str]) -> Evidence | None:
+        """Evidence when the test holds (possibly empty), ``None`` when it does not."""
         ...
-
-
-Predicate = Callable[[str], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,13 +612,14 @@ class _FieldTest:
     field: str
     exists: bool | None
     predicates: tuple[Predicate, ...]
+    needs: frozenset[str] | None
     cheap: bool
+    regex_signal: str | None
+    """The signal without which this test's regex cannot match."""
 
-    @property
-    def needs(self) -> frozenset[str] | None:
-        return None if self.exists is False and not self.predicates else frozenset([self.field])
-
-    def evaluate(self, fields: EventFields) -> Evidence | None:
+    def evaluate(self, fields: EventFields, signals: set[str]) -> Evidence | None:
+        if self.regex_signal is not None and self.regex_signal not in signals:
+            return None
         values = fields.get(self.field, ())
         if self.exists is not None and bool(values) != self.exists:
             return None
@@ -521,14 +645,14 @@ class _AllTest:
     needs: frozenset[str] | None
     cheap: bool
 
-    def evaluate(self, fields: EventFields) -> Evidence | None:
-        found: list[Evidence | None] = [None] * len(self.children)
+    def evaluate(self, fields: EventFields, signals: set[str]) -> Evidence | None:
+        found: list[Evidence] = [[]] * len(self.children)
         for i in self.order:
-            evidence = self.children[i].evaluate(fields)
+            evidence = self.children[i].evaluate(fields, signals)
             if evidence is None:
                 return None
             found[i] = evidence
-        return [e for evidence in found if evidence for e in evidence]
+        return [e for evidence in found for e in evidence]
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,11 +661,11 @@ class _AnyTest:
     needs: frozenset[str] | None
     cheap: bool
 
-    def evaluate(self, fields: EventFields) -> Evidence | None:
+    def evaluate(self, fields: EventFields, signals: set[str]) -> Evidence | None:
         held = False
         evidence: Evidence = []
         for child in self.children:  # every branch that holds adds its evidence
-            found = child.evaluate(fields)
+            found = child.evaluate(fields, signals)
             if found is not None:
                 held = True
                 evidence.extend(found)
@@ -552,10 +676,10 @@ class _AnyTest:
 class _NotTest:
     child: _Test
     cheap: bool
-    needs: None = None
+    needs: frozenset[str] | None = None
 
-    def evaluate(self, fields: EventFields) -> Evidence | None:
-        return [] if self.child.evaluate(fields) is None else None
+    def evaluate(self, fields: EventFields, signals: set[str]) -> Evidence | None:
+        return [] if self.child.evaluate(fields, signals) is None else None
 
 
 def _predicate(op: str, arg: Any, lists: Mapping[str, frozenset[str]]) -> Predicate:
@@ -565,53 +689,60 @@ def _predicate(op: str, arg: Any, lists: Mapping[str, frozenset[str]]) -> Predic
         return lambda v: v.strip().lower() == arg
     if op == "contains":
         return lambda v: arg in v.strip().lower()
-    if op in ("in", "not_in"):
-        words = frozenset(arg)
-        return (
-            (lambda v: v.strip().lower() in words)
-            if op == "in"
-            else (lambda v: v.strip().lower() not in words)
-        )
-    named = lists[arg]
-    if op == "in_list":
-        return lambda v: v.strip().lower() in named
-    return lambda v: v.strip().lower() not in named
+    words = frozenset(arg) if op in ("in", "not_in") else lists[arg]
+    if op in ("in", "in_list"):
+        return lambda v: v.strip().lower() in words
+    return lambda v: v.strip().lower() not in words
+
+
+def _regexes(spec: MatchSpec) -> Iterable[tuple[str, str]]:
+    """(field, regex) of every regex condition in a match, nested ones included."""
+    for key, value in spec.parts():
+        if isinstance(value, list):
+            for child in value:
+                yield from _regexes(child)
+        elif isinstance(value, MatchSpec):
+            yield from _regexes(value)
+        elif value.regex is not None:
+            yield key, value.regex
 
 
 class _Compiler:
-    """Turns one rule's ``MatchSpec`` into tests, with the rule set's named lists bound."""
+    """Turns one rule's ``MatchSpec`` into tests, with the rule set's named lists bound and
+    each regex given its signal."""
 
-    def __init__(self, rule: Rule, lists: Mapping[str, frozenset[str]]) -> None:
+    def __init__(
+        self,
+        rule: Rule,
+        lists: Mapping[str, frozenset[str]],
+        signal_of: Mapping[tuple[str, str], str],
+    ) -> None:
         self.rule = rule
         self.lists = lists
+        self.signal_of = signal_of
 
     def node(self, spec: MatchSpec, path: str) -> _Test:
         parts: list[_Test] = []
         for key, value in spec.parts():
-            if key in ("all", "any"):
-                assert isinstance(value, list)
+            if isinstance(value, list):
                 children = [self.node(v, f"{path}.{key}[{i}]") for i, v in enumerate(value)]
                 parts.append(self.combine(key, children))
-            elif key == "not":
-                assert isinstance(value, MatchSpec)
+            elif isinstance(value, MatchSpec):
                 child = self.node(value, f"{path}.not")
                 parts.append(_NotTest(child, child.cheap))
             else:
-                assert isinstance(value, ConditionSpec)
                 parts.append(self.field(key, value, f"{path}.{key}"))
         return parts[0] if len(parts) == 1 else self.combine("all", parts)
 
     def combine(self, kind: str, children: list[_Test]) -> _Test:
         cheap = all(c.cheap for c in children)
-        needs: frozenset[str] | None
-        if kind == "any":
+        if kind == "any":  # one of them must hold: one of their signals
             wants = [c.needs for c in children]
-            needs = None if None in wants else frozenset(f for w in wants if w for f in w)
+            needs = None if None in wants else frozenset(s for w in wants if w for s in w)
             return _AnyTest(tuple(children), needs, cheap)
-        known = [c.needs for c in children if c.needs is not None]
-        needs = min(known, key=len) if known else None
+        known = [c.needs for c in children if c.needs is not None]  # all must: any one's
         order = tuple(sorted(range(len(children)), key=lambda i: not children[i].cheap))
-        return _AllTest(tuple(children), order, needs, cheap)
+        return _AllTest(tuple(children), order, min(known, key=len) if known else None, cheap)
 
     def field(self, name: str, spec: ConditionSpec, path: str) -> _FieldTest:
         predicates: list[Predicate] = []
@@ -624,14 +755,28 @@ class _Compiler:
                     f"{self.rule.where}: list {arg!r} is not defined (at {path}.{op})"
                 )
             predicates.append(_predicate(op, arg, self.lists))
-        return _FieldTest(name, spec.exists, tuple(predicates), spec.regex is None)
+        signal = None if spec.regex is None else self.signal_of[(name, spec.regex)]
+        needs: frozenset[str] | None = frozenset([signal or name])
+        if spec.exists is False and not predicates:
+            needs = None  # holds on an event without the field
+        return _FieldTest(name, spec.exists, tuple(predicates), needs, signal is None, signal)
 
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     rule: Rule
     test: _Test
-    needs: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to run for one event type."""
+
+    rules: tuple[_Compiled, ...]
+    escalations: tuple[_Compiled, ...]
+    """``when_sensitive`` rules, run when a sensitive rule matched."""
+    prefilters: tuple[_Prefilter, ...]
+    """One per field these rules search with regexes."""
 
 
 class RuleSet:
@@ -640,43 +785,67 @@ class RuleSet:
     def __init__(self, rules: Sequence[Rule], lists: Mapping[str, frozenset[str]]) -> None:
         self.rules = list(rules)
         self.lists = dict(lists)
-        compiled = []
-        for rule in self.rules:
-            if rule.enabled:
-                test = _Compiler(rule, self.lists).node(rule.match, f"rules[{rule.position}].match")
-                compiled.append(_Compiled(rule, test, test.needs))
-        self._plain = _by_event([c for c in compiled if not c.rule.when_sensitive])
-        self._escalations = _by_event([c for c in compiled if c.rule.when_sensitive])
-        self.event_types = frozenset(self._plain)
+        enabled = [r for r in self.rules if r.enabled]
+        by_field: dict[str, list[str]] = {}
+        for rule in enabled:
+            for name, regex in _regexes(rule.match):
+                if regex not in by_field.setdefault(name, []):
+                    by_field[name].append(regex)
+        prefilters = {name: _Prefilter.build(name, regexes) for name, regexes in by_field.items()}
+        signal_of = {
+            (name, regex): _hit(name, i)
+            for name, regexes in by_field.items()
+            for i, regex in enumerate(regexes)
+        }
+        compiled = [
+            _Compiled(
+                rule,
+                _Compiler(rule, self.lists, signal_of).node(
+                    rule.match, f"rules[{rule.position}].match"
+                ),
+            )
+            for rule in enabled
+        ]
+        self._plans: dict[str, _Plan] = {}
+        for event in sorted({e for c in compiled for e in c.rule.events}):
+            here = [c for c in compiled if event in c.rule.events]
+            searched = sorted({name for c in here for name, _ in _regexes(c.rule.match)})
+            self._plans[event] = _Plan(
+                rules=tuple(c for c in here if not c.rule.when_sensitive),
+                escalations=tuple(c for c in here if c.rule.when_sensitive),
+                prefilters=tuple(prefilters[name] for name in searched),
+            )
+        self.event_types = frozenset(e for e, plan in self._plans.items() if plan.rules)
         """Event types some rule can match (escalations need a plain rule to match first)."""
 
     def evaluate(self, fields: EventFields) -> list[Match]:
         """Every rule that matches the event, in rule order, escalations last."""
         event = fields.get("event")
-        plain = self._plain.get(event[0]) if event else None
-        if not plain:
+        plan = self._plans.get(event[0]) if event else None
+        if plan is None or not plan.rules:
             return []
-        matches: list[Match] = []
-        for c in plain:
-            if c.needs is not None and c.needs.isdisjoint(fields):
-                continue
-            evidence = c.test.evaluate(fields)
-            if evidence is not None:
-                matches.append(Match(c.rule, evidence))
+        signals = set(fields)
+        for prefilter in plan.prefilters:
+            for value in fields.get(prefilter.field, ()):
+                prefilter.signals(value, signals)
+        matches = _run(plan.rules, fields, signals)
         sensitive = tuple(m.rule.id for m in matches if m.rule.sensitive)
-        if sensitive:
-            for c in self._escalations.get(event[0], ()):  # type: ignore[index]
-                if c.needs is not None and c.needs.isdisjoint(fields):
-                    continue
-                evidence = c.test.evaluate(fields)
-                if evidence is not None:
-                    matches.append(Match(c.rule, [("sensitive_rules", sensitive), *evidence]))
+        if sensitive and plan.escalations:
+            for m in _run(plan.escalations, fields, signals):
+                matches.append(Match(m.rule, [("sensitive_rules", sensitive), *m.evidence]))
         return matches
 
 
-def _by_event(compiled: list[_Compiled]) -> dict[str, tuple[_Compiled, ...]]:
-    events = sorted({e for c in compiled for e in c.rule.events})
-    return {e: tuple(c for c in compiled if e in c.rule.events) for e in events}
+def _run(rules: Iterable[_Compiled], fields: EventFields, signals: set[str]) -> list[Match]:
+    matches: list[Match] = []
+    for c in rules:
+        needs = c.test.needs
+        if needs is not None and needs.isdisjoint(signals):
+            continue  # nothing it could match on: no regex runs
+        evidence = c.test.evaluate(fields, signals)
+        if evidence is not None:
+            matches.append(Match(c.rule, evidence))
+    return matches
 
 
 def build_rule_set(
