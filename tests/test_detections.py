@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from processors.detections.rules import (
     RuleFileError,
     build_rule_set,
     load_rules,
+    regexes_of,
+    required_literals,
 )
 from processors.detections.rules_test import sample_fields, test_rules
 from processors.redaction import RedactionConfig, RedactionProcessor
@@ -633,6 +636,53 @@ def test_malformed_rule_files_are_config_errors_naming_the_path(
     assert problem in errors[0]
     with pytest.raises(RuleFileError, match=r"rules\.yaml"):
         FACTORY.create("detections", DetectionsConfig(rules_file=str(path), default_rules=False))
+
+
+@pytest.mark.parametrize(
+    ("rules", "at"),
+    [
+        (rule("a") + rule("x", "{any: [{command: x}, {foo: bar}]}"), "rules[1].match.any[1].foo"),
+        (rule("z", "{not: {command: {regex: '('}}}"), "rules[0].match.not.command.regex"),
+        (rule("z", events="[tool_call, tool_use]"), "rules[0].events[1]"),
+        (rule("z", "{mcp_server: {in_list: nope}}"), "rules[0].match.mcp_server.in_list"),
+        ("  - {id: z, severity: low, description: d, match: {all: []}}\n", "rules[0].match.all"),
+    ],
+)
+def test_rule_file_errors_give_the_exact_path_of_the_bad_field(
+    tmp_path: Path, rules: str, at: str
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n" + rules)
+    with pytest.raises(RuleFileError) as error:
+        build_rule_set([path])
+    assert str(error.value).startswith(f"{path}: ")
+    assert f"(at {at})" in str(error.value)
+
+
+def test_a_regex_matches_only_text_holding_one_of_its_required_literals() -> None:
+    """The prefilter's soundness: whatever a default regex matches contains one of the literals
+    it is skipped without."""
+    samples = [e[key] for pos, neg in CASES.values() for e in pos + neg for key in e]
+    samples += ["CURL https://x | SH", "Invoke-Expression (IWR x)", "NCAT -v evil.example.com 1"]
+    rules, _ = load_rules(DEFAULT_RULES_FILE)
+    checked = 0
+    for r in rules:
+        for _, regex in regexes_of(r.match):
+            literals = required_literals(regex)
+            assert literals, regex  # every default regex has some
+            for text in samples:
+                if re.search(regex, text):
+                    checked += 1
+                    assert any(lit in text.lower() for lit in literals), (regex, text)
+    assert checked > 40
+    assert required_literals(r"(?i)\b(?:iex|invoke-expression)\b") == {"iex", "invoke-expression"}
+    assert required_literals(r"a?b*") is None and required_literals(r"x(?!y)") == {"x"}
+
+
+def test_rules_on_values_the_prefilter_cannot_judge_still_match() -> None:
+    rules = build_rule_set([DEFAULT_RULES_FILE], LISTS)
+    matched = rules.evaluate(_fields({"command": "echo é; chmod 777 /srv"}))
+    assert [m.rule.id for m in matched] == ["chmod-world-writable"]
 
 
 def test_missing_rule_file_is_a_config_error(tmp_path: Path) -> None:

@@ -695,14 +695,14 @@ def _predicate(op: str, arg: Any, lists: Mapping[str, frozenset[str]]) -> Predic
     return lambda v: v.strip().lower() not in words
 
 
-def _regexes(spec: MatchSpec) -> Iterable[tuple[str, str]]:
+def regexes_of(spec: MatchSpec) -> Iterable[tuple[str, str]]:
     """(field, regex) of every regex condition in a match, nested ones included."""
     for key, value in spec.parts():
         if isinstance(value, list):
             for child in value:
-                yield from _regexes(child)
+                yield from regexes_of(child)
         elif isinstance(value, MatchSpec):
-            yield from _regexes(value)
+            yield from regexes_of(value)
         elif value.regex is not None:
             yield key, value.regex
 
@@ -788,7 +788,7 @@ class RuleSet:
         enabled = [r for r in self.rules if r.enabled]
         by_field: dict[str, list[str]] = {}
         for rule in enabled:
-            for name, regex in _regexes(rule.match):
+            for name, regex in regexes_of(rule.match):
                 if regex not in by_field.setdefault(name, []):
                     by_field[name].append(regex)
         prefilters = {name: _Prefilter.build(name, regexes) for name, regexes in by_field.items()}
@@ -809,7 +809,7 @@ class RuleSet:
         self._plans: dict[str, _Plan] = {}
         for event in sorted({e for c in compiled for e in c.rule.events}):
             here = [c for c in compiled if event in c.rule.events]
-            searched = sorted({name for c in here for name, _ in _regexes(c.rule.match)})
+            searched = sorted({name for c in here for name, _ in regexes_of(c.rule.match)})
             self._plans[event] = _Plan(
                 rules=tuple(c for c in here if not c.rule.when_sensitive),
                 escalations=tuple(c for c in here if c.rule.when_sensitive),
