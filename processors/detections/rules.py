@@ -59,7 +59,6 @@ LIST_FIELDS = frozenset({"mcp_servers"})
 
 EVENT_TYPES = frozenset(e.value for e in am.EventType)
 OPERATORS = ("equals", "in", "not_in", "regex", "contains", "exists", "in_list", "not_in_list")
-COMBINATORS = ("all", "any", "not")
 SEVERITIES = ("low", "medium", "high", "critical")
 Severity = Literal["low", "medium", "high", "critical"]
 
