@@ -16,6 +16,7 @@ from collector import agent_model as am
 from collector import registry, telemetry
 from collector.component import ComponentConfig, ConfigContext, Factory, LogsData, Processor
 from collector.config import parse
+from collector.records import Logs, Traces
 from collector.service import Service
 from processors.detections.config import DetectionsConfig
 from processors.detections.processor import FACTORY, SCOPE_NAME, DetectionsProcessor
@@ -281,7 +282,7 @@ def tool_call(**attrs: Any) -> dict[str, Any]:
     }
 
 
-def batch(*records: dict[str, Any]) -> LogsData:
+def request(*records: dict[str, Any]) -> LogsData:
     data = LogsData()
     rl = data.resource_logs.add()
     rl.resource.attributes.add(key="service.name").value.string_value = "claude-code"
@@ -292,7 +293,24 @@ def batch(*records: dict[str, Any]) -> LogsData:
     return data
 
 
-def detections(data: LogsData) -> list[dict[str, Any]]:
+def batch(*records: dict[str, Any]) -> Logs:
+    return Logs.from_proto(request(*records))
+
+
+def through(p: Processor, data: Logs) -> Logs:
+    """``data`` through a processor in whichever form it takes (as the pipeline converts)."""
+    out = (
+        p.consume_logs(data)
+        if p.takes_records
+        else Logs.from_proto(p.consume_logs(data.to_proto()))
+    )
+    assert out is not None
+    return out
+
+
+def detections(data: LogsData | Logs) -> list[dict[str, Any]]:
+    if isinstance(data, Logs):
+        data = data.to_proto()
     out = []
     for rl in data.resource_logs:
         for sl in rl.scope_logs:
@@ -350,7 +368,7 @@ def test_a_match_becomes_a_detection_record_with_scrubbed_evidence() -> None:
         == before + 1
     )
     # the source record itself is left alone (redaction comes later)
-    source = data.resource_logs[0].scope_logs[0].log_records[0]
+    source = data.to_proto().resource_logs[0].scope_logs[0].log_records[0]
     assert any(kv.value.string_value == command for kv in source.attributes)
 
 
@@ -447,8 +465,8 @@ def test_a_batch_processed_again_raises_its_detections_again(tmp_path: Path) -> 
     try:
         receiver = svc.receivers["inject"]
         assert isinstance(receiver, InjectReceiver)
-        request = batch(tool_call(**{am.COMMAND: "rm -rf /", am.TOOL_CALL_ID: "toolu_r"}))
-        assert receiver.push(_copy(request)).rejected == 0  # the second pass succeeded
+        sent = request(tool_call(**{am.COMMAND: "rm -rf /", am.TOOL_CALL_ID: "toolu_r"}))
+        assert receiver.push(_copy(sent)).rejected == 0  # the second pass succeeded
         recorder = RecordingExporter.instances["recording/detections"]
         deadline = time.monotonic() + 10
         while not recorder.delivered and time.monotonic() < deadline:
@@ -514,9 +532,9 @@ def test_records_without_agent_events_are_left_alone() -> None:
     data = batch(
         {"event.name": "x", am.COMMAND: "rm -rf /"}, {am.EVENT: "api_call", am.COMMAND: "rm -rf /"}
     )
-    before = data.SerializeToString()
+    before = data.to_proto().SerializeToString()
     processor().consume_logs(data)
-    assert data.SerializeToString() == before
+    assert data.to_proto().SerializeToString() == before
 
 
 def test_own_detections_are_not_evaluated_again() -> None:
@@ -536,10 +554,10 @@ def test_detections_before_redaction_keep_the_audit_trail_but_no_secret() -> Non
         tool_call(**{am.COMMAND: command, am.TOOL_ARGUMENTS: json.dumps({"command": command})})
     )
     processor().consume_logs(data)
-    RedactionProcessor("redaction", RedactionConfig()).consume_logs(data)
-    serialized = data.SerializeToString()
+    data = through(RedactionProcessor("redaction", RedactionConfig()), data)
+    serialized = data.to_proto().SerializeToString()
     assert ANTHROPIC_KEY.encode() not in serialized
-    source = {kv.key for kv in data.resource_logs[0].scope_logs[0].log_records[0].attributes}
+    source = set(data.records[0].attributes)
     assert am.COMMAND not in source and am.TOOL_ARGUMENTS not in source
     assert am.TOOL_ARGUMENTS_SIZE in source
     [found] = detections(data)
@@ -571,13 +589,15 @@ def test_spans_raise_detections_through_the_logs_hook() -> None:
         }.items()
     )
     p = processor()
-    before = data.SerializeToString()
-    p.consume_traces(data)  # no hook wired: nothing to send detections to
-    emitted: list[LogsData] = []
+    spans = Traces.from_proto(data)
+    before = Traces.from_proto(data).to_proto().SerializeToString()
+    p.consume_traces(spans)  # no hook wired: nothing to send detections to
+    emitted: list[Logs] = []
     p.emit_logs = emitted.append
-    assert p.consume_traces(data) is data
-    assert data.SerializeToString() == before
-    [logs_data] = emitted
+    assert p.consume_traces(spans) is spans
+    assert spans.to_proto().SerializeToString() == before
+    [logs] = emitted
+    logs_data = logs.to_proto()
     assert logs_data.resource_logs[0].resource == rs.resource
     [found] = detections(logs_data)
     assert found[am.RULE_ID] == "chmod-world-writable" and found[am.AGENT] == "copilot_chat"
@@ -802,10 +822,9 @@ def test_real_codex_session_without_sandbox_is_detected() -> None:
         if capture["signal"] != "logs":
             continue
         data = parse_otlp_json("logs", json.dumps(capture["request"]).encode())
-        data = normalize.consume_logs(data)
-        assert data is not None
-        detect.consume_logs(data)
-        found.extend(detections(data))
+        logs = through(normalize, Logs.from_proto(data))
+        detect.consume_logs(logs)
+        found.extend(detections(logs))
     assert [d[am.RULE_ID] for d in found] == ["permission-bypass-codex"]
     assert found[0][am.EVIDENCE] == "sandbox=danger-full-access; approval_policy=never"
     assert found[0][am.AGENT] == "codex" and found[0][am.SESSION_ID]

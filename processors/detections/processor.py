@@ -9,21 +9,17 @@ itself is ``rules.RuleSet.evaluate``, a pure function of the event's fields.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ScopeLogs, SeverityNumber
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from collector import agent_model as am
 from collector import telemetry
-from collector.component import Factory, LogsData, Processor, TracesData
-from collector.otlp_values import any_value
+from collector.component import Factory, Processor
+from collector.records import LogRecord, Logs, Resource, Scope, Traces
 from processors.detections.config import DetectionsConfig
 from processors.detections.rules import (
-    FIELDS,
     Match,
     attribute_text,
     build_rule_set,
@@ -44,12 +40,8 @@ DETECTIONS = telemetry.counter(
     ("processor", "rule_id", "severity", "agent"),
 )
 
-SEVERITY_NUMBERS: dict[str, int] = {
-    "low": SeverityNumber.SEVERITY_NUMBER_INFO,
-    "medium": SeverityNumber.SEVERITY_NUMBER_WARN,
-    "high": SeverityNumber.SEVERITY_NUMBER_ERROR,
-    "critical": SeverityNumber.SEVERITY_NUMBER_FATAL,
-}
+SEVERITY_NUMBERS: dict[str, int] = {"low": 9, "medium": 13, "high": 17, "critical": 21}
+"""OTLP severity numbers: INFO, WARN, ERROR, FATAL."""
 
 CONTEXT_KEYS = (
     am.AGENT,
@@ -68,7 +60,6 @@ CONTEXT_KEYS = (
     am.MCP_SERVER,
 )
 """Keys copied from the source record onto its detection (who, where, which call)."""
-_READ_KEYS = frozenset((*FIELDS.values(), *CONTEXT_KEYS, am.EVENT_ID))
 
 
 def context_of(attributes: Mapping[str, Any]) -> dict[str, str]:
@@ -120,137 +111,177 @@ def detection_attributes(
     return attributes
 
 
-@dataclass(frozen=True)
-class _Origin:
-    """When and in which trace the evaluated record happened."""
-
-    time_unix_nano: int
-    observed_time_unix_nano: int
-    trace_id: bytes
-    span_id: bytes
-
-    @staticmethod
-    def of_log(lr: LogRecord) -> _Origin:
-        when = lr.time_unix_nano or lr.observed_time_unix_nano
-        return _Origin(when, lr.observed_time_unix_nano, lr.trace_id, lr.span_id)
-
-    @staticmethod
-    def of_span(span: Span) -> _Origin:
-        when = span.end_time_unix_nano or span.start_time_unix_nano
-        return _Origin(when, when, span.trace_id, span.span_id)
+def _copy(resource: Resource) -> Resource:
+    """A resource of its own for records that leave through another pipeline, whose processors
+    may change it."""
+    return Resource(copy.deepcopy(resource.attributes), resource.dropped_attributes_count)
 
 
 class DetectionsProcessor(Processor):
+    takes_records: ClassVar[bool] = True
+
     def __init__(self, name: str, config: DetectionsConfig) -> None:
         super().__init__(name, config)
         self.evidence_max_chars = config.evidence_max_chars
         self.rules = build_rule_set(config.rule_files(), config.lists, config.disabled_rules)
         extra = [config.extra_patterns_file] if config.extra_patterns_file else []
         self.scrubber = SecretScrubber.from_files(extra)
-        self.emit_logs: Callable[[LogsData], object] | None = None
+        self.emit_logs: Callable[[Logs], object] | None = None
         """Set by the service: where detections raised on spans go (the logs pipelines)."""
 
-    def consume_logs(self, data: LogsData) -> LogsData | None:
+    def consume_logs(self, data: Logs) -> Logs | None:
+        """Appends a detection record after the last record of its source's resource."""
         if not self.rules.rules:
             return data
         raised: set[str] = set()
-        for rl in data.resource_logs:
-            found: list[LogRecord] = []
-            present: set[str] = set()
-            for sl in rl.scope_logs:
-                if sl.scope.name == SCOPE_NAME:  # detections already made upstream
-                    present.update(_event_ids(sl.log_records))
-                    continue
-                for lr in sl.log_records:
-                    found.extend(self._detect(lr.attributes, _Origin.of_log(lr), raised))
-            if present:
-                found = [r for r in found if _event_ids([r])[0] not in present]
-            if found:
-                self._count(found)
-                scope: ScopeLogs = rl.scope_logs.add()
-                scope.scope.name = SCOPE_NAME
-                scope.log_records.extend(found)
+        found: list[LogRecord] = []
+        upstream: set[tuple[int, str]] = set()
+        scopes: dict[int, Scope] = {}
+        event_types = self.rules.event_types
+        scope: Scope | None = None
+        ours = False
+        for record in data.records:
+            if record.scope is not scope:
+                scope = record.scope
+                ours = scope.name == SCOPE_NAME
+            attributes = record.attributes
+            if ours:  # detections already made upstream
+                upstream.add((id(record.resource), attribute_text(attributes.get(am.EVENT_ID))))
+                continue
+            event = attributes.get(am.EVENT)
+            if type(event) is not str or event not in event_types:
+                continue  # most records: two look-ups and on
+            for match, context, event_id in self._detect(attributes, raised):
+                resource = record.resource
+                detection_scope = scopes.get(id(resource))
+                if detection_scope is None:
+                    detection_scope = scopes[id(resource)] = Scope(SCOPE_NAME)
+                found.append(
+                    self._record(
+                        match,
+                        context,
+                        event_id,
+                        resource,
+                        detection_scope,
+                        record.time_unix_nano or record.observed_time_unix_nano,
+                        record.observed_time_unix_nano,
+                        record.trace_id,
+                        record.span_id,
+                    )
+                )
+        if upstream:
+            found = [
+                d for d in found if (id(d.resource), d.attributes[am.EVENT_ID]) not in upstream
+            ]
+        if found:
+            self._count(found)
+            data.records = _placed(data.records, found)
         return data
 
-    def consume_traces(self, data: TracesData) -> TracesData | None:
+    def consume_traces(self, data: Traces) -> Traces | None:
         """Spans that carry agent events (Copilot) raise detections as log records, which can
         only leave through ``emit_logs``; unwired, spans are not evaluated."""
         if not self.rules.rules or self.emit_logs is None:
             return data
-        out = LogsData()
         raised: set[str] = set()
-        for rs in data.resource_spans:
-            found: list[LogRecord] = []
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    found.extend(self._detect(span.attributes, _Origin.of_span(span), raised))
-            if found:
-                self._count(found)
-                rl = out.resource_logs.add()
-                rl.resource.CopyFrom(rs.resource)
-                scope = rl.scope_logs.add()
-                scope.scope.name = SCOPE_NAME
-                scope.log_records.extend(found)
-        if out.resource_logs:
-            self.emit_logs(out)
+        found: list[LogRecord] = []
+        contexts: dict[int, tuple[Resource, Scope]] = {}
+        event_types = self.rules.event_types
+        for span in data.spans:
+            event = span.attributes.get(am.EVENT)
+            if type(event) is not str or event not in event_types:
+                continue
+            for match, context, event_id in self._detect(span.attributes, raised):
+                own = contexts.get(id(span.resource))
+                if own is None:
+                    own = contexts[id(span.resource)] = (_copy(span.resource), Scope(SCOPE_NAME))
+                when = span.end_time_unix_nano or span.start_time_unix_nano
+                found.append(
+                    self._record(
+                        match, context, event_id, *own, when, when, span.trace_id, span.span_id
+                    )
+                )
+        if found:
+            self._count(found)
+            self.emit_logs(Logs(found))
         return data
 
     def _count(self, records: list[LogRecord]) -> None:
         for record in records:
-            DETECTIONS.labels(self.name, *_labels(record)).inc()
+            attributes = record.attributes
+            DETECTIONS.labels(
+                self.name,
+                attributes[am.RULE_ID],
+                attributes[am.SEVERITY],
+                attributes.get(am.AGENT, "unknown"),
+            ).inc()
 
     def _detect(
-        self, attributes: Iterable[Any], origin: _Origin, raised: set[str]
-    ) -> list[LogRecord]:
-        """Detections of one record; ``raised`` holds the ids already raised in this batch.
+        self, attributes: Mapping[str, Any], raised: set[str]
+    ) -> list[tuple[Match, dict[str, str], str]]:
+        """(match, source context, detection id) of one record's new detections; ``raised``
+        holds the ids already raised in this batch.
 
         Nothing is remembered across batches: a batch may still be refused after this
         processor ran (a later processor failing), and its retry must raise the same
         detections again. Ids are stable, so the stores de-duplicate what repeats.
         """
-        values = {kv.key: any_value(kv.value) for kv in attributes if kv.key in _READ_KEYS}
-        if attribute_text(values.get(am.EVENT)) not in self.rules.event_types:
-            return []
-        matches = self.rules.evaluate(event_fields(values))
+        matches = self.rules.evaluate(event_fields(attributes))
         if not matches:
             return []
-        context = context_of(values)
+        context = context_of(attributes)
         out = []
         for match in matches:
             event_id = detection_event_id(match, context)
-            if event_id in raised:
-                continue
-            raised.add(event_id)
-            evidence = render_evidence(match, self.scrubber, self.evidence_max_chars)
-            attrs = detection_attributes(match, context, event_id, evidence)
-            out.append(self._record(match, origin, attrs))
+            if event_id not in raised:
+                raised.add(event_id)
+                out.append((match, context, event_id))
         return out
 
-    def _record(self, match: Match, origin: _Origin, attributes: dict[str, str]) -> LogRecord:
+    def _record(
+        self,
+        match: Match,
+        context: Mapping[str, str],
+        event_id: str,
+        resource: Resource,
+        scope: Scope,
+        time_unix_nano: int,
+        observed_time_unix_nano: int,
+        trace_id: bytes,
+        span_id: bytes,
+    ) -> LogRecord:
         rule = match.rule
-        record = LogRecord(
-            time_unix_nano=origin.time_unix_nano,
-            observed_time_unix_nano=origin.observed_time_unix_nano,
-            severity_number=SEVERITY_NUMBERS[rule.severity],  # type: ignore[arg-type]
+        evidence = render_evidence(match, self.scrubber, self.evidence_max_chars)
+        return LogRecord(
+            resource,
+            scope,
+            time_unix_nano=time_unix_nano,
+            observed_time_unix_nano=observed_time_unix_nano,
+            severity_number=SEVERITY_NUMBERS[rule.severity],
             severity_text=rule.severity.upper(),
-            trace_id=origin.trace_id,
-            span_id=origin.span_id,
+            body=rule.description,
+            attributes=detection_attributes(match, context, event_id, evidence),
+            trace_id=trace_id,
+            span_id=span_id,
             event_name=EVENT_NAME,
         )
-        record.body.string_value = rule.description
-        for key, value in attributes.items():
-            record.attributes.add(key=key).value.string_value = value
-        return record
 
 
-def _labels(record: LogRecord) -> tuple[str, str, str]:
-    """rule id, severity, agent of a detection record, for the counter."""
-    attrs = {kv.key: kv.value.string_value for kv in record.attributes}
-    return attrs[am.RULE_ID], attrs[am.SEVERITY], attrs.get(am.AGENT, "unknown")
-
-
-def _event_ids(records: Iterable[LogRecord]) -> list[str]:
-    return [kv.value.string_value for r in records for kv in r.attributes if kv.key == am.EVENT_ID]
+def _placed(records: list[LogRecord], found: list[LogRecord]) -> list[LogRecord]:
+    """``records`` with each detection after the last record of its resource (its source's
+    ``ResourceLogs`` in OTLP)."""
+    last_resource = records[-1].resource if records else None
+    if all(d.resource is last_resource for d in found):
+        return records + found
+    last = {id(r.resource): i for i, r in enumerate(records)}
+    after: dict[int, list[LogRecord]] = {}
+    for d in found:
+        after.setdefault(last[id(d.resource)], []).append(d)
+    out: list[LogRecord] = []
+    for i, record in enumerate(records):
+        out.append(record)
+        out.extend(after.get(i, ()))
+    return out
 
 
 FACTORY = Factory(
