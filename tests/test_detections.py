@@ -537,6 +537,24 @@ def test_records_without_agent_events_are_left_alone() -> None:
     assert data.to_proto().SerializeToString() == before
 
 
+def test_each_detection_goes_into_its_source_resource() -> None:
+    data = request(tool_call(**{am.COMMAND: "rm -rf /"}), tool_call(**{am.COMMAND: "ls"}))
+    other = data.resource_logs.add()
+    other.resource.attributes.add(key="service.name").value.string_value = "codex"
+    other.scope_logs.add().log_records.add().attributes.extend(
+        attr(k, v) for k, v in tool_call(**{am.COMMAND: "chmod 777 /srv"}).items()
+    )
+    logs = Logs.from_proto(data)
+    processor().consume_logs(logs)
+    out = logs.to_proto()
+    assert len(out.resource_logs) == 2
+    expected = ["destructive-rm", "chmod-world-writable"]
+    for rl, rule_id in zip(out.resource_logs, expected, strict=True):
+        assert [sl.scope.name for sl in rl.scope_logs] == ["", SCOPE_NAME]
+        [found] = detections(LogsData(resource_logs=[rl]))
+        assert found[am.RULE_ID] == rule_id
+
+
 def test_own_detections_are_not_evaluated_again() -> None:
     data = batch(tool_call(**{am.COMMAND: "rm -rf /"}))
     p = processor()
