@@ -19,6 +19,7 @@ from collector.config import parse
 from collector.records import Logs, Traces
 from collector.service import Service
 from processors.detections.config import DetectionsConfig
+from processors.detections.internal.literals import required_literals
 from processors.detections.processor import FACTORY, SCOPE_NAME, DetectionsProcessor
 from processors.detections.rules import (
     DEFAULT_RULES_FILE,
@@ -26,7 +27,6 @@ from processors.detections.rules import (
     build_rule_set,
     load_rules,
     regexes_of,
-    required_literals,
 )
 from processors.detections.rules_test import sample_fields, test_rules
 from processors.redaction import RedactionConfig, RedactionProcessor

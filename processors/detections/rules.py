@@ -11,8 +11,6 @@ test`` and any other caller share the same matching.
 from __future__ import annotations
 
 import re
-import re._constants as _sre_constants
-import re._parser as _sre
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from collector import agent_model as am
-from processors.secrets import SecretScrubber, trie_regex, truncate
+from processors.detections.internal.literals import LiteralScan
+from processors.secrets import SecretScrubber, truncate
 
 DEFAULT_RULES_FILE = Path(__file__).parent.parent / "rules" / "default.yaml"
 
@@ -466,126 +465,15 @@ def _path(loc: tuple[int | str, ...]) -> str:
 #
 # Most events match no rule, so the work per event is kept to what can tell that quickly. Rules
 # are grouped by event type. Every regex gets the literals one of which any match must contain
-# (``required_literals``); per field, one C-level scan of the lower-cased value finds which of
+# (``internal.literals``); per field, one C-level scan of the lower-cased value finds which of
 # those literals occur, which yields the "signals" of the event: the fields present and the
 # regexes that may match. A rule, and each regex inside it, runs only when a signal it needs is
 # there, so an ordinary command costs one scan instead of a dozen regex searches.
 
 
-def required_literals(regex: str) -> frozenset[str] | None:
-    """Lower-case literals of which every match of ``regex`` contains at least one, or
-    ``None`` when there is no such set (or the pattern is beyond this reading)."""
-    try:
-        parsed = _sre.parse(regex)
-    except Exception:  # re's parser is internal: any surprise means "no prefilter"
-        return None
-    try:
-        return _necessary(list(parsed))
-    except Exception:
-        return None
-
-
-_NO_LITERALS: frozenset[str] = frozenset()
-
-
-def _necessary(items: list[Any]) -> frozenset[str] | None:
-    """Literals one of which a match of the sequence ``items`` contains (the most selective
-    choice among the sequence's parts)."""
-    candidates: list[frozenset[str]] = []
-    run = ""
-    for op, arg in items:
-        if op is _sre_constants.LITERAL and arg < 128:
-            run += chr(arg).lower()
-            continue
-        before, run = run, ""
-        if before:
-            candidates.append(frozenset([before]))
-        found: frozenset[str] | None = None
-        if op is _sre_constants.SUBPATTERN:
-            found = _necessary(list(arg[-1]))
-        elif op is _sre_constants.ATOMIC_GROUP:
-            found = _necessary(list(arg))
-        elif op is _sre_constants.BRANCH:
-            branches = [_necessary(list(b)) for b in arg[1]]
-            if all(b is not None for b in branches):
-                found = frozenset(lit for b in branches if b for lit in b)
-            leads = [_leading_literal(list(b)) for b in arg[1]]
-            if before and all(leads):  # re's parser splits "nc|ncat" into "n" + "c|cat"
-                candidates.append(frozenset(before + lead for lead in leads))
-        elif op in _REPEATS and arg[0] >= 1:
-            found = _necessary(list(arg[2]))
-        elif op is _sre_constants.ASSERT:  # what a lookaround asserts is in the text too
-            found = _necessary(list(arg[1]))
-        if found:
-            candidates.append(found)
-    if run:
-        candidates.append(frozenset([run]))
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (min(len(lit) for lit in c), -len(c)))
-
-
-def _leading_literal(items: list[Any]) -> str:
-    lead = ""
-    for op, arg in items:
-        if op is not _sre_constants.LITERAL or arg >= 128:
-            break
-        lead += chr(arg).lower()
-    return lead
-
-
-_REPEATS = (
-    _sre_constants.MAX_REPEAT,
-    _sre_constants.MIN_REPEAT,
-    getattr(_sre_constants, "POSSESSIVE_REPEAT", _sre_constants.MAX_REPEAT),
-)
-
-
 def _hit(field: str, index: int) -> str:
     """The signal "regex ``index`` on ``field`` may match"."""
     return f"{field}~{index}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Prefilter:
-    """Which regexes on one field may match a value: one scan for their literals."""
-
-    field: str
-    scan: re.Pattern[str] | None
-    by_literal: dict[str, frozenset[str]]
-    """A literal the scan finds -> the signals of the regexes it (or a literal inside it)
-    stands for."""
-    always: frozenset[str]
-    """Signals of regexes without literals: they may always match."""
-    every: frozenset[str]
-    """All the field's signals (for values the scan cannot judge)."""
-
-    def signals(self, value: str, out: set[str]) -> None:
-        if not value.isascii():  # case folding beyond ASCII: no shortcut
-            out.update(self.every)
-            return
-        out.update(self.always)
-        if self.scan is not None:
-            for literal in self.scan.findall(value.lower()):
-                out.update(self.by_literal[literal])
-
-    @staticmethod
-    def build(field: str, regexes: Sequence[str]) -> _Prefilter:
-        literals = {i: required_literals(regex) for i, regex in enumerate(regexes)}
-        always = frozenset(_hit(field, i) for i, lits in literals.items() if lits is None)
-        owners: dict[str, set[str]] = {}
-        for i, lits in literals.items():
-            for lit in lits or ():
-                owners.setdefault(lit, set()).add(_hit(field, i))
-        # the scan finds the longest literal at each position; one containing others
-        # stands for theirs too
-        by_literal = {
-            lit: frozenset(s for other, signals in owners.items() if other in lit for s in signals)
-            for lit in owners
-        }
-        scan = re.compile(f"(?=({trie_regex(list(owners))}))") if owners else None
-        every = frozenset(_hit(field, i) for i in range(len(regexes)))
-        return _Prefilter(field, scan, by_literal, always, every)
 
 
 Predicate = Callable[[str], object]
@@ -774,8 +662,8 @@ class _Plan:
     rules: tuple[_Compiled, ...]
     escalations: tuple[_Compiled, ...]
     """``when_sensitive`` rules, run when a sensitive rule matched."""
-    prefilters: tuple[_Prefilter, ...]
-    """One per field these rules search with regexes."""
+    scans: tuple[tuple[str, LiteralScan], ...]
+    """(field, which of its regexes may match) for each field these rules search."""
 
 
 class RuleSet:
@@ -790,11 +678,14 @@ class RuleSet:
             for name, regex in regexes_of(rule.match):
                 if regex not in by_field.setdefault(name, []):
                     by_field[name].append(regex)
-        prefilters = {name: _Prefilter.build(name, regexes) for name, regexes in by_field.items()}
         signal_of = {
             (name, regex): _hit(name, i)
             for name, regexes in by_field.items()
             for i, regex in enumerate(regexes)
+        }
+        scans = {
+            name: LiteralScan(regexes, [signal_of[(name, regex)] for regex in regexes])
+            for name, regexes in by_field.items()
         }
         compiled = [
             _Compiled(
@@ -812,7 +703,7 @@ class RuleSet:
             self._plans[event] = _Plan(
                 rules=tuple(c for c in here if not c.rule.when_sensitive),
                 escalations=tuple(c for c in here if c.rule.when_sensitive),
-                prefilters=tuple(prefilters[name] for name in searched),
+                scans=tuple((name, scans[name]) for name in searched),
             )
         self.event_types = frozenset(e for e, plan in self._plans.items() if plan.rules)
         """Event types some rule can match (escalations need a plain rule to match first)."""
@@ -824,9 +715,9 @@ class RuleSet:
         if plan is None or not plan.rules:
             return []
         signals = set(fields)
-        for prefilter in plan.prefilters:
-            for value in fields.get(prefilter.field, ()):
-                prefilter.signals(value, signals)
+        for name, scan in plan.scans:
+            for value in fields.get(name, ()):
+                scan.candidates(value, signals)
         matches = _run(plan.rules, fields, signals)
         sensitive = tuple(m.rule.id for m in matches if m.rule.sensitive)
         if sensitive and plan.escalations:
