@@ -509,6 +509,21 @@ def session_select(table: str, version: int, source: str) -> str:
     return _SQL("session", table=table, version=version, source=source)
 
 
+def session_rebuild_insert(table: AgentTable, version: int, source: str, target: str) -> str:
+    """INSERT into ``target`` (agent_sessions) of what the rows in ``source`` (``table``) of the
+    sessions in the ``{sessions}`` parameter add to it by ``table``'s view as of ``version``:
+    ``agentwatch delete`` rebuilds the sessions it cut short with it."""
+    repriced = table.repriced_since is not None and version >= table.repriced_since
+    return _SQL(
+        "session_rebuild",
+        table=table.table,
+        version=version,
+        source=source,
+        into=target,
+        repriced=repriced,
+    )
+
+
 def tool_invocations_backfill_select(source: str) -> str:
     """The tool invocations of every session in ``source`` (migration 6's back-fill)."""
     return _SQL("tool_invocations_backfill", source=source)

@@ -62,32 +62,54 @@ src.agent AS agent, src.session_id AS session_id, toStartOfMonth(src.timestamp) 
 FROM {{ source }} AS src WHERE src.session_id != '' GROUP BY src.agent, src.session_id, month
 {%- endmacro %}
 
-{% macro session(table, version, source) -%}
-{#- What the rows of `table` add to agent_sessions, as of schema `version`. -#}
-SELECT {{ session_key() }},
-{%- for name in session_labels %} max(toString(src.{{ name }})) AS {{ name }},{% endfor %}
-min(src.timestamp) AS first_seen, max(src.timestamp) AS last_seen
-{%- if table == "agent_api_usage" %},
-  toUInt64(countIf(src.revision = 0)) AS usage_records,
-  {%- for name in usage_tokens %} toUInt64(sumIf(src.{{ name }}, src.revision = 0)) AS usage_{{ name }},{% endfor %}
-  {{ priced_change }} AS priced_usage_records, toFloat64({{ cost_change }}) AS usage_cost_usd
+{% macro session(table, version, source, into="") -%}
+{#- What the rows of `table` add to agent_sessions, as of schema `version`: the query of the
+    table's view, or with `into` the INSERT of its rows into that table. The view inserts by
+    name, an INSERT ... SELECT by position, so the INSERT names the columns; both come from the
+    one list of (expression, column) below. -#}
+{%- set out = namespace(columns=[]) %}
+{%- macro add(expression, name) %}{% set out.columns = out.columns + [(expression, name)] %}{% endmacro %}
+{%- for name in session_labels %}{{ add("max(toString(src.%s))" | format(name), name) }}{% endfor %}
+{{- add("min(src.timestamp)", "first_seen") }}{{ add("max(src.timestamp)", "last_seen") }}
+{%- if table == "agent_api_usage" %}
+  {{- add("toUInt64(countIf(src.revision = 0))", "usage_records") }}
+  {%- for name in usage_tokens %}{{ add("toUInt64(sumIf(src.%s, src.revision = 0))" | format(name), "usage_" ~ name) }}{% endfor %}
+  {{- add(priced_change, "priced_usage_records") }}
+  {{- add("toFloat64(%s)" | format(cost_change), "usage_cost_usd") }}
 {%- elif table == "agent_api_calls" and version >= 5 %}
-  {%- for name in session_counters %}, toUInt64({{ api_call_session_sums.get(name, "0") }}) AS {{ name }}{% endfor %},
-  toFloat64({{ cost_change }}) AS cost_usd, {{ repriced_change }} AS priced_api_calls_repriced
-  {%- if version >= 7 %},
-  {# the vendor's own billing measures; a repriced revision changes none #}
-  toFloat64(sumIf(ifNull(src.premium_requests, 0), src.revision = 0)) AS premium_requests,
-  toUInt64(sumIf(ifNull(src.nano_aiu, 0), src.revision = 0)) AS nano_aiu
+  {%- for name in session_counters %}{{ add("toUInt64(%s)" | format(api_call_session_sums.get(name, "0")), name) }}{% endfor %}
+  {{- add("toFloat64(%s)" | format(cost_change), "cost_usd") }}
+  {{- add(repriced_change, "priced_api_calls_repriced") }}
+  {%- if version >= 7 %}
+    {#- the vendor's own billing measures; a repriced revision changes none #}
+    {{- add("toFloat64(sumIf(ifNull(src.premium_requests, 0), src.revision = 0))", "premium_requests") }}
+    {{- add("toUInt64(sumIf(ifNull(src.nano_aiu, 0), src.revision = 0))", "nano_aiu") }}
   {%- endif %}
 {%- else %}
   {%- set sums = session_sums[table] %}
-  {%- for name in session_counters %}, toUInt64({{ sums.get(name, "0") }}) AS {{ name }}{% endfor %},
-  toFloat64({{ sums.get("cost_usd", "0") }}) AS cost_usd
-  {%- if table == "agent_tool_calls" and version >= 6 %},
-  uniqExactState({{ common.invocation_key("src") }}) AS tool_invocations
+  {%- for name in session_counters %}{{ add("toUInt64(%s)" | format(sums.get(name, "0")), name) }}{% endfor %}
+  {{- add("toFloat64(%s)" | format(sums.get("cost_usd", "0")), "cost_usd") }}
+  {%- if table == "agent_tool_calls" and version >= 6 %}
+    {{- add("uniqExactState(%s)" | format(common.invocation_key("src")), "tool_invocations") }}
   {%- endif %}
 {%- endif %}
+{%- if into %}
+INSERT INTO {{ into }} (agent, session_id, month{% for _, name in out.columns %}, {{ name }}{% endfor %})
+{%- endif %}
+SELECT {{ session_key() }}{% for expression, name in out.columns %}, {{ expression }} AS {{ name }}{% endfor %}
 {{ session_group(source) }}
+{%- endmacro %}
+
+{% macro session_rebuild(table, version, source, into, repriced) -%}
+{#- Re-insert into `into` the sessions of the `{sessions}` parameter from their rows in `source`
+    (agent table `table`), with the query of the table's view as of `version`. Each event counts
+    once (a duplicate not yet merged away is left out), each revision of a repriced call too,
+    as when the view saw them arrive. -#}
+{%- set rows -%}
+(SELECT * FROM {{ source }} WHERE (agent, session_id) IN {sessions:Array(Tuple(String, String))}
+LIMIT 1 BY event_id{% if repriced %}, revision{% endif %})
+{%- endset %}
+{{ session(table, version, rows, into) }}
 {%- endmacro %}
 
 {% macro tool_invocations_backfill(source) -%}

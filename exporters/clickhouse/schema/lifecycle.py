@@ -5,10 +5,9 @@ agent and user covers, and how sessions are rebuilt after a delete.
 
 from __future__ import annotations
 
-import re
-
-from exporters.clickhouse.schema.agent_tables import AGENT_TABLES, session_select
+from exporters.clickhouse.schema.agent_tables import AGENT_TABLES, session_rebuild_insert
 from exporters.clickhouse.schema.ddl import SchemaSettings, quote
+from exporters.clickhouse.schema.migrations import LATEST_VERSION
 from exporters.clickhouse.schema.tables import RAW_TABLES
 
 EXPORT_VIEWS: dict[str, tuple[str, str]] = {
@@ -122,20 +121,13 @@ def affected_sessions_query(s: SchemaSettings) -> str:
 
 
 def session_rebuild_statements(s: SchemaSettings) -> list[str]:
-    """Re-insert the sessions of ``{sessions}`` from their remaining rows with the queries of
-    their materialized views as of schema version 5. Each event counts once (``LIMIT 1 BY``),
-    every revision of a repriced call too, as when the views saw them arrive."""
-    out = []
-    for table in AGENT_TABLES.values():
-        by = "event_id, revision" if table.repriced_since is not None else "event_id"
-        source = (
-            f"(SELECT * FROM {s.qualified(table.table)} WHERE (agent, session_id) IN "
-            f"{{sessions:Array(Tuple(String, String))}} LIMIT 1 BY {by})"
+    """Re-insert the sessions of ``{sessions}`` from their remaining rows in every agent table,
+    each with the query of its sessions view at the latest schema version -- what the views
+    would have written had only those rows arrived (tool invocations, vendor billing, every
+    revision of a repriced call; each event once)."""
+    return [
+        session_rebuild_insert(
+            table, LATEST_VERSION, s.qualified(table.table), s.qualified("agent_sessions")
         )
-        select = session_select(table.table, 5, source)
-        # The views' queries name only the columns of their own version (an MV inserts by
-        # name); an INSERT ... SELECT is positional, so name them.
-        head = select[: select.index(f" FROM {source}")]
-        names = ", ".join(re.findall(r" AS (\w+)(?:,|$)", head))
-        out.append(f"INSERT INTO {s.qualified('agent_sessions')} ({names}) {select}")
-    return out
+        for table in AGENT_TABLES.values()
+    ]
