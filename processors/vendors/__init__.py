@@ -287,10 +287,6 @@ class Vendor:
     genai_operation: ClassVar[str] = "chat"
     derives_genai_metrics: ClassVar[bool] = False
     """True when the agent does not emit ``gen_ai.client.*`` metrics itself."""
-    identity_keys: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-    """agentwatch identity key -> vendor keys, looked up on the record, then the resource."""
-    version_keys: ClassVar[tuple[str, ...]] = ("service.version",)
-    metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {}
     delta_metrics: ClassVar[Mapping[str, str]] = {}
     """The agent's delta metrics the Prometheus exporter counts itself -> the fact each carries
     (``lines``, split by the point's ``type`` added/removed, ``commits``, ``pull_requests``,
@@ -302,6 +298,10 @@ class Vendor:
     """The agent's own token ``type`` label values -> agentwatch token keys, in that order."""
     compat_edit_tools: ClassVar[frozenset[str]] = frozenset()
     """Tools whose permission decisions the agent's own metrics count as code edits."""
+    identity_keys: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """agentwatch identity key -> vendor keys, looked up on the record, then the resource."""
+    version_keys: ClassVar[tuple[str, ...]] = ("service.version",)
+    metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {}
 
     def identity(self, resource: Attrs, attrs: Attrs) -> dict[str, Scalar]:
         out: dict[str, Scalar] = {am.AGENT: self.agent.value}

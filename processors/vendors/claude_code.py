@@ -127,11 +127,6 @@ class ClaudeCode(Vendor):
     agent = Agent.CLAUDE_CODE
     service_names = frozenset({"claude-code", "claude-code-desktop"})
     service_prefixes = ("claude-code",)
-    provider = "anthropic"
-    genai_operation = "chat"
-    derives_genai_metrics = True
-    identity_keys = IDENTITY
-    version_keys = ("service.version", "app.version")
     # What the Prometheus exporter reads as metrics and re-exposes under Claude Code's own names
     # (Grafana dashboard 25255): lines, commits, pull requests and active time come only as
     # delta metrics; tokens, cost, sessions and edit decisions are derived from the events.
@@ -160,6 +155,11 @@ class ClaudeCode(Vendor):
     compat_edit_tools: ClassVar[frozenset[str]] = frozenset(
         ("Edit", "MultiEdit", "Write", "NotebookEdit")
     )
+    provider = "anthropic"
+    genai_operation = "chat"
+    derives_genai_metrics = True
+    identity_keys = IDENTITY
+    version_keys = ("service.version", "app.version")
     metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {
         "claude_code.token.usage": MetricUsageRule(
             "usage",
