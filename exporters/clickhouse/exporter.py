@@ -20,9 +20,9 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -35,18 +35,19 @@ from collector.component import (
     Exporter,
     ExportError,
     Host,
-    LogsData,
     MetricsData,
     PermanentExportError,
     Signal,
-    TracesData,
 )
 from collector.isolation import describe, partition
+from collector.records import Logs, Traces
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import PID_FILE, EmbeddedClickHouse, ping
 
 log = logging.getLogger(__name__)
+
+Convertible = TypeVar("Convertible", Logs, Traces, MetricsData)
 
 DUPLICATE_EVENTS = telemetry.counter(
     "agentwatch_clickhouse_duplicate_agent_events",
@@ -201,6 +202,8 @@ def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]
 
 
 class ClickHouseExporter(Exporter):
+    takes_records: ClassVar[bool] = True
+
     def __init__(self, name: str, config: ClickHouseExporterConfig) -> None:
         super().__init__(name, config)
         self.cfg = config
@@ -295,22 +298,24 @@ class ClickHouseExporter(Exporter):
 
     # --- export ---------------------------------------------------------------------------
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
         self._store(self._convert(rows.convert_logs, data, Signal.LOGS), batch_id)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
         self._store(self._convert(rows.convert_traces, data, Signal.TRACES), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._store(self._convert(rows.convert_metrics, data, Signal.METRICS), batch_id)
 
-    def _convert(self, convert: Any, data: Any, signal: Signal) -> rows.Batch:
+    def _convert(
+        self, convert: Callable[[Convertible], rows.Batch], data: Convertible, signal: Signal
+    ) -> rows.Batch:
         """Rows of ``data``; an item that cannot be converted is dropped and counted
         (``reason="conversion_error"``), never the batch it came in."""
         try:
-            batch: rows.Batch = convert(data)
+            batch = convert(data)
         except Exception as exc:
-            good, errors = partition(data, convert)
+            good, errors = _partition(data, convert)
             if not errors:
                 raise classify(exc, "convert") from exc
             telemetry.EXPORTER_DROPPED.labels(self.name, signal.value, "conversion_error").inc(
@@ -394,3 +399,21 @@ class ClickHouseExporter(Exporter):
         except Exception as exc:
             raise classify(exc, f"insert into {table_rows.table}") from exc
         ROWS_INSERTED.labels(self.name, table_rows.table).inc(len(table_rows))
+
+
+def _partition(
+    data: Convertible, convert: Callable[[Convertible], object]
+) -> tuple[Convertible, list[BaseException]]:
+    """``data`` without the records (or metric points) ``convert`` raises on, and the errors."""
+    if isinstance(data, MetricsData):
+        return partition(data, convert)
+    good: list[Any] = []
+    errors: list[BaseException] = []
+    for one in data.singles():
+        try:
+            convert(one)
+        except Exception as exc:
+            errors.append(exc)
+            continue
+        good.append(one)
+    return type(data).concat(good), errors

@@ -1,10 +1,12 @@
-"""OTLP export requests to column-oriented rows for the raw and agent tables.
+"""Logs and traces records (and metrics requests) to ClickHouse column arrays.
 
-This is the exporter's hot path. Each attribute list is turned into a ``{key: text}`` dict
-exactly once (the raw tables need that text anyway) and agent columns are parsed from the same
-dict, so no record is walked twice. Raw rows are built column by column (one list per
-column) and agent rows are pivoted once per batch, because clickhouse-connect serialises
-columns without pivoting them again.
+This is the exporter's hot path. The record model has already decoded every attribute once;
+here each record's attributes become a ``{key: text}`` dict exactly once (the raw tables store
+text) and the agent columns are read from the same record, typed values straight from the
+model. Whatever belongs to a resource or a scope (its text attributes, service name, its
+``agentwatch.*`` fallbacks) is computed once per shared object, not once per record. Raw rows
+are built column by column (one list per column) and agent rows are pivoted once per batch,
+because clickhouse-connect's column-oriented insert serialises columns as they are.
 
 Values become text as the Go ``clickhouseexporter`` does (``pcommon.Value.AsString``): strings
 as they are, integers in decimal, doubles in shortest form, booleans ``true``/``false``, bytes
@@ -18,15 +20,18 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as LogRecordProto
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from collector import agent_model as am
-from collector.component import LogsData, MetricsData, TracesData
+from collector.component import MetricsData
+from collector.otlp_values import decode_attributes, encode_attributes, encode_value
+from collector.records import LogRecord, Logs, Resource, Scope, Span, Traces
 from exporters.clickhouse import schema
 
 SERVICE_NAME = "service.name"
@@ -36,7 +41,7 @@ MAX_TIME_NS = 2**32 * 10**9 - 1
 tables derive DateTime from it for partitions, sort keys and TTLs, which wraps after 2^32 s
 (2106). A later time (valid OTLP, up to 2^64-1) is replaced, see docs/data-model.md."""
 
-_SPAN_KIND = {v.number: v.name for v in Span.SpanKind.DESCRIPTOR.values}
+_SPAN_KIND = {v.number: v.name for v in SpanProto.SpanKind.DESCRIPTOR.values}
 _STATUS_CODE = {v.number: v.name for v in Status.StatusCode.DESCRIPTOR.values}
 
 
@@ -58,57 +63,47 @@ def _times(times: list[int], fallback: int) -> list[int]:
     return times
 
 
-def any_raw(value: AnyValue) -> Any:
-    """An AnyValue as plain Python, for JSON of arrays and maps."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if which == "array_value":
-        return [any_raw(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: any_raw(kv.value) for kv in value.kvlist_value.values}
-    return None
+def _json_bytes(value: Any) -> Any:
+    """Bytes inside an array or map as base64, as the Go exporter writes them."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    return str(value)
 
 
-def _other_text(value: AnyValue, which: str | None) -> str:
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "double_value":
-        return float_text(value.double_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which is None:
+def value_text(value: Any) -> str:
+    """An attribute's (or body's) Python value as the raw tables store it; ``None`` (an empty
+    ``AnyValue``) is the empty string."""
+    cls = value.__class__
+    if cls is str:
+        return value  # type: ignore[no-any-return]
+    if cls is int:
+        return str(value)
+    if cls is float:
+        return float_text(value)
+    if cls is bool:
+        return "true" if value else "false"
+    if value is None:
         return ""
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    return json.dumps(any_raw(value), separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):  # an int subclass (an enum) is written as its number
+        return str(int(value))
+    if isinstance(value, float):
+        return float_text(float(value))
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_bytes)
+    return str(value)
 
 
-def any_text(value: AnyValue) -> str:
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    return _other_text(value, which)
-
-
-def attributes_text(attributes: Iterable[KeyValue]) -> dict[str, str]:
-    """``{key: text}`` of an attribute list. Strings dominate, so a non-empty string value is
-    taken without asking which field is set (25% faster than WhichOneof on every value)."""
-    out: dict[str, str] = {}
-    for kv in attributes:
-        value = kv.value
-        out[kv.key] = value.string_value or _other_text(value, value.WhichOneof("value"))
-    return out
+def attributes_text(attributes: dict[str, Any]) -> dict[str, str]:
+    """``{key: text}`` of a decoded attribute dict. Strings dominate, so they are taken
+    without a call."""
+    return {
+        key: value if value.__class__ is str else value_text(value)
+        for key, value in attributes.items()
+    }
 
 
 def flat_columns(table: schema.Table) -> list[tuple[str, str]]:
@@ -204,14 +199,15 @@ def _bool(text: str) -> tuple[bool | None, bool]:
 
 @dataclass
 class _TablePlan:
-    """How one agent table's rows are built: values are read with one ``map(attrs.get, keys)``
-    per record and kept as row tuples; only typed fields are parsed one by one, and the rows
-    are turned into columns once per batch (``zip``), which keeps Python work per field low."""
+    """How one agent table's rows are built: text values are read with one
+    ``map(text.get, keys)`` per record and kept as row tuples; only typed fields are handled
+    one by one (from the record's typed value when it has the column's type, else parsed
+    from its text), and the rows are turned into columns once per batch (``zip``)."""
 
     table: schema.AgentTable
     keys: list[str]
-    typed: list[tuple[int, str, int]]
-    """(position, kind, upper bound) of every field that is not plain text."""
+    typed: list[tuple[int, str, str, int]]
+    """(position, key, kind, upper bound) of every field that is not plain text."""
     text_positions: list[int]
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
@@ -220,7 +216,7 @@ class _TablePlan:
     def of(cls, spec: schema.AgentTable) -> _TablePlan:
         fields = spec.all_fields
         typed = [
-            (i, f.kind, UINT64_MAX if "UInt64" in f.type else 2**32 - 1)
+            (i, f.key, f.kind, UINT64_MAX if "UInt64" in f.type else 2**32 - 1)
             for i, f in enumerate(fields)
             if f.kind != "str"
         ]
@@ -247,7 +243,7 @@ class _TablePlan:
 
 
 class AgentRowBuilder:
-    """Routes agent events to their table's rows and parses each typed field by its kind."""
+    """Routes agent events to their table's rows and reads each typed field by its kind."""
 
     def __init__(self) -> None:
         self.invalid = 0
@@ -260,7 +256,8 @@ class AgentRowBuilder:
 
     def add(
         self,
-        attrs: dict[str, str],
+        attrs: dict[str, Any],
+        text: dict[str, str],
         resource: dict[str, str],
         timestamp: int,
         fallback_id: Callable[[], str],
@@ -272,68 +269,161 @@ class AgentRowBuilder:
     ) -> bool:
         """Add one record carrying ``agentwatch.event``; False when its type has no table.
 
-        ``resource`` holds only the resource's ``agentwatch.*`` keys (fallbacks for the
-        record's own); ``defaults`` fills what neither has (a span's duration).
+        ``attrs`` are the record's attributes and ``text`` the same as text; ``resource``
+        holds only the resource's ``agentwatch.*`` keys as text (fallbacks for the record's
+        own); ``defaults`` fills what neither has (a span's duration).
         """
         try:
-            event = am.EventType(attrs[am.EVENT])
+            event = am.EventType(text[am.EVENT])
         except ValueError:
             return False
         if event not in schema.AGENT_TABLES:  # a type without a table: raw tables only
             return False
-        event_id = attrs.get(am.EVENT_ID) or fallback_id()
+        event_id = text.get(am.EVENT_ID) or fallback_id()
         if event_id in self._seen:  # the same event twice in one batch: keep the first
             return True
         self._seen.add(event_id)
         plan = self._plans.get(event)
         if plan is None:
             plan = self._plans[event] = _TablePlan.of(schema.AGENT_TABLES[event])
-        values: list[Any] = list(map(attrs.get, plan.keys))
+        values: list[Any] = list(map(text.get, plan.keys))
         for fallback in (resource, defaults):
             if fallback:
                 values = [
                     fallback.get(key) if value is None else value
                     for key, value in zip(plan.keys, values, strict=True)
                 ]
-        for i, kind, limit in plan.typed:
-            text = values[i]
-            if not text:
+        for i, key, kind, limit in plan.typed:
+            value_text = values[i]
+            if not value_text:
                 values[i] = [] if kind == "list" else (0 if kind == "uint" else None)
-            elif kind == "uint" or kind == "nullable_uint":
-                values[i], ok = _uint(text, limit)
-                self.invalid += not ok
+                continue
+            # The record's own typed value where it already has the column's type (what the
+            # normaliser writes); text otherwise. Both give what parsing the text gives.
+            value: Any = attrs.get(key)
+            cls = value.__class__
+            if kind == "uint" or kind == "nullable_uint":
+                if cls is int:
+                    values[i] = min(max(value, 0), limit)
+                    self.invalid += value < 0
+                else:
+                    values[i], ok = _uint(value_text, limit)
+                    self.invalid += not ok
             elif kind == "float":
-                try:
-                    values[i] = float(text)
-                except ValueError:
-                    values[i] = None
-                    self.invalid += 1
+                if cls is float:
+                    values[i] = value if value else 0.0  # -0.0's text is "0"
+                elif cls is int:
+                    values[i] = float(value)
+                else:
+                    try:
+                        values[i] = float(value_text)
+                    except ValueError:
+                        values[i] = None
+                        self.invalid += 1
             elif kind == "bool":
-                values[i], ok = _bool(text)
-                self.invalid += not ok
+                if cls is bool:
+                    values[i] = value
+                else:
+                    values[i], ok = _bool(value_text)
+                    self.invalid += not ok
             else:
-                values[i] = [part.strip() for part in text.split(",") if part.strip()]
+                values[i] = [part.strip() for part in value_text.split(",") if part.strip()]
         plan.rows.append((timestamp, event_id, *values, service, trace_id, span_id, record_kind))
         plan.event_ids.append(event_id)
         return True
 
 
-def agent_resource_keys(resource: dict[str, str]) -> dict[str, str]:
-    """The resource's ``agentwatch.*`` attributes: usually none, so lookups are skipped."""
-    return {k: v for k, v in resource.items() if k.startswith(am.P)}
-
-
-def _digest_id(message: Any) -> Callable[[], str]:
-    """Event id of a record that has none: a digest of its bytes, equal for an exact resend."""
-    return lambda: hashlib.blake2b(
+def _digest(message: Any) -> str:
+    """Event id of a record that has none: a digest of its OTLP bytes, equal for an exact
+    resend (and to what earlier versions, which read protobuf, computed)."""
+    return hashlib.blake2b(
         message.SerializeToString(deterministic=True), digest_size=16
     ).hexdigest()
+
+
+def _log_digest(record: LogRecord) -> Callable[[], str]:
+    def digest() -> str:
+        message = LogRecordProto(
+            time_unix_nano=record.time_unix_nano,
+            observed_time_unix_nano=record.observed_time_unix_nano,
+            severity_number=record.severity_number,  # type: ignore[arg-type]
+            severity_text=record.severity_text,
+            dropped_attributes_count=record.dropped_attributes_count,
+            flags=record.flags,
+            trace_id=record.trace_id,
+            span_id=record.span_id,
+            event_name=record.event_name,
+        )
+        if record.body is not None:
+            encode_value(record.body, message.body)
+        encode_attributes(record.attributes, message.attributes)
+        return _digest(message)
+
+    return digest
+
+
+def _span_digest(span: Span) -> Callable[[], str]:
+    def digest() -> str:
+        message = SpanProto(
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            trace_state=span.trace_state,
+            parent_span_id=span.parent_span_id,
+            flags=span.flags,
+            name=span.name,
+            kind=span.kind,  # type: ignore[arg-type]
+            start_time_unix_nano=span.start_time_unix_nano,
+            end_time_unix_nano=span.end_time_unix_nano,
+            dropped_attributes_count=span.dropped_attributes_count,
+            dropped_events_count=span.dropped_events_count,
+            dropped_links_count=span.dropped_links_count,
+        )
+        encode_attributes(span.attributes, message.attributes)
+        for event in span.events:
+            out_event = message.events.add(
+                time_unix_nano=event.time_unix_nano,
+                name=event.name,
+                dropped_attributes_count=event.dropped_attributes_count,
+            )
+            encode_attributes(event.attributes, out_event.attributes)
+        for link in span.links:
+            out_link = message.links.add(
+                trace_id=link.trace_id,
+                span_id=link.span_id,
+                trace_state=link.trace_state,
+                dropped_attributes_count=link.dropped_attributes_count,
+                flags=link.flags,
+            )
+            encode_attributes(link.attributes, out_link.attributes)
+        message.status.SetInParent()  # as OTLP SDKs send it, and Traces.to_proto
+        message.status.code = span.status_code  # type: ignore[assignment]
+        message.status.message = span.status_message
+        return _digest(message)
+
+    return digest
+
+
+@dataclass
+class _ResourceValues:
+    """What every record of one resource shares, computed once per resource object."""
+
+    text: dict[str, str]
+    agent: dict[str, str]
+    """The resource's ``agentwatch.*`` attributes (fallbacks for its records'): usually none,
+    so per-record lookups are skipped."""
+    service: str
+
+    @classmethod
+    def of(cls, resource: Resource) -> _ResourceValues:
+        text = attributes_text(resource.attributes)
+        agent = {k: v for k, v in text.items() if k.startswith(am.P)}
+        return cls(text, agent, text.get(SERVICE_NAME, ""))
 
 
 # --- logs -----------------------------------------------------------------------------------
 
 
-def convert_logs(data: LogsData) -> Batch:
+def convert_logs(data: Logs) -> Batch:
     raw = TableRows.for_table(schema.OTEL_LOGS)
     (
         ts,
@@ -356,57 +446,70 @@ def convert_logs(data: LogsData) -> Batch:
     agents = AgentRowBuilder()
     event_key = am.EVENT
     now = time.time_ns()
-    for resource_logs in data.resource_logs:
-        resource = attributes_text(resource_logs.resource.attributes)
-        resource_agent = agent_resource_keys(resource)
-        service = resource.get(SERVICE_NAME, "")
-        resource_url = resource_logs.schema_url
-        for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope
-            s_attrs = attributes_text(scope.attributes)
-            s_name, s_version, s_url = scope.name, scope.version, scope_logs.schema_url
-            for record in scope_logs.log_records:
-                attrs = attributes_text(record.attributes)
-                timestamp = record.time_unix_nano or record.observed_time_unix_nano
-                if timestamp > MAX_TIME_NS:
-                    observed = record.observed_time_unix_nano
-                    timestamp = observed if 0 < observed <= MAX_TIME_NS else now
-                trace_hex = record.trace_id.hex()
-                span_hex = record.span_id.hex()
-                ts.append(timestamp)
-                trace.append(trace_hex)
-                span.append(span_hex)
-                flags.append(record.flags & 0xFF)
-                sev_text.append(record.severity_text)
-                sev_num.append(record.severity_number & 0xFF)
-                service_col.append(service)
-                body.append(any_text(record.body))
-                res_url.append(resource_url)
-                res_attrs.append(resource)
-                scope_url.append(s_url)
-                scope_name.append(s_name)
-                scope_version.append(s_version)
-                scope_attrs.append(s_attrs)
-                log_attrs.append(attrs)
-                event_name.append(record.event_name)
-                if event_key in attrs:
-                    agents.add(
-                        attrs,
-                        resource_agent,
-                        timestamp,
-                        _digest_id(record),
-                        service,
-                        trace_hex,
-                        span_hex,
-                        "log",
-                    )
+    resources: dict[int, _ResourceValues] = {}
+    scopes: dict[int, dict[str, str]] = {}
+    resource: Resource | None = None
+    scope: Scope | None = None
+    shared = _ResourceValues({}, {}, "")
+    scope_text: dict[str, str] = {}
+    for record in data.records:
+        if record.resource is not resource:
+            resource = record.resource
+            shared = resources.get(id(resource)) or resources.setdefault(
+                id(resource), _ResourceValues.of(resource)
+            )
+        if record.scope is not scope:
+            scope = record.scope
+            scope_text = scopes.get(id(scope)) or scopes.setdefault(
+                id(scope), attributes_text(scope.attributes)
+            )
+        attrs = record.attributes
+        text = {
+            key: value if value.__class__ is str else value_text(value)
+            for key, value in attrs.items()
+        }
+        timestamp = record.time_unix_nano or record.observed_time_unix_nano
+        if timestamp > MAX_TIME_NS:
+            observed = record.observed_time_unix_nano
+            timestamp = observed if 0 < observed <= MAX_TIME_NS else now
+        trace_hex = record.trace_id.hex()
+        span_hex = record.span_id.hex()
+        ts.append(timestamp)
+        trace.append(trace_hex)
+        span.append(span_hex)
+        flags.append(record.flags & 0xFF)
+        sev_text.append(record.severity_text)
+        sev_num.append(record.severity_number & 0xFF)
+        service_col.append(shared.service)
+        value = record.body
+        body.append(value if value.__class__ is str else value_text(value))
+        res_url.append(resource.schema_url)
+        res_attrs.append(shared.text)
+        scope_url.append(scope.schema_url)
+        scope_name.append(scope.name)
+        scope_version.append(scope.version)
+        scope_attrs.append(scope_text)
+        log_attrs.append(text)
+        event_name.append(record.event_name)
+        if event_key in attrs:
+            agents.add(
+                attrs,
+                text,
+                shared.agent,
+                timestamp,
+                _log_digest(record),
+                shared.service,
+                trace_hex,
+                span_hex,
+                "log",
+            )
     return Batch([raw] if len(raw) else [], agents.finish(), agents.invalid)
 
 
 # --- traces ---------------------------------------------------------------------------------
 
 
-def convert_traces(data: TracesData) -> Batch:
+def convert_traces(data: Traces) -> Batch:
     raw = TableRows.for_table(schema.OTEL_TRACES)
     (
         ts,
@@ -435,61 +538,74 @@ def convert_traces(data: TracesData) -> Batch:
     agents = AgentRowBuilder()
     event_key = am.EVENT
     now = time.time_ns()
-    for resource_spans in data.resource_spans:
-        resource = attributes_text(resource_spans.resource.attributes)
-        resource_agent = agent_resource_keys(resource)
-        service = resource.get(SERVICE_NAME, "")
-        for scope_spans in resource_spans.scope_spans:
-            s_name, s_version = scope_spans.scope.name, scope_spans.scope.version
-            for span in scope_spans.spans:
-                attrs = attributes_text(span.attributes)
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
-                stored_start = start if start <= MAX_TIME_NS else now
-                ts.append(stored_start)
-                trace.append(trace_hex)
-                span_col.append(span_hex)
-                parent.append(span.parent_span_id.hex())
-                state.append(span.trace_state)
-                name.append(span.name)
-                kind.append(_SPAN_KIND.get(span.kind, ""))
-                service_col.append(service)
-                res_attrs.append(resource)
-                scope_name.append(s_name)
-                scope_version.append(s_version)
-                span_attrs.append(attrs)
-                duration.append(max(end - start, 0))
-                status_code.append(_STATUS_CODE.get(span.status.code, ""))
-                status_message.append(span.status.message)
-                ev_ts.append(_times([e.time_unix_nano for e in span.events], stored_start))
-                ev_name.append([e.name for e in span.events])
-                ev_attrs.append([attributes_text(e.attributes) for e in span.events])
-                ln_trace.append([link.trace_id.hex() for link in span.links])
-                ln_span.append([link.span_id.hex() for link in span.links])
-                ln_state.append([link.trace_state for link in span.links])
-                ln_attrs.append([attributes_text(link.attributes) for link in span.links])
-                if event_key in attrs:
-                    defaults = {am.DURATION_MS: float_text(max(end - start, 0) / 1e6)}
-                    agents.add(
-                        attrs,
-                        resource_agent,
-                        stored_start,
-                        _digest_id(span),
-                        service,
-                        trace_hex,
-                        span_hex,
-                        "span",
-                        defaults,
-                    )
+    resources: dict[int, _ResourceValues] = {}
+    resource: Resource | None = None
+    shared = _ResourceValues({}, {}, "")
+    for span in data.spans:
+        if span.resource is not resource:
+            resource = span.resource
+            shared = resources.get(id(resource)) or resources.setdefault(
+                id(resource), _ResourceValues.of(resource)
+            )
+        attrs = span.attributes
+        text = {
+            key: value if value.__class__ is str else value_text(value)
+            for key, value in attrs.items()
+        }
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
+        stored_start = start if start <= MAX_TIME_NS else now
+        ts.append(stored_start)
+        trace.append(trace_hex)
+        span_col.append(span_hex)
+        parent.append(span.parent_span_id.hex())
+        state.append(span.trace_state)
+        name.append(span.name)
+        kind.append(_SPAN_KIND.get(span.kind, ""))
+        service_col.append(shared.service)
+        res_attrs.append(shared.text)
+        scope_name.append(span.scope.name)
+        scope_version.append(span.scope.version)
+        span_attrs.append(text)
+        duration.append(max(end - start, 0))
+        status_code.append(_STATUS_CODE.get(span.status_code, ""))
+        status_message.append(span.status_message)
+        events, links = span.events, span.links
+        ev_ts.append(_times([e.time_unix_nano for e in events], stored_start))
+        ev_name.append([e.name for e in events])
+        ev_attrs.append([attributes_text(e.attributes) for e in events])
+        ln_trace.append([link.trace_id.hex() for link in links])
+        ln_span.append([link.span_id.hex() for link in links])
+        ln_state.append([link.trace_state for link in links])
+        ln_attrs.append([attributes_text(link.attributes) for link in links])
+        if event_key in attrs:
+            defaults = {am.DURATION_MS: float_text(max(end - start, 0) / 1e6)}
+            agents.add(
+                attrs,
+                text,
+                shared.agent,
+                stored_start,
+                _span_digest(span),
+                shared.service,
+                trace_hex,
+                span_hex,
+                "span",
+                defaults,
+            )
     return Batch([raw] if len(raw) else [], agents.finish(), agents.invalid)
 
 
 # --- metrics --------------------------------------------------------------------------------
 
 
+def _proto_text(attributes: Any) -> dict[str, str]:
+    """Text of a protobuf attribute list (metrics are not in the record model yet)."""
+    return attributes_text(decode_attributes(attributes))
+
+
 def _exemplars(point: Any, columns: list[list[Any]], first: int) -> None:
     exemplars = point.exemplars
-    columns[first].append([attributes_text(e.filtered_attributes) for e in exemplars])
+    columns[first].append([_proto_text(e.filtered_attributes) for e in exemplars])
     point_time = columns[13][-1]  # already within range
     columns[first + 1].append(_times([e.time_unix_nano for e in exemplars], point_time))
     columns[first + 2].append(
@@ -520,7 +636,7 @@ def convert_metrics(data: MetricsData) -> Batch:
     tables = {kind: TableRows.for_table(table) for kind, table in METRIC_TABLES.items()}
     now = time.time_ns()
     for resource_metrics in data.resource_metrics:
-        resource = attributes_text(resource_metrics.resource.attributes)
+        resource = _proto_text(resource_metrics.resource.attributes)
         service = resource.get(SERVICE_NAME, "")
         for scope_metrics in resource_metrics.scope_metrics:
             scope = scope_metrics.scope
@@ -529,7 +645,7 @@ def convert_metrics(data: MetricsData) -> Batch:
                 resource_metrics.schema_url,
                 scope.name,
                 scope.version,
-                attributes_text(scope.attributes),
+                _proto_text(scope.attributes),
                 scope.dropped_attributes_count,
                 scope_metrics.schema_url,
                 service,
@@ -545,7 +661,7 @@ def convert_metrics(data: MetricsData) -> Batch:
                 for point in body.data_points:
                     for i, value in enumerate(common):
                         columns[i].append(value)
-                    columns[11].append(attributes_text(point.attributes))
+                    columns[11].append(_proto_text(point.attributes))
                     start_time, point_time = point.start_time_unix_nano, point.time_unix_nano
                     columns[12].append(start_time if start_time <= MAX_TIME_NS else now)
                     columns[13].append(point_time if point_time <= MAX_TIME_NS else now)
