@@ -4,7 +4,7 @@ Measures, in one run against one embedded server (chdb-core 26.9):
 
 * clickhouse-connect insert alone: ready-made ``otel_logs`` columns, rows/s (the issue's
   "clickhouse-connect insert alone" baseline);
-* OTLP to columns alone: ``rows.convert_logs`` on decoded requests, records/s;
+* records to columns alone: ``rows.convert_logs`` on decoded requests (``Logs``), records/s;
 * the whole exporter: ``ClickHouseExporter.consume_logs`` (convert, raw insert, event-id
   look-up, agent-table inserts and their materialized views), records/s;
 * embedded server start time and resident memory.
@@ -36,6 +36,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector.component import Host, LogsData
+from collector.records import Logs
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse, http_query
@@ -149,8 +150,9 @@ def _tool_result(i: int, now: int) -> LogRecord:
     )
 
 
-def make_batches(records: int, batch: int, first: int = 0) -> list[LogsData]:
-    """Requests of ``batch`` records, alternating api_request and tool_result events."""
+def make_batches(records: int, batch: int, first: int = 0) -> list[Logs]:
+    """Requests of ``batch`` records, alternating api_request and tool_result events, decoded
+    into the record model as the exporter receives them."""
     now = time.time_ns() - 3600 * 10**9
     resource = Resource(
         attributes=[
@@ -168,15 +170,14 @@ def make_batches(records: int, batch: int, first: int = 0) -> list[LogsData]:
             (_api_request if i % 2 == 0 else _tool_result)(i, now)
             for i in range(start, min(start + batch, first + records))
         ]
-        out.append(
-            LogsData(
-                resource_logs=[
-                    ResourceLogs(
-                        resource=resource, scope_logs=[ScopeLogs(scope=scope, log_records=logs)]
-                    )
-                ]
-            )
+        request = LogsData(
+            resource_logs=[
+                ResourceLogs(
+                    resource=resource, scope_logs=[ScopeLogs(scope=scope, log_records=logs)]
+                )
+            ]
         )
+        out.append(Logs.from_proto(request))
     return out
 
 
@@ -210,7 +211,7 @@ def main() -> None:
             batches = make_batches(args.records, args.batch)
             warm = make_batches(args.batch, args.batch, first=10**9)
 
-            # 1. OTLP to columns alone.
+            # 1. Records to columns alone.
             began = time.perf_counter()
             converted = [rows.convert_logs(b) for b in batches]
             convert_s = time.perf_counter() - began
@@ -256,7 +257,7 @@ def main() -> None:
             server.stop()
 
     n = args.records
-    attrs = len(batches[0].resource_logs[0].scope_logs[0].log_records[0].attributes)
+    attrs = len(batches[0].records[0].attributes)
     lines = [
         "# ClickHouse insert benchmark",
         "",
@@ -273,7 +274,7 @@ def main() -> None:
         "|---|---:|---:|",
         f"| clickhouse-connect insert alone (`otel_logs` columns ready) | {n / insert_s:,.0f} | "
         f"{insert_s:.2f} |",
-        f"| OTLP request to columns alone (`rows.convert_logs`) | {n / convert_s:,.0f} | "
+        f"| records to columns alone (`rows.convert_logs`) | {n / convert_s:,.0f} | "
         f"{convert_s:.2f} |",
         f"| whole exporter (`consume_logs`: convert, raw insert, event-id check, agent tables, "
         f"views) | {n / exporter_s:,.0f} | {exporter_s:.2f} |",

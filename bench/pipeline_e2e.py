@@ -60,6 +60,7 @@ from collector.component import (  # noqa: E402
 )
 from collector.otlp_json import decode  # noqa: E402
 from collector.queue import WalQueue  # noqa: E402
+from collector.records import Logs  # noqa: E402
 from exporters.clickhouse import rows, schema  # noqa: E402
 from exporters.clickhouse.config import ClickHouseExporterConfig  # noqa: E402
 from exporters.clickhouse.embedded import EmbeddedClickHouse, free_port, http_query  # noqa: E402
@@ -299,9 +300,10 @@ def measure_stages(
         queue.close()
         with stopwatch(results, "merge into exporter batches (`MergeFrom`)"):
             batches = merge(final, EXPORT_BATCH)
+        records = [Logs.from_proto(data) for data in batches]  # what the exporter receives
         with stopwatch(results, "exporter row conversion alone (`rows.convert_logs`)"):
-            for data in batches:
-                rows.convert_logs(data)
+            for logs in records:
+                rows.convert_logs(logs)
         exporter = ClickHouseExporter(
             "clickhouse/stage",
             ClickHouseExporterConfig(endpoint=server.url, database=f"bench_stage_{run}"),
@@ -309,8 +311,8 @@ def measure_stages(
         exporter.start(Host(tmp))
         try:
             with stopwatch(results, "whole exporter in-process (convert + all inserts)"):
-                for i, data in enumerate(batches):
-                    exporter.consume_logs(data, f"stage-{run}-{i}")
+                for i, logs in enumerate(records):
+                    exporter.consume_logs(logs, f"stage-{run}-{i}")
         finally:
             exporter.shutdown()
     return [StageResult(name, seconds, n) for name, seconds in results.items()]
@@ -333,7 +335,7 @@ def insert_baseline(
     settings = cfg.schema_settings()
     schema.migrate(client, settings)
     insert_settings = schema.insert_settings(settings)
-    columns = [rows.convert_logs(b).raw[0] for b in merge(final, EXPORT_BATCH)]
+    columns = [rows.convert_logs(Logs.from_proto(b)).raw[0] for b in merge(final, EXPORT_BATCH)]
     columns *= max(1, -(-min_rows // sum(len(c) for c in columns)))
     n = sum(len(c) for c in columns)
     seconds, server_cpu = [], []
@@ -575,7 +577,7 @@ def profile_chain(stages: list[list[bytes]], processors: list[Processor], top: i
     merged = LogsData()
     for d in processed:
         merged.MergeFrom(d)
-    rows.convert_logs(merged)
+    rows.convert_logs(Logs.from_proto(merged))
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
