@@ -525,19 +525,18 @@ def convert_logs(data: Logs) -> Batch:
     for record in data.records:
         if record.resource is not resource:
             resource = record.resource
-            shared = resources.get(id(resource)) or resources.setdefault(
-                id(resource), _ResourceValues.of(resource)
-            )
+            known = resources.get(id(resource))
+            if known is None:
+                known = resources[id(resource)] = _ResourceValues.of(resource)
+            shared = known
         if record.scope is not scope:
             scope = record.scope
-            scope_text = scopes.get(id(scope)) or scopes.setdefault(
-                id(scope), attributes_text(scope.attributes)
-            )
+            known_text = scopes.get(id(scope))
+            if known_text is None:
+                known_text = scopes[id(scope)] = attributes_text(scope.attributes)
+            scope_text = known_text
         attrs = record.attributes
-        text = {
-            key: value if value.__class__ is str else value_text(value)
-            for key, value in attrs.items()
-        }
+        text = attributes_text(attrs)
         timestamp = record.time_unix_nano or record.observed_time_unix_nano
         if timestamp > MAX_TIME_NS:
             observed = record.observed_time_unix_nano
@@ -614,14 +613,12 @@ def convert_traces(data: Traces) -> Batch:
     for span in data.spans:
         if span.resource is not resource:
             resource = span.resource
-            shared = resources.get(id(resource)) or resources.setdefault(
-                id(resource), _ResourceValues.of(resource)
-            )
+            known = resources.get(id(resource))
+            if known is None:
+                known = resources[id(resource)] = _ResourceValues.of(resource)
+            shared = known
         attrs = span.attributes
-        text = {
-            key: value if value.__class__ is str else value_text(value)
-            for key, value in attrs.items()
-        }
+        text = attributes_text(attrs)
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
         trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
         stored_start = start if start <= MAX_TIME_NS else now
