@@ -441,7 +441,8 @@ def test_what_odd_values_become_is_stored_by_a_real_clickhouse(
         table = RAW_TABLES.get(sig)
         labels = {"exporter": "clickhouse/odd", "table": table or ""}
         before = telemetry.value("agentwatch_clickhouse_inserted_rows_total", **labels)
-        clickhouse_exporter.export(sig, out, f"odd-{uuid.uuid4().hex}")  # raises on any failure
+        # records, as the pipeline hands them to it; raises on any failure
+        clickhouse_exporter.export(sig, decode(out), f"odd-{uuid.uuid4().hex}")
         if table:  # (the server's TTL may then drop rows of old samples at once)
             after = telemetry.value("agentwatch_clickhouse_inserted_rows_total", **labels)
             assert after - before == count_items(out), name
