@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=10_000)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="agentwatch-bench-") as tmp:
         server = EmbeddedClickHouse(Path(tmp) / "clickhouse")
@@ -313,7 +314,9 @@ def main() -> None:
         f" --records {n} --batch {args.batch}`.",
         "",
         f"- Machine: {os.cpu_count()} vCPU ({platform.machine()}), Python "
-        f"{platform.python_version()}, ClickHouse {version} embedded (chdb-core), loopback HTTP.",
+        f"{platform.python_version()}, ClickHouse {version} embedded (chdb-core), loopback HTTP; "
+        f"load average {load:.1f} at the start (shared machine: CPU µs/record are this "
+        "process's own CPU time, steadier than wall time under load).",
         f"- Records: Claude Code `api_request`/`tool_result` log events after normalisation, "
         f"{attrs} attributes each (vendor keys + `agentwatch.*`), {args.batch} per request.",
         f"- Stored: {stored} rows in `otel_logs` and {agent} agent-table rows by the exporter run.",
