@@ -24,13 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as LogRecordProto
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from collector import agent_model as am
 from collector.component import MetricsData
-from collector.otlp_values import decode_attributes, encode_attributes, encode_value
+from collector.otlp_values import decode_attributes
 from collector.records import LogRecord, Logs, Resource, Scope, Span, Traces
 from exporters.clickhouse import schema
 
@@ -412,65 +411,13 @@ def _digest(message: Any) -> str:
 
 
 def _log_digest(record: LogRecord) -> Callable[[], str]:
-    def digest() -> str:
-        message = LogRecordProto(
-            time_unix_nano=record.time_unix_nano,
-            observed_time_unix_nano=record.observed_time_unix_nano,
-            severity_number=record.severity_number,  # type: ignore[arg-type]
-            severity_text=record.severity_text,
-            dropped_attributes_count=record.dropped_attributes_count,
-            flags=record.flags,
-            trace_id=record.trace_id,
-            span_id=record.span_id,
-            event_name=record.event_name,
-        )
-        if record.body is not None:
-            encode_value(record.body, message.body)
-        encode_attributes(record.attributes, message.attributes)
-        return _digest(message)
-
-    return digest
+    """The digest of ``record`` as OTLP, encoded only when asked (records rarely lack ids)."""
+    return lambda: _digest(Logs([record]).to_proto().resource_logs[0].scope_logs[0].log_records[0])
 
 
 def _span_digest(span: Span) -> Callable[[], str]:
-    def digest() -> str:
-        message = SpanProto(
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            trace_state=span.trace_state,
-            parent_span_id=span.parent_span_id,
-            flags=span.flags,
-            name=span.name,
-            kind=span.kind,  # type: ignore[arg-type]
-            start_time_unix_nano=span.start_time_unix_nano,
-            end_time_unix_nano=span.end_time_unix_nano,
-            dropped_attributes_count=span.dropped_attributes_count,
-            dropped_events_count=span.dropped_events_count,
-            dropped_links_count=span.dropped_links_count,
-        )
-        encode_attributes(span.attributes, message.attributes)
-        for event in span.events:
-            out_event = message.events.add(
-                time_unix_nano=event.time_unix_nano,
-                name=event.name,
-                dropped_attributes_count=event.dropped_attributes_count,
-            )
-            encode_attributes(event.attributes, out_event.attributes)
-        for link in span.links:
-            out_link = message.links.add(
-                trace_id=link.trace_id,
-                span_id=link.span_id,
-                trace_state=link.trace_state,
-                dropped_attributes_count=link.dropped_attributes_count,
-                flags=link.flags,
-            )
-            encode_attributes(link.attributes, out_link.attributes)
-        message.status.SetInParent()  # as OTLP SDKs send it, and Traces.to_proto
-        message.status.code = span.status_code  # type: ignore[assignment]
-        message.status.message = span.status_message
-        return _digest(message)
-
-    return digest
+    """The digest of ``span`` as OTLP, encoded only when asked."""
+    return lambda: _digest(Traces([span]).to_proto().resource_spans[0].scope_spans[0].spans[0])
 
 
 @dataclass
