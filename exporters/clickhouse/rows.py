@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
@@ -437,6 +437,22 @@ class _ResourceValues:
         return cls(text, agent, text.get(SERVICE_NAME, ""))
 
 
+Shared = TypeVar("Shared")
+
+
+def _once(cache: dict[int, Shared], shared: Any, compute: Callable[[Any], Shared]) -> Shared:
+    """``compute(shared)`` once per resource or scope object of a batch (the objects live as
+    long as the batch, so their ids are stable keys)."""
+    value = cache.get(id(shared))
+    if value is None:
+        value = cache[id(shared)] = compute(shared)
+    return value
+
+
+def _scope_text(scope: Scope) -> dict[str, str]:
+    return attributes_text(scope.attributes)
+
+
 # --- logs -----------------------------------------------------------------------------------
 
 
@@ -472,16 +488,10 @@ def convert_logs(data: Logs) -> Batch:
     for record in data.records:
         if record.resource is not resource:
             resource = record.resource
-            known = resources.get(id(resource))
-            if known is None:
-                known = resources[id(resource)] = _ResourceValues.of(resource)
-            shared = known
+            shared = _once(resources, resource, _ResourceValues.of)
         if record.scope is not scope:
             scope = record.scope
-            known_text = scopes.get(id(scope))
-            if known_text is None:
-                known_text = scopes[id(scope)] = attributes_text(scope.attributes)
-            scope_text = known_text
+            scope_text = _once(scopes, scope, _scope_text)
         attrs = record.attributes
         text = attributes_text(attrs)
         timestamp = record.time_unix_nano or record.observed_time_unix_nano
@@ -560,10 +570,7 @@ def convert_traces(data: Traces) -> Batch:
     for span in data.spans:
         if span.resource is not resource:
             resource = span.resource
-            known = resources.get(id(resource))
-            if known is None:
-                known = resources[id(resource)] = _ResourceValues.of(resource)
-            shared = known
+            shared = _once(resources, resource, _ResourceValues.of)
         attrs = span.attributes
         text = attributes_text(attrs)
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
