@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -39,15 +39,13 @@ from collector.component import (
     PermanentExportError,
     Signal,
 )
-from collector.isolation import describe, partition
+from collector.isolation import Convertible, describe, partition
 from collector.records import Logs, Traces
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import PID_FILE, EmbeddedClickHouse, ping
 
 log = logging.getLogger(__name__)
-
-Convertible = TypeVar("Convertible", Logs, Traces, MetricsData)
 
 DUPLICATE_EVENTS = telemetry.counter(
     "agentwatch_clickhouse_duplicate_agent_events",
@@ -315,7 +313,7 @@ class ClickHouseExporter(Exporter):
         try:
             batch = convert(data)
         except Exception as exc:
-            good, errors = _partition(data, convert)
+            good, errors = partition(data, convert)
             if not errors:
                 raise classify(exc, "convert") from exc
             telemetry.EXPORTER_DROPPED.labels(self.name, signal.value, "conversion_error").inc(
@@ -399,21 +397,3 @@ class ClickHouseExporter(Exporter):
         except Exception as exc:
             raise classify(exc, f"insert into {table_rows.table}") from exc
         ROWS_INSERTED.labels(self.name, table_rows.table).inc(len(table_rows))
-
-
-def _partition(
-    data: Convertible, convert: Callable[[Convertible], object]
-) -> tuple[Convertible, list[BaseException]]:
-    """``data`` without the records (or metric points) ``convert`` raises on, and the errors."""
-    if isinstance(data, MetricsData):
-        return partition(data, convert)
-    good: list[Any] = []
-    errors: list[BaseException] = []
-    for one in data.singles():
-        try:
-            convert(one)
-        except Exception as exc:
-            errors.append(exc)
-            continue
-        good.append(one)
-    return type(data).concat(good), errors
