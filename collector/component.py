@@ -105,6 +105,18 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """A listening endpoint: ``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) to
+    (host, port); every server of the collector (receivers, scrape endpoint, console) reads its
+    ``endpoint`` with this one function."""
+    host, sep, port_text = endpoint.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{endpoint!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port_text)
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 

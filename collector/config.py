@@ -339,14 +339,10 @@ def parse(raw: Any, *, source: str, env: dict[str, str], base_dir: str) -> Confi
         raise ConfigError(errors)
     assert service is not None
     enabled = {name: extensions[name] for name in service.extensions if name in extensions}
-    return Config(
-        receivers, processors, exporters, pipelines, service, source, warnings, enabled
-    )
+    return Config(receivers, processors, exporters, pipelines, service, source, warnings, enabled)
 
 
-def _check_service_extensions(
-    service: ServiceConfig, raw: Any, warnings: list[str]
-) -> list[str]:
+def _check_service_extensions(service: ServiceConfig, raw: Any, warnings: list[str]) -> list[str]:
     """``service.extensions`` may only name defined extensions, each once; a defined but
     unlisted extension does not run, which is worth a warning (as with otelcol)."""
     declared = set(raw) if isinstance(raw, dict) else set()

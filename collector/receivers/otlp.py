@@ -46,6 +46,7 @@ from collector.component import (
     Signal,
     Telemetry,
     count_items,
+    parse_endpoint,
 )
 
 if TYPE_CHECKING:
@@ -56,19 +57,6 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------------------------
-
-
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) -> (host, port)."""
-    host, sep, port_text = endpoint.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"expected host:port, got {endpoint!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", port
 
 
 class BearerAuthConfig(ComponentConfig):

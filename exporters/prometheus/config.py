@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from collector.component import ConfigContext, Duration, ExporterConfig
+from collector.component import ConfigContext, Duration, ExporterConfig, parse_endpoint
 
 DEFAULT_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 """Model API calls take from a fraction of a second (cache hits) to minutes (long outputs)."""
@@ -80,12 +80,3 @@ class PrometheusConfig(ExporterConfig):
         if self.user_label == "hashed" and self.user_hash_key == "":
             errors.append(f"{path}.user_hash_key: is empty; unset it to use a generated key")
         return errors
-
-
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` or ``[v6]:port`` to (host, port)."""
-    host, sep, port_text = endpoint.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{endpoint!r} is not host:port")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)

@@ -18,9 +18,9 @@ from typing import ClassVar
 from prometheus_client import CollectorRegistry
 
 from collector import telemetry
-from collector.component import Exporter, Host, MetricsData
+from collector.component import Exporter, Host, MetricsData, parse_endpoint
 from collector.records import Logs, Traces
-from exporters.prometheus.config import PrometheusConfig, parse_endpoint
+from exporters.prometheus.config import PrometheusConfig
 from exporters.prometheus.derived import DerivedMetrics
 from exporters.prometheus.server import Forward, ScrapeServer
 

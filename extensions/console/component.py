@@ -9,10 +9,9 @@ import time
 
 import uvicorn
 
-from collector.component import Extension, Host
+from collector.component import Extension, Host, parse_endpoint
 from collector.config import resolve_path
 from exporters.clickhouse.exporter import ClickHouseExporter
-from exporters.prometheus.config import parse_endpoint
 from extensions.console.app import Console
 from extensions.console.config import ConsoleConfig, is_loopback
 from extensions.console.internal.queries import ClientPool, Store
