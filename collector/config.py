@@ -178,20 +178,20 @@ def _parse_components(
             errors.append(f"{path}: expected a mapping of settings")
             continue
         try:
-            cfg = fac.config_class.model_validate(body)
+            config = fac.config_class.model_validate(body)
         except ValidationError as exc:
             errors.extend(_format_pydantic(path, exc))
             continue
-        errors.extend(_check_tree(cfg, path, ctx))
-        specs[key] = ComponentSpec(key, fac, cfg)
+        errors.extend(_check_tree(config, path, ctx))
+        specs[key] = ComponentSpec(key, fac, config)
     return specs
 
 
-def _check_tree(cfg: ComponentConfig, path: str, ctx: ConfigContext) -> list[str]:
+def _check_tree(config: ComponentConfig, path: str, ctx: ConfigContext) -> list[str]:
     """Run ``check`` on a config and every nested config section, each with its own path."""
-    errors = list(cfg.check(path, ctx))
-    for name in type(cfg).model_fields:
-        value = getattr(cfg, name)
+    errors = list(config.check(path, ctx))
+    for name in type(config).model_fields:
+        value = getattr(config, name)
         children: list[tuple[str, Any]] = []
         if isinstance(value, ComponentConfig):
             children = [(f"{path}.{name}", value)]

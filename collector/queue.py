@@ -101,7 +101,7 @@ class ExporterQueue:
         Returns None when stopped and empty. The batch stays counted in the queue until
         ``done`` is called, so the queue never looks emptier than what is undelivered.
         """
-        cfg = self.config
+        config = self.config
         with self._cond:
             if self._in_flight is not None:
                 return self._in_flight
@@ -110,8 +110,8 @@ class ExporterQueue:
                     return None
                 self._cond.wait(0.1)
                 self._idle()
-            deadline = time.monotonic() + cfg.batch_timeout
-            while self._items < cfg.batch_max_items and not stop.is_set():
+            deadline = time.monotonic() + config.batch_timeout
+            while self._items < config.batch_max_items and not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -123,7 +123,7 @@ class ExporterQueue:
             for e in self._entries:
                 if e.signal is not head.signal:
                     break
-                if chosen and (n + e.items > cfg.batch_max_items) and limit is None:
+                if chosen and (n + e.items > config.batch_max_items) and limit is None:
                     break
                 chosen.append(e)
                 n += e.items

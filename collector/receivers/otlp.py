@@ -344,9 +344,10 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 class OtlpReceiver(Receiver):
     """Starts the enabled transports; ``grpc_port``/``http_port`` are the bound ports."""
 
+    config: OtlpReceiverConfig
+
     def __init__(self, name: str, config: OtlpReceiverConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self._grpc: OtlpGrpcServer | None = None
@@ -354,7 +355,7 @@ class OtlpReceiver(Receiver):
         self._lock = threading.Lock()
 
     def start(self, host: Host) -> None:
-        protocols = self.cfg.protocols
+        protocols = self.config.protocols
         try:
             if protocols.grpc is not None:
                 from collector.receivers.otlp_grpc import OtlpGrpcServer
@@ -387,5 +388,5 @@ FACTORY = Factory(
     type_name="otlp",
     kind="receiver",
     config_class=OtlpReceiverConfig,
-    create=lambda name, cfg: OtlpReceiver(name, cfg),
+    create=lambda name, config: OtlpReceiver(name, config),
 )

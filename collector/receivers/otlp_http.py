@@ -293,8 +293,10 @@ class _Server(ThreadingHTTPServer):
                     conn = otlp.tls.wrap_socket(request, server_side=True)
                 except (ssl.SSLError, OSError) as exc:
                     refuse_request(otlp.receiver.name, "http", "tls_handshake")
-                    log.debug("TLS handshake failed", extra={"peer": str(client_address),
-                                                             "error": str(exc)})
+                    log.debug(
+                        "TLS handshake failed",
+                        extra={"peer": str(client_address), "error": str(exc)},
+                    )
                     return
             otlp.track(request, conn)
             _Handler(conn, client_address, self)
@@ -480,27 +482,39 @@ class OtlpHttpServer:
         answer_type = content_type or JSON
         if method != "POST":
             self._refuse(
-                handler, 405, "method_not_allowed", f"{method} is not allowed on {path}; use POST",
-                answer_type, {"Allow": "POST"},
+                handler,
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed on {path}; use POST",
+                answer_type,
+                {"Allow": "POST"},
             )
             return
         if self.tokens is not None and not self.tokens.allows(handler.headers.get("Authorization")):
             self._refuse(
-                handler, 401, "unauthenticated", "missing or invalid bearer token", answer_type,
+                handler,
+                401,
+                "unauthenticated",
+                "missing or invalid bearer token",
+                answer_type,
                 {"WWW-Authenticate": 'Bearer realm="agentwatch"'},
             )
             return
         consumer = self.receiver.consumers.get(signal)
         if consumer is None:
             self._refuse(
-                handler, 404, "no_pipeline",
+                handler,
+                404,
+                "no_pipeline",
                 f"no {signal.value} pipeline takes data from receiver {self.receiver.name}",
                 answer_type,
             )
             return
         if content_type is None:
             self._refuse(
-                handler, 415, "unsupported_media_type",
+                handler,
+                415,
+                "unsupported_media_type",
                 f"unsupported Content-Type {handler.headers.get('Content-Type')!r};"
                 f" use {PROTOBUF} or {JSON}",
                 JSON,
@@ -510,7 +524,9 @@ class OtlpHttpServer:
         decoder = DECODERS.get(encoding)
         if decoder is None:
             self._refuse(
-                handler, 415, "unsupported_encoding",
+                handler,
+                415,
+                "unsupported_encoding",
                 f"unsupported Content-Encoding {encoding[:40]!r}; use gzip, deflate or zstd",
                 content_type,
             )
@@ -563,17 +579,13 @@ class OtlpHttpServer:
             retry_after = max(0.0, refused.retry_after)
             handler.reply(
                 429,
-                status_body(
-                    code_pb2.RESOURCE_EXHAUSTED, refused.reason, content_type, retry_after
-                ),
+                status_body(code_pb2.RESOURCE_EXHAUSTED, refused.reason, content_type, retry_after),
                 content_type,
                 {"Retry-After": str(math.ceil(retry_after))},
             )
             return
         except Exception:
-            log.exception(
-                "pipeline failed on a request", extra={"component": self.receiver.name}
-            )
+            log.exception("pipeline failed on a request", extra={"component": self.receiver.name})
             handler.reply(
                 500,
                 status_body(code_pb2.INTERNAL, "the pipeline failed on this request", content_type),
@@ -626,5 +638,3 @@ _GRPC_CODES: dict[int, int] = {
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: code_pb2.INVALID_ARGUMENT,
     HTTPStatus.NOT_IMPLEMENTED: code_pb2.UNIMPLEMENTED,
 }
-
-

@@ -201,6 +201,7 @@ def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]
 
 class ClickHouseExporter(Exporter):
     takes_records: ClassVar[bool] = True
+    config: ClickHouseExporterConfig
 
     def __init__(self, name: str, config: ClickHouseExporterConfig) -> None:
         super().__init__(name, config)
