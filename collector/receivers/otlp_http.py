@@ -109,14 +109,18 @@ class _Identity:
     """No Content-Encoding: the pieces as they came (the wire limit is the body limit)."""
 
     def __init__(self, limit: int) -> None:
-        self._pieces: list[bytes] = []
+        self._body: bytes | bytearray = b""
 
     def feed(self, data: bytes) -> None:
-        self._pieces.append(data)
+        if not self._body:
+            self._body = data  # a body that arrives in one piece is not copied
+            return
+        if isinstance(self._body, bytes):
+            self._body = bytearray(self._body)
+        self._body += data  # grown in place: a large body is held about once, not twice
 
-    def finish(self) -> bytes:
-        pieces = self._pieces
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    def finish(self) -> bytes | bytearray:
+        return self._body
 
 
 class _Inflater:
@@ -414,8 +418,8 @@ class OtlpHttpServer:
         server.config.ssl = self.tls  # the receiver's own context (client certificates too)
         self._server = server
         self._thread = threading.Thread(
-            target=server.run,
-            kwargs={"sockets": [sock]},
+            target=asyncio.run,
+            args=(self._serve(server, sock),),
             name=f"otlp-http:{self.port}",
             daemon=True,
         )
@@ -450,6 +454,14 @@ class OtlpHttpServer:
         if self._thread is not None:
             self._thread.join(timeout=grace + 5.0)
         self._pipeline.stop()
+
+    @staticmethod
+    async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+        """uvicorn's serve (no signal handlers off the main thread), then the connections
+        still open past the grace are closed rather than left to the garbage collector."""
+        await server.serve(sockets=[sock])
+        for connection in list(server.server_state.connections):
+            connection.transport.abort()
 
     # ---- requests (on the loop)
 
