@@ -409,6 +409,7 @@ class OtlpHttpServer:
                 log_config=None,
                 log_level="warning",
                 access_log=False,
+                proxy_headers=False,  # no X-Forwarded-* rewriting: one ASGI layer less
                 server_header=False,
                 headers=[("server", "agentwatch")],
                 timeout_keep_alive=int(IDLE_TIMEOUT_SECONDS),
