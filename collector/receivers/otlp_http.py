@@ -610,6 +610,15 @@ class OtlpHttpServer:
     def _decode_and_consume(
         self, signal: Signal, content_type: str, body: bytes | bytearray, consumer: Consumer
     ) -> Answer:
+        decoded = self._decode(signal, content_type, body)
+        if isinstance(decoded, Answer):
+            return decoded
+        return self._consume(signal, content_type, decoded, consumer)
+
+    def _decode(
+        self, signal: Signal, content_type: str, body: bytes | bytearray
+    ) -> Telemetry | Answer:
+        """The export request, or the answer when it is undecodable or has no items."""
         try:
             request: Telemetry
             if content_type == JSON:
@@ -620,6 +629,11 @@ class OtlpHttpServer:
             return self._refuse(400, "bad_payload", str(exc), content_type)
         if not has_items(request):  # nothing to hand on: answer success, as otelcol does
             return self._answer(export_response(signal, ConsumeResult()), content_type)
+        return request
+
+    def _consume(
+        self, signal: Signal, content_type: str, request: Telemetry, consumer: Consumer
+    ) -> Answer:
         try:
             result = consumer.consume(signal, request)
         except Refused as refused:
