@@ -38,6 +38,7 @@ from collector.component import (
     TracesData,
 )
 from collector.config import ConfigError, parse
+from collector.receivers import otlp_http
 from collector.receivers.otlp import FACTORY, OtlpReceiver, OtlpReceiverConfig
 from tests.otlp_factory import logs
 
@@ -613,6 +614,59 @@ def test_health_and_readiness(port: int, readiness: dict[str, bool]) -> None:
     assert post(port, "/ready", b"", method="GET")[0] == 200
 
 
+def test_a_blocked_pipeline_holds_up_neither_health_nor_other_requests(
+    port: int, consumer: RecordingConsumer
+) -> None:
+    consumer.gate.clear()
+    result: dict[str, Any] = {}
+    sender = threading.Thread(
+        target=lambda: result.update(
+            answer=post(port, "/v1/logs", json_log("blocked"), {"Content-Type": JSON})
+        )
+    )
+    sender.start()
+    try:
+        assert consumer.entered.wait(10)
+        assert post(port, "/health", b"", method="GET")[0] == 200
+        # decoded and refused on another pipeline thread while the first one waits
+        assert post(port, "/v1/logs", b"{", {"Content-Type": JSON})[0] == 400
+    finally:
+        consumer.gate.set()
+        sender.join(10)
+    assert result["answer"][0] == 200
+    assert len(consumer.of(Signal.LOGS)) == 1
+
+
+def test_connections_past_the_limit_are_answered_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp_http, "MAX_CONNECTIONS", 2)
+    full_consumer = RecordingConsumer()
+    rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, full_consumer, name="otlp/full")
+    try:
+        assert rx.http_port
+        port = rx.http_port
+        held = []
+        for _ in range(2):  # two keep-alive connections, each known to the server
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock.makefile("rb"))[0] == 200
+            held.append(sock)
+        status, headers, _ = post(port, "/health", b"", method="GET")
+        assert status == 503 and headers["retry-after"] == "1"
+        assert telemetry.value(
+            "agentwatch_receiver_refused_requests_total", receiver="otlp/full",
+            transport="http", reason="too_many_connections",
+        ) == 1
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while post(port, "/health", b"", method="GET")[0] != 200:  # once the server saw them go
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert_still_serving(port, full_consumer)
+    finally:
+        rx.shutdown()
+
+
 # --------------------------------------------------------------------------------------------
 # Transport: chunked bodies, keep-alive, compression
 # --------------------------------------------------------------------------------------------
@@ -928,6 +982,40 @@ def test_gzip_bomb_is_refused_with_bounded_memory() -> None:
         assert_still_serving(rx.http_port, bomb_consumer)
     finally:
         rx.shutdown()
+
+
+def test_zstd_bomb_is_refused_with_bounded_memory() -> None:
+    bomb_consumer = RecordingConsumer()
+    rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, bomb_consumer)  # 20 MiB default
+    try:
+        assert rx.http_port
+        frame = zstandard.ZstdCompressor().compress(b"\0" * (1 << 20))
+        bomb = frame * 1024  # 1 GiB of zeros in 1,024 frames of a few dozen bytes each
+        assert len(bomb) < 1024 * 1024
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        rss_before = vm_kib("VmRSS")
+        status, _, response = post(rx.http_port, "/v1/logs", bomb,
+                                   {"Content-Type": PROTOBUF, "Content-Encoding": "zstd"})
+        peak_growth_mib = (vm_kib("VmHWM") - rss_before) / 1024
+        assert status == 413, response
+        message = status_pb2.Status.FromString(response).message
+        assert message == "request body exceeds the limit of 20971520 bytes when decompressed"
+        assert peak_growth_mib < 100, f"peak RSS grew {peak_growth_mib:.0f} MiB"
+        assert_still_serving(rx.http_port, bomb_consumer)
+    finally:
+        rx.shutdown()
+
+
+def test_malformed_http_is_answered_with_a_status_and_counted(port: int) -> None:
+    before = refused_requests("bad_framing")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: abc\r\n\r\n")
+        status, headers, body = read_response(sock.makefile("rb"))
+    assert status == 400 and headers["connection"] == "close"
+    assert status_of(body, JSON).code == code_pb2.INVALID_ARGUMENT
+    assert refused_requests("bad_framing") == before + 1
 
 
 def test_malformed_http_framing_is_refused_and_server_keeps_serving(
