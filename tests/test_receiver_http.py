@@ -733,6 +733,25 @@ def test_chunked_gzip_protobuf(port: int, consumer: RecordingConsumer) -> None:
     assert data == logs(50)
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_large_uncompressed_body_arrives_intact(
+    port: int, consumer: RecordingConsumer, framing: str
+) -> None:
+    """Read in many pieces off the socket (into one buffer of its Content-Length, or grown)."""
+    request = logs(10_000)
+    body = request.SerializeToString()
+    assert 256 * 1024 < len(body) < LIMIT
+    head = (b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if framing == "chunked":
+            sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, [70_000]))
+        else:
+            sock.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status, _, response = read_response(sock.makefile("rb"))
+    assert status == 200, response
+    assert consumer.of(Signal.LOGS) == [request]
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate", "zstd", "gzip-members"])
 def test_compressed_bodies(port: int, consumer: RecordingConsumer, encoding: str) -> None:
     raw = logs(20).SerializeToString()

@@ -106,21 +106,41 @@ class BodyDecoder(Protocol):
 
 
 class _Identity:
-    """No Content-Encoding: the pieces as they came (the wire limit is the body limit)."""
+    """No Content-Encoding: the body as it came (the wire limit is the body limit). A body that
+    arrives in one piece is not copied; one in several pieces is copied once into a buffer of
+    its Content-Length (or grown in place when chunked), so it is held about once, not twice."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, length: int | None) -> None:
+        self._length = length
         self._body: bytes | bytearray = b""
+        self._filled = 0
 
     def feed(self, data: bytes) -> None:
-        if not self._body:
-            self._body = data  # a body that arrives in one piece is not copied
+        body = self._body
+        if not body:
+            self._body = data
+            self._filled = len(data)
             return
-        if isinstance(self._body, bytes):
-            self._body = bytearray(self._body)
-        self._body += data  # grown in place: a large body is held about once, not twice
+        if isinstance(body, bytes):
+            first = body
+            body = self._body = bytearray(self._length or 0)
+            self._filled = 0
+            self._put(body, first)
+        self._put(cast(bytearray, body), data)
+
+    def _put(self, body: bytearray, data: bytes) -> None:
+        end = self._filled + len(data)
+        if self._length is not None and end <= self._length:
+            body[self._filled:end] = data
+        else:
+            body += data
+        self._filled = end
 
     def finish(self) -> bytes | bytearray:
-        return self._body
+        body = self._body
+        if isinstance(body, bytearray) and self._filled < len(body):
+            del body[self._filled:]
+        return body
 
 
 class _Inflater:
@@ -227,13 +247,14 @@ class _Unzstd:
         return self._sink.body
 
 
-DECODERS: dict[str, Callable[[int], BodyDecoder]] = {
+DECODERS: dict[str, Callable[[int, int | None], BodyDecoder]] = {
     "identity": _Identity,
-    "gzip": lambda limit: _Inflater("gzip", limit),
-    "x-gzip": lambda limit: _Inflater("gzip", limit),
-    "deflate": lambda limit: _Inflater("deflate", limit),
-    "zstd": _Unzstd,
+    "gzip": lambda limit, length: _Inflater("gzip", limit),
+    "x-gzip": lambda limit, length: _Inflater("gzip", limit),
+    "deflate": lambda limit, length: _Inflater("deflate", limit),
+    "zstd": lambda limit, length: _Unzstd(limit),
 }
+"""Content-Encoding -> decoder factory, given the limit and the Content-Length if declared."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,13 +362,22 @@ class PipelineThreads:
 
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
-            loop, future, function, args = call
-            try:
-                answer = function(*args)
-            except BaseException as exc:  # handed to the awaiting request, which answers 500
-                self._settle(loop, future, None, exc)
-            else:
-                self._settle(loop, future, answer, None)
+            self._call(*call)
+            del call  # an idle thread must not keep the last request's body alive
+
+    def _call(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Answer],
+        function: Callable[..., Answer],
+        args: tuple[Any, ...],
+    ) -> None:
+        try:
+            answer = function(*args)
+        except BaseException as exc:  # handed to the awaiting request, which answers 500
+            self._settle(loop, future, None, exc)
+        else:
+            self._settle(loop, future, answer, None)
 
     @staticmethod
     def _settle(
@@ -539,7 +569,7 @@ class OtlpHttpServer:
                 content_type,
             ), has_body
         try:
-            body = await self._read_body(receive, headers, make_decoder(self.limit))
+            body = await self._read_body(receive, headers, make_decoder)
         except BodyError as exc:
             if scope["state"].get(_FRAMING_REFUSED):
                 return None
@@ -550,7 +580,10 @@ class OtlpHttpServer:
         return answer, False
 
     async def _read_body(
-        self, receive: Receive, headers: dict[bytes, bytes], decoder: BodyDecoder
+        self,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+        make_decoder: Callable[[int, int | None], BodyDecoder],
     ) -> bytes | bytearray:
         """The body, decoded as it arrives; the limit is checked on the wire and decoded."""
         transfer = headers.get(b"transfer-encoding", b"").strip().lower()
@@ -559,10 +592,12 @@ class OtlpHttpServer:
                 501, "bad_transfer_encoding",
                 f"unsupported Transfer-Encoding {transfer.decode('latin-1')!r}",
             )
-        if not transfer and int(headers.get(b"content-length", b"0") or 0) > self.limit:
+        length = None if transfer else int(headers.get(b"content-length", b"0") or 0)
+        if length is not None and length > self.limit:
             raise BodyError(
                 413, "too_large", f"request body exceeds the limit of {self.limit} bytes"
             )
+        decoder = make_decoder(self.limit, length)
         received = 0
         while True:
             try:
