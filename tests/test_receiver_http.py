@@ -1003,6 +1003,48 @@ def test_gzip_bomb_is_refused_with_bounded_memory() -> None:
         rx.shutdown()
 
 
+def test_a_client_that_stalls_mid_request_is_disconnected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(otlp_http, "IDLE_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(otlp_http, "STALL_CHECK_SECONDS", 0.1)
+    stall_consumer = RecordingConsumer()
+    rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, stall_consumer, name="otlp/stall")
+    try:
+        assert rx.http_port
+        port = rx.http_port
+        for stalled in (
+            b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{",  # a body that stops
+            b"POST /v1/logs HTTP/1.1\r\nHost",  # a head that never ends
+            b"",  # a connection that never says anything
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(stalled)
+                assert sock.recv(1) == b""  # closed by the server, not left open
+        assert telemetry.value(
+            "agentwatch_receiver_refused_requests_total", receiver="otlp/stall",
+            transport="http", reason="timeout",
+        ) == 3
+        # a pipeline slower than the timeout is the server's delay, not a stalled client
+        stall_consumer.gate.clear()
+        result: dict[str, Any] = {}
+        sender = threading.Thread(
+            target=lambda: result.update(
+                answer=post(port, "/v1/logs", json_log("slow"), {"Content-Type": JSON})
+            )
+        )
+        sender.start()
+        assert stall_consumer.entered.wait(10)
+        time.sleep(1.0)
+        stall_consumer.gate.set()
+        sender.join(10)
+        assert result["answer"][0] == 200
+        assert_still_serving(port, stall_consumer)
+    finally:
+        rx.shutdown()
+
+
 def test_zstd_bomb_is_refused_with_bounded_memory() -> None:
     bomb_consumer = RecordingConsumer()
     rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, bomb_consumer)  # 20 MiB default

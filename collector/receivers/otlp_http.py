@@ -62,7 +62,8 @@ _CONTENT_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JS
 INFLATE_STEP = 1024 * 1024
 ZSTD_WRITE_SIZE = 64 * 1024
 IDLE_TIMEOUT_SECONDS = 60.0
-"""A keep-alive connection with no request for this long is closed; also bounds each body read."""
+"""A keep-alive connection with no request for this long is closed, and so is one whose client
+sends nothing for this long in the middle of a request."""
 MAX_CONNECTIONS = 256
 """Open connections beyond this are answered 503 at once, which bounds the bodies held at once."""
 ZSTD_MAX_WINDOW = 1 << 24
@@ -286,7 +287,6 @@ _GRPC_CODES: dict[int, int] = {
     HTTPStatus.UNAUTHORIZED: code_pb2.UNAUTHENTICATED,
     HTTPStatus.NOT_FOUND: code_pb2.NOT_FOUND,
     HTTPStatus.METHOD_NOT_ALLOWED: code_pb2.UNIMPLEMENTED,
-    HTTPStatus.REQUEST_TIMEOUT: code_pb2.DEADLINE_EXCEEDED,
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: code_pb2.RESOURCE_EXHAUSTED,
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: code_pb2.INVALID_ARGUMENT,
     HTTPStatus.NOT_IMPLEMENTED: code_pb2.UNIMPLEMENTED,
@@ -295,40 +295,78 @@ _HEALTHY = b'{"status":"ok"}'
 _READY = b'{"status":"ready"}'
 _NOT_READY = b'{"status":"not ready"}'
 _CLOSE = (b"connection", b"close")
-_FRAMING_REFUSED = "agentwatch.framing_refused"
-"""Set in a request's ``scope["state"]`` when the parser refused its framing (and answered)."""
+_ANSWERED = "agentwatch.answered"
+"""Set in a request's ``scope["state"]`` when the protocol answered or closed the connection
+itself (malformed HTTP, a stalled client) and counted the refusal: the app has nothing to say."""
+STALL_CHECK_SECONDS = 5.0
 
 
-def _protocol_class(otlp: OtlpHttpServer) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with this receiver's answers to what the parser refuses and
-    to connections past ``MAX_CONNECTIONS``, counted like every other refusal."""
+class OtlpHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with this receiver's answers to what the parser refuses, to
+    connections past ``MAX_CONNECTIONS`` and to clients that stall, counted like every refusal."""
 
-    class OtlpHttpProtocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > MAX_CONNECTIONS:
-                refuse_request(otlp.receiver.name, "http", "too_many_connections")
-                transport.write(
-                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-                transport.close()
+    last_data = 0.0
 
-        def send_400_response(self, msg: str) -> None:
-            """Malformed HTTP (bad Content-Length, chunk framing or Transfer-Encoding)."""
-            if self.scope is not None:
-                self.scope["state"][_FRAMING_REFUSED] = True
-            refuse_request(otlp.receiver.name, "http", "bad_framing")
-            log.debug("malformed HTTP refused", extra={"component": otlp.receiver.name,
-                                                       "peer": str(self.client)})
-            body = status_body(code_pb2.INVALID_ARGUMENT, "malformed HTTP request", JSON)
-            self.transport.write(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    @property
+    def otlp(self) -> OtlpHttpServer:
+        return cast(OtlpHttpServer, self.config.app)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.last_data = time.monotonic()
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            refuse_request(self.otlp.receiver.name, "http", "too_many_connections")
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
-            self.transport.close()
+            transport.close()
 
-    return OtlpHttpProtocol
+    def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        """Malformed HTTP (bad Content-Length, chunk framing or Transfer-Encoding)."""
+        name = self.otlp.receiver.name
+        if self.scope is not None:
+            self.scope["state"][_ANSWERED] = True
+        refuse_request(name, "http", "bad_framing")
+        log.debug("malformed HTTP refused", extra={"component": name, "peer": str(self.client)})
+        body = status_body(code_pb2.INVALID_ARGUMENT, "malformed HTTP request", JSON)
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.close()
+
+    def stalled(self, now: float) -> bool:
+        """Nothing received for ``IDLE_TIMEOUT_SECONDS`` while the client owes bytes (a request's
+        head or body; an idle keep-alive connection is uvicorn's to time out)."""
+        if self.transport.is_closing() or self.timeout_keep_alive_task is not None:
+            return False
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.more_body:
+            return False  # the request is whole: the server owes the answer
+        return now - self.last_data > IDLE_TIMEOUT_SECONDS
+
+    def close_stalled(self) -> None:
+        if self.scope is not None:
+            self.scope["state"][_ANSWERED] = True
+        refuse_request(self.otlp.receiver.name, "http", "timeout")
+        self.transport.close()
+
+
+async def close_stalled_connections(server: uvicorn.Server) -> None:
+    """Every ``STALL_CHECK_SECONDS``, close connections whose client stopped sending mid-request,
+    so a slow or vanished client cannot hold a connection (and a partial body) forever. One
+    sweep instead of a timer per read keeps the common path free of timer bookkeeping."""
+    while True:
+        await asyncio.sleep(STALL_CHECK_SECONDS)
+        now = time.monotonic()
+        for connection in list(server.server_state.connections):
+            if isinstance(connection, OtlpHttpProtocol) and connection.stalled(now):
+                connection.close_stalled()
 
 
 class PipelineThreads:
@@ -434,7 +472,7 @@ class OtlpHttpServer:
         server = uvicorn.Server(
             uvicorn.Config(
                 self,
-                http=_protocol_class(self),
+                http=OtlpHttpProtocol,
                 lifespan="off",
                 log_config=None,
                 log_level="warning",
@@ -488,9 +526,13 @@ class OtlpHttpServer:
 
     @staticmethod
     async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
-        """uvicorn's serve (no signal handlers off the main thread), then the connections
-        still open past the grace are closed rather than left to the garbage collector."""
-        await server.serve(sockets=[sock])
+        """uvicorn's serve (no signal handlers off the main thread) beside the stall sweep, then
+        the connections still open past the grace are closed rather than left to the GC."""
+        sweeper = asyncio.create_task(close_stalled_connections(server))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sweeper.cancel()
         for connection in list(server.server_state.connections):
             connection.transport.abort()
 
@@ -571,7 +613,7 @@ class OtlpHttpServer:
         try:
             body = await self._read_body(receive, headers, make_decoder)
         except BodyError as exc:
-            if scope["state"].get(_FRAMING_REFUSED):
+            if scope["state"].get(_ANSWERED):
                 return None
             return self._refuse(exc.status, exc.reason, exc.message, content_type), True
         answer = await self._pipeline.run(
@@ -600,13 +642,7 @@ class OtlpHttpServer:
         decoder = make_decoder(self.limit, length)
         received = 0
         while True:
-            try:
-                async with asyncio.timeout(IDLE_TIMEOUT_SECONDS):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyError(
-                    408, "timeout", f"no body data for {IDLE_TIMEOUT_SECONDS:.0f} s"
-                ) from None
+            message = await receive()  # a client that stalls is closed by the stall sweep
             if message["type"] != "http.request":
                 raise BodyError(400, "truncated_body", "the connection closed inside the body")
             data: bytes = message.get("body", b"")
