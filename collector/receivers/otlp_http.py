@@ -450,7 +450,7 @@ class OtlpHttpServer:
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._pipeline = PipelineThreads(config.pipeline_concurrency, f"otlp-http:{receiver.name}")
+        self._pipeline: PipelineThreads | None = None
 
     # ---- lifecycle
 
@@ -469,6 +469,9 @@ class OtlpHttpServer:
                 f" for OTLP/HTTP: {exc}"
             ) from exc
         self.port = int(sock.getsockname()[1])
+        self._pipeline = PipelineThreads(
+            self.config.pipeline_concurrency, f"otlp-http:{self.receiver.name}"
+        )
         server = uvicorn.Server(
             uvicorn.Config(
                 self,
@@ -499,6 +502,7 @@ class OtlpHttpServer:
         if not server.started:
             server.should_exit = True
             sock.close()
+            self._pipeline.stop()
             raise RuntimeError(
                 f"receiver {self.receiver.name}: the OTLP/HTTP server did not start"
             )
@@ -522,7 +526,8 @@ class OtlpHttpServer:
         server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=grace + 5.0)
-        self._pipeline.stop()
+        if self._pipeline is not None:
+            self._pipeline.stop()
 
     @staticmethod
     async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
@@ -616,6 +621,7 @@ class OtlpHttpServer:
             if scope["state"].get(_ANSWERED):
                 return None
             return self._refuse(exc.status, exc.reason, exc.message, content_type), True
+        assert self._pipeline is not None  # requests arrive only once start() made it
         answer = await self._pipeline.run(
             self._decode_and_consume, signal, content_type, body, consumer
         )
