@@ -86,10 +86,10 @@ def cmd_pricing_import(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from processors import detections
+    from processors.detections.rules_test import test_rules
 
     try:
-        report = detections.test_rules(args.rules_file, args.events_file)
+        report = test_rules(args.rules_file, args.events_file)
     except (OSError, ValueError) as exc:
         print(f"agentwatch: {exc}", file=sys.stderr)
         return 2
