@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def main() -> None:
     text = "\n".join([
         "# OTLP/HTTP receiver: ack latency and memory",
         "",
-        f"Command: `.venv/bin/python bench/http_ack.py {' '.join(sys.argv[1:])}`",
+        f"Command: `.venv/bin/python bench/http_ack.py {shlex.join(sys.argv[1:])}`",
         "",
         f"{args.rate:.0f} requests/s of 50 Claude Code records (protobuf, ~"
         f"{statistics.median(len(b) for b in bodies) / 1024:.0f} KiB) over {args.clients} "
