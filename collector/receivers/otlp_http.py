@@ -548,7 +548,7 @@ class OtlpHttpServer:
             return
         routed = await self._route(scope, receive)
         if routed is None:
-            return  # the protocol refused the framing, answered and closed the connection
+            return  # the protocol answered (malformed HTTP) or closed (a stalled client) itself
         answer, close = routed
         headers = [
             (b"content-type", answer.content_type.encode()),
