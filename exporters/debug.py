@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from pydantic import Field
 
@@ -20,13 +20,12 @@ from collector.component import (
     ExporterConfig,
     Factory,
     Host,
-    LogsData,
     MetricsData,
     Signal,
     Telemetry,
-    TracesData,
 )
 from collector.config import resolve_path
+from collector.records import Logs, Traces
 
 
 class DebugConfig(ExporterConfig):
@@ -41,6 +40,10 @@ class DebugConfig(ExporterConfig):
 
 
 class DebugExporter(Exporter):
+    """Takes records and writes them as OTLP JSON, encoded once per batch."""
+
+    takes_records: ClassVar[bool] = True
+
     def __init__(self, name: str, config: DebugConfig) -> None:
         super().__init__(name, config)
         self.cfg = config
@@ -70,14 +73,14 @@ class DebugExporter(Exporter):
             self._out.write(line + "\n")
             self._out.flush()
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
-        self._write(Signal.LOGS, data, batch_id)
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
+        self._write(Signal.LOGS, data.to_proto(), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._write(Signal.METRICS, data, batch_id)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
-        self._write(Signal.TRACES, data, batch_id)
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
+        self._write(Signal.TRACES, data.to_proto(), batch_id)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import grpc
 import urllib3
@@ -43,14 +43,13 @@ from collector.component import (
     ExportError,
     Factory,
     Host,
-    LogsData,
     MetricsData,
     PermanentExportError,
     Signal,
     Telemetry,
-    TracesData,
 )
 from collector.config import resolve_path
+from collector.records import Logs, Traces
 
 log = logging.getLogger("agentwatch.exporter.otlp")
 
@@ -186,17 +185,21 @@ def _count_partial_success(exporter: str, signal: Signal, response: Message, rej
 
 
 class _OtlpExporter(Exporter):
+    """Takes records: what leaves as OTLP is encoded here, once per batch."""
+
+    takes_records: ClassVar[bool] = True
+
     def _send(self, signal: Signal, data: Telemetry) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
-        self._send(Signal.LOGS, data)
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
+        self._send(Signal.LOGS, data.to_proto())
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._send(Signal.METRICS, data)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
-        self._send(Signal.TRACES, data)
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
+        self._send(Signal.TRACES, data.to_proto())
 
 
 # --------------------------------------------------------------------------------------------

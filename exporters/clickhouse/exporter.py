@@ -20,9 +20,9 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -35,13 +35,12 @@ from collector.component import (
     Exporter,
     ExportError,
     Host,
-    LogsData,
     MetricsData,
     PermanentExportError,
     Signal,
-    TracesData,
 )
-from collector.isolation import describe, partition
+from collector.isolation import Convertible, describe, partition
+from collector.records import Logs, Traces
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import PID_FILE, EmbeddedClickHouse, ping
@@ -201,6 +200,8 @@ def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]
 
 
 class ClickHouseExporter(Exporter):
+    takes_records: ClassVar[bool] = True
+
     def __init__(self, name: str, config: ClickHouseExporterConfig) -> None:
         super().__init__(name, config)
         self.cfg = config
@@ -295,20 +296,22 @@ class ClickHouseExporter(Exporter):
 
     # --- export ---------------------------------------------------------------------------
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
         self._store(self._convert(rows.convert_logs, data, Signal.LOGS), batch_id)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
         self._store(self._convert(rows.convert_traces, data, Signal.TRACES), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._store(self._convert(rows.convert_metrics, data, Signal.METRICS), batch_id)
 
-    def _convert(self, convert: Any, data: Any, signal: Signal) -> rows.Batch:
+    def _convert(
+        self, convert: Callable[[Convertible], rows.Batch], data: Convertible, signal: Signal
+    ) -> rows.Batch:
         """Rows of ``data``; an item that cannot be converted is dropped and counted
         (``reason="conversion_error"``), never the batch it came in."""
         try:
-            batch: rows.Batch = convert(data)
+            batch = convert(data)
         except Exception as exc:
             good, errors = partition(data, convert)
             if not errors:

@@ -12,7 +12,7 @@ import uvicorn
 from collector.component import Extension, Host
 from collector.config import resolve_path
 from exporters.clickhouse.exporter import ClickHouseExporter
-from exporters.prometheus import parse_endpoint
+from exporters.prometheus.config import parse_endpoint
 from extensions.console.app import Console
 from extensions.console.config import ConsoleConfig, is_loopback
 from extensions.console.internal.queries import ClientPool, Store

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from collector.component import ComponentConfig, ConfigContext, Duration
 from collector.config import resolve_path
-from exporters.prometheus import parse_endpoint
+from exporters.prometheus.config import parse_endpoint
 
 
 class TrustedHeaderConfig(ComponentConfig):
