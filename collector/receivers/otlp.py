@@ -145,6 +145,13 @@ class HttpConfig(ComponentConfig):
     max_request_body_size_mib: float = Field(
         default=20, gt=0, description="Largest body accepted, measured decompressed."
     )
+    pipeline_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Requests decoded and handed to the pipeline at once, each on its own"
+        " thread; more wait their turn with their bodies read.",
+    )
     auth: BearerAuthConfig | None = None
     tls: TLSConfig | None = None
 
