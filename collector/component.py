@@ -110,11 +110,14 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     (host, port); every server of the collector (receivers, scrape endpoint, console) reads its
     ``endpoint`` with this one function."""
     host, sep, port_text = endpoint.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    if not sep or not port_text.isdigit():
         raise ValueError(f"{endpoint!r} is not host:port")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return host or "0.0.0.0", int(port_text)
+    return host or "0.0.0.0", port
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")

@@ -20,6 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from collector import agent_model as am
 from collector.config import load
 from collector.receivers.sessionfiles import importer
+from collector.records import Logs
 from exporters.clickhouse import lifecycle, schema
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
@@ -281,7 +282,7 @@ def test_delete_rebuilds_a_session_as_the_current_views_count_it(
     ]
     exporter = make_exporter(db, str(tmp_path))
     try:
-        exporter.consume_logs(logs_request(remaining), "remaining")
+        exporter.consume_logs(Logs.from_proto(logs_request(remaining)), "remaining")
         # reprice's correction of c-1: a revision the views count as a change of its cost
         db.client.command(
             f"INSERT INTO {db.name}.agent_api_calls SELECT * REPLACE "
@@ -290,7 +291,7 @@ def test_delete_rebuilds_a_session_as_the_current_views_count_it(
         )
         session = f"SELECT * FROM {db.name}.sessions WHERE session_id = 's-rebuild'"
         before = db.rows(session)
-        exporter.consume_logs(logs_request(other_day), "other-day")
+        exporter.consume_logs(Logs.from_proto(logs_request(other_day)), "other-day")
     finally:
         exporter.shutdown()
 
