@@ -93,8 +93,8 @@ def main() -> None:
         server = EmbeddedClickHouse(Path(tmp) / "ch")
         server.start()
         try:
-            cfg = ClickHouseExporterConfig.model_validate({"endpoint": server.url})
-            exporter = ClickHouseExporter("clickhouse", cfg)
+            config = ClickHouseExporterConfig.model_validate({"endpoint": server.url})
+            exporter = ClickHouseExporter("clickhouse", config)
             host = Host(str(Path(tmp) / "data"))
             exporter.start(host)
             now = time.time()

@@ -40,8 +40,8 @@ class Discard:
     def consume(self, signal, data):
         return ConsumeResult()
 
-cfg = OtlpReceiverConfig.model_validate({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})
-rx = OtlpReceiver("otlp", cfg)
+config = OtlpReceiverConfig.model_validate({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})
+rx = OtlpReceiver("otlp", config)
 rx.attach(Signal.LOGS, Discard())
 rx.start(Host("/tmp"))
 print(rx.http_port, flush=True)
@@ -90,7 +90,9 @@ def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float, clien
             if delay > 0:
                 time.sleep(delay)
             conn.request(
-                "POST", "/v1/logs", bodies[i % len(bodies)],
+                "POST",
+                "/v1/logs",
+                bodies[i % len(bodies)],
                 {"Content-Type": "application/x-protobuf"},
             )
             response = conn.getresponse()
@@ -145,7 +147,10 @@ def big_bodies(port: int, count: int) -> int:
 def measure(root: Path, args: argparse.Namespace, bodies: list[bytes]) -> dict:
     child = subprocess.Popen(
         [str(root / ".venv" / "bin" / "python"), "-c", SERVER],
-        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
@@ -165,7 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", action="append", type=Path, required=True)
     parser.add_argument(
-        "--label", action="append", default=[],
+        "--label",
+        action="append",
+        default=[],
         help="a name for each --root in the table, in the same order (default: the path)",
     )
     parser.add_argument("--rate", type=float, default=500)
@@ -178,7 +185,7 @@ def main() -> None:
 
     bodies = make_requests(50 * 200, 50)
     rows = []
-    labels = args.label + [f"`{root}`" for root in args.root[len(args.label):]]
+    labels = args.label + [f"`{root}`" for root in args.root[len(args.label) :]]
     load_before = os.getloadavg()[0]
     runs_of: dict[Path, list[dict]] = {root: [] for root in args.root}
     for _ in range(args.runs):  # interleaved, so a change in the machine's load hits all alike
@@ -195,25 +202,27 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     load = os.getloadavg()
-    text = "\n".join([
-        "# OTLP/HTTP receiver: ack latency and memory",
-        "",
-        f"Command: `.venv/bin/python bench/http_ack.py {shlex.join(sys.argv[1:])}`",
-        "",
-        f"{args.rate:.0f} requests/s of 50 Claude Code records (protobuf, ~"
-        f"{statistics.median(len(b) for b in bodies) / 1024:.0f} KiB) over {args.clients} "
-        f"keep-alive connections for {args.seconds:.0f} s, open loop, latency from each "
-        f"request's scheduled time; the receiver in a child process with a consumer that "
-        f"discards. Then {args.big} undecodable 10 MB bodies, four at a time. Medians of "
-        f"{args.runs} interleaved runs; load average {load_before:.1f} at the start and "
-        f"{load[0]:.1f} at the end on {os.cpu_count()} cores.",
-        "",
-        "| receiver | requests | p50 ms | p90 ms | p99 ms | max ms | non-200 | "
-        "CPU µs/request | RSS MiB steady | peak RSS MiB after 10 MB bodies |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# OTLP/HTTP receiver: ack latency and memory",
+            "",
+            f"Command: `.venv/bin/python bench/http_ack.py {shlex.join(sys.argv[1:])}`",
+            "",
+            f"{args.rate:.0f} requests/s of 50 Claude Code records (protobuf, ~"
+            f"{statistics.median(len(b) for b in bodies) / 1024:.0f} KiB) over {args.clients} "
+            f"keep-alive connections for {args.seconds:.0f} s, open loop, latency from each "
+            f"request's scheduled time; the receiver in a child process with a consumer that "
+            f"discards. Then {args.big} undecodable 10 MB bodies, four at a time. Medians of "
+            f"{args.runs} interleaved runs; load average {load_before:.1f} at the start and "
+            f"{load[0]:.1f} at the end on {os.cpu_count()} cores.",
+            "",
+            "| receiver | requests | p50 ms | p90 ms | p99 ms | max ms | non-200 | "
+            "CPU µs/request | RSS MiB steady | peak RSS MiB after 10 MB bodies |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
     out = ROOT / "bench" / "results" / "http-ack.md"
     out.write_text(text)
     print(f"wrote {out}")

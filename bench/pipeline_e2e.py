@@ -390,9 +390,9 @@ def insert_baseline(
 ) -> tuple[list[float], list[float], int]:
     """Baseline (b): clickhouse-connect inserting ready ``otel_logs`` columns; wall seconds and
     server CPU seconds per run, and rows per run."""
-    cfg = ClickHouseExporterConfig(endpoint=server.url, database="bench_insert")
-    client = connect(cfg, server.url)
-    settings = cfg.schema_settings()
+    config = ClickHouseExporterConfig(endpoint=server.url, database="bench_insert")
+    client = connect(config, server.url)
+    settings = config.schema_settings()
     schema.migrate(client, settings)
     insert_settings = schema.insert_settings(settings)
     columns = [rows.convert_logs(b).raw[0] for b in merge(final, EXPORT_BATCH)]

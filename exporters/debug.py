@@ -40,21 +40,22 @@ class DebugConfig(ExporterConfig):
 
 
 class DebugExporter(Exporter):
+    config: DebugConfig
+
     """Takes records and writes them as OTLP JSON, encoded once per batch."""
 
     takes_records: ClassVar[bool] = True
 
     def __init__(self, name: str, config: DebugConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self._out: TextIO | None = None
         self._lock = threading.Lock()
 
     def start(self, host: Host) -> None:
-        if self.cfg.path == "-":
+        if self.config.path == "-":
             self._out = sys.stdout
         else:
-            target = Path(self.cfg.path).expanduser()
+            target = Path(self.config.path).expanduser()
             self._out = open(target, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def _write(self, signal: Signal, data: Telemetry, batch_id: str) -> None:
@@ -93,5 +94,5 @@ FACTORY = Factory(
     type_name="debug",
     kind="exporter",
     config_class=DebugConfig,
-    create=lambda name, cfg: DebugExporter(name, cfg),
+    create=lambda name, config: DebugExporter(name, config),
 )

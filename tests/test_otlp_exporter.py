@@ -313,7 +313,7 @@ class Runner:
 
     def __init__(self, exporter: OtlpGrpcExporter | OtlpHttpExporter, tmp_path: Path) -> None:
         self.exporter = exporter
-        cfg = exporter.cfg
+        cfg = exporter.config
         self.runners = {
             sig: ExporterRunner(exporter, cfg, MemoryQueue(cfg.sending_queue), sig)
             for sig in Signal
