@@ -52,7 +52,7 @@ def _extensions() -> list[Extension]:
                 Extension(
                     "collector.wire.compiled",
                     ["collector/wire/compiled.pyx"],
-                    extra_compile_args=["-O2"],
+                    extra_compile_args=["-O3"],
                 )
             ],
             compiler_directives={"language_level": 3},
