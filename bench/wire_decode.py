@@ -9,7 +9,8 @@ On the records of bench/pipeline_e2e.py (its ``make_requests``: Claude Code ``ap
 * the compiled decoder: ``collector.wire.compiled.decode_logs(body)``.
 
 Each figure is the median of ``--runs`` runs, CPU µs per record (the thread's CPU time, not
-the wall clock: the machine is shared, and a busy neighbour would otherwise count as ours). Run by hand (not a test):
+the wall clock: the machine is shared, and a busy neighbour would otherwise count as ours).
+Run by hand (not a test):
 
     .venv/bin/python bench/wire_decode.py [--records 20000] [--batch 500] [--runs 7]
 
@@ -109,9 +110,8 @@ def main() -> None:
         runs = ", ".join(f"{v:.2f}" for v in times[name])
         lines.append(f"| {name} | {value:.2f} | {twin_us / value:.2f}x | {runs} |")
     speedup = twin_us / compiled_us
-    verdict = (
-        f"The compiled decoder is {speedup:.1f}x as fast as the twin"
-        + (" (at least 2x: worth wiring in)." if speedup >= 2 else " (less than 2x: drop it).")
+    verdict = f"The compiled decoder is {speedup:.1f}x as fast as the twin" + (
+        " (at least 2x: worth wiring in)." if speedup >= 2 else " (less than 2x: drop it)."
     )
     lines += ["", verdict, ""]
     args.output.write_text("\n".join(lines))

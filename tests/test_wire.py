@@ -40,9 +40,7 @@ from collector.wire import IMPLEMENTATIONS, Decoders, twin
 from tests.test_normalize_support import _capture_bytes
 
 CAPTURES = sorted((Path(__file__).parent / "data" / "captured").glob("*/*.json"))
-SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module", params=sorted(IMPLEMENTATIONS))
@@ -217,7 +215,10 @@ def test_protobuf_merge_rules(decoders: Decoders) -> None:
         + field(6, field(1, b"w") + field(2, kvlist) + field(2, kvlist))  # {k: v}
         + field(5, field(1, b"body"))
         + field(5, varint(2 << 3) + varint(7))  # body: oneof's last member, True
-        + varint(7 << 3) + varint(3) + varint(7 << 3) + varint(2**32 + 9)  # uint32: 9
+        + varint(7 << 3)
+        + varint(3)
+        + varint(7 << 3)
+        + varint(2**32 + 9)  # uint32: 9
     )
     resource = field(1, field(1, b"r1") + field(2, field(1, b"1")))
     resource_again = field(1, field(1, b"r2") + field(2, field(1, b"2")))
@@ -237,12 +238,19 @@ def test_protobuf_merge_rules(decoders: Decoders) -> None:
 
 def test_unknown_fields_are_skipped(decoders: Decoders) -> None:
     unknown = (
-        varint(99 << 3) + varint(1)
-        + varint(98 << 3 | 1) + b"\x00" * 8
+        varint(99 << 3)
+        + varint(1)
+        + varint(98 << 3 | 1)
+        + b"\x00" * 8
         + field(97, b"\xff\xfe")  # not UTF-8, but unknown: never read as text
-        + varint(96 << 3 | 5) + b"\x00" * 4
-        + varint(95 << 3 | 3) + varint(1 << 3) + varint(5) + varint(95 << 3 | 4)  # a group
-        + varint(1 << 3) + varint(5)  # a known field with another wire type
+        + varint(96 << 3 | 5)
+        + b"\x00" * 4
+        + varint(95 << 3 | 3)
+        + varint(1 << 3)
+        + varint(5)
+        + varint(95 << 3 | 4)  # a group
+        + varint(1 << 3)
+        + varint(5)  # a known field with another wire type
     )
     record = field(3, b"INFO") + unknown + field(6, field(1, b"k") + unknown)
     (only,) = decoders.decode_logs(logs_request(record + unknown)).records
@@ -358,9 +366,7 @@ def _scalar_values() -> st.SearchStrategy[AnyValue]:
 
 def _nested(children: st.SearchStrategy[AnyValue]) -> st.SearchStrategy[AnyValue]:
     return st.one_of(
-        st.lists(children, max_size=4).map(
-            lambda vs: AnyValue(array_value=ArrayValue(values=vs))
-        ),
+        st.lists(children, max_size=4).map(lambda vs: AnyValue(array_value=ArrayValue(values=vs))),
         st.lists(st.tuples(KEYS, children), max_size=4).map(
             lambda kvs: AnyValue(
                 kvlist_value=KeyValueList(values=[KeyValue(key=k, value=v) for k, v in kvs])
@@ -503,16 +509,38 @@ SCHEMAS: dict[str, dict[int, str]] = {
     "ResourceLogs": {1: "Resource", 2: "ScopeLogs", 3: "text"},
     "ScopeLogs": {1: "Scope", 2: "LogRecord", 3: "text"},
     "LogRecord": {
-        1: "fixed64", 2: "varint", 3: "text", 5: "AnyValue", 6: "KeyValue", 7: "varint",
-        8: "fixed32", 9: "bytes", 10: "bytes", 11: "fixed64", 12: "text",
+        1: "fixed64",
+        2: "varint",
+        3: "text",
+        5: "AnyValue",
+        6: "KeyValue",
+        7: "varint",
+        8: "fixed32",
+        9: "bytes",
+        10: "bytes",
+        11: "fixed64",
+        12: "text",
     },
     "TracesRequest": {1: "ResourceSpans"},
     "ResourceSpans": {1: "Resource", 2: "ScopeSpans", 3: "text"},
     "ScopeSpans": {1: "Scope", 2: "Span", 3: "text"},
     "Span": {
-        1: "bytes", 2: "bytes", 3: "text", 4: "bytes", 5: "text", 6: "varint", 7: "fixed64",
-        8: "fixed64", 9: "KeyValue", 10: "varint", 11: "Event", 12: "varint", 13: "Link",
-        14: "varint", 15: "Status", 16: "fixed32",
+        1: "bytes",
+        2: "bytes",
+        3: "text",
+        4: "bytes",
+        5: "text",
+        6: "varint",
+        7: "fixed64",
+        8: "fixed64",
+        9: "KeyValue",
+        10: "varint",
+        11: "Event",
+        12: "varint",
+        13: "Link",
+        14: "varint",
+        15: "Status",
+        16: "fixed32",
     },
     "Event": {1: "fixed64", 2: "text", 3: "KeyValue", 4: "varint"},
     "Link": {1: "bytes", 2: "bytes", 3: "text", 4: "KeyValue", 5: "varint", 6: "fixed32"},
@@ -521,7 +549,12 @@ SCHEMAS: dict[str, dict[int, str]] = {
     "Scope": {1: "text", 2: "text", 3: "KeyValue", 4: "varint"},
     "KeyValue": {1: "text", 2: "AnyValue"},
     "AnyValue": {
-        1: "text", 2: "varint", 3: "varint", 4: "fixed64", 5: "ArrayValue", 6: "KeyValueList",
+        1: "text",
+        2: "varint",
+        3: "varint",
+        4: "fixed64",
+        5: "ArrayValue",
+        6: "KeyValueList",
         7: "bytes",
     },
     "ArrayValue": {1: "AnyValue"},
