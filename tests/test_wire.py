@@ -8,6 +8,7 @@ the same tests the compiled decoder does.
 
 from __future__ import annotations
 
+import importlib
 import math
 import struct
 from collections.abc import Callable
@@ -91,6 +92,17 @@ def assert_same(decoders: Decoders, body: bytes, signal: Signal) -> Any:
 # --- the module --------------------------------------------------------------------------------
 def test_the_public_functions_are_the_chosen_implementation() -> None:
     assert (wire.decode_logs, wire.decode_traces) == IMPLEMENTATIONS[wire.IMPLEMENTATION]
+
+
+def test_the_environment_can_ask_for_the_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(wire.ENV_VAR, "python")
+    try:
+        reloaded = importlib.reload(wire)
+        assert reloaded.IMPLEMENTATION == "python"
+        assert reloaded.decode_logs is twin.decode_logs
+    finally:
+        monkeypatch.delenv(wire.ENV_VAR)
+        importlib.reload(wire)
 
 
 def test_the_compiled_decoder_is_built() -> None:
@@ -328,6 +340,17 @@ CORRUPT = {
 def test_corrupt_bodies_raise_decode_error(decoders: Decoders, name: str) -> None:
     with pytest.raises(DecodeError):
         decoders.decode_logs(CORRUPT[name])
+
+
+@pytest.mark.parametrize("depth", range(44, 52))
+def test_the_nesting_limit_is_upbs(decoders: Decoders, depth: int) -> None:
+    """upb refuses messages nested more than 100 deep (here: arrays in an attribute value, and
+    unknown groups at the top); the compiled decoder draws the line at the same place."""
+    attribute = field(6, field(1, b"k") + field(2, nested_arrays(depth)))
+    assert_same(decoders, logs_request(attribute), Signal.LOGS)
+    groups = depth + 52
+    body = varint(5 << 3 | 3) * groups + varint(5 << 3 | 4) * groups
+    assert_same(decoders, body, Signal.TRACES)
 
 
 def test_every_truncation_of_a_record_raises(decoders: Decoders) -> None:
