@@ -12,7 +12,10 @@ Each figure is the median of ``--runs`` runs, CPU µs per record (the thread's C
 the wall clock: the machine is shared, and a busy neighbour would otherwise count as ours).
 Run by hand (not a test):
 
-    .venv/bin/python bench/wire_decode.py [--records 20000] [--batch 500] [--runs 7]
+    .venv/bin/python bench/wire_decode.py [--records 20000] [--batch 500] [--runs 7] [--callgrind]
+
+``--callgrind`` adds instructions per record counted by valgrind, which a busy machine does not
+distort.
 
 Writes bench/results/wire-decode.md.
 """
@@ -20,7 +23,9 @@ Writes bench/results/wire-decode.md.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -50,15 +55,71 @@ def decoding(decode: Callable[[bytes], object]) -> Callable[[list[bytes]], int]:
     return run
 
 
+def stages() -> dict[str, tuple[str, Callable[[list[bytes]], int]]]:
+    compiled = IMPLEMENTATIONS["compiled"]
+    return {
+        "fromstring": ("`FromString` alone (upb parse, nothing read)", from_string),
+        "ceiling": (
+            "ceiling: parse + read every attribute (pipeline_e2e `parse_and_read`)",
+            parse_and_read,
+        ),
+        "twin": (
+            "twin: `Logs.from_proto(ExportLogsServiceRequest.FromString(body))`",
+            decoding(twin.decode_logs),
+        ),
+        "compiled": (
+            "compiled: `collector.wire.compiled.decode_logs(body)`",
+            decoding(compiled.decode_logs),
+        ),
+    }
+
+
+def instructions(stage: str, records: int, batch: int) -> int:
+    """Instructions the whole process executes (callgrind) when it runs ``stage`` once."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+        __file__, "--only", stage, "--records", str(records), "--batch", str(batch),
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    match = re.search(r"I\s+refs:\s+([\d,]+)", output)
+    assert match, output
+    return int(match.group(1).replace(",", ""))
+
+
+def callgrind_section(records: int, batch: int) -> list[str]:
+    """Instructions per record: independent of a shared machine's load, unlike the times."""
+    base = instructions("none", records, batch)
+    lines = [
+        "",
+        "## Instructions per record (callgrind)",
+        "",
+        f"`--callgrind`: each stage alone in a process under `valgrind --tool=callgrind` over "
+        f"{records:,} records, less the same process doing nothing but building the requests.",
+        "",
+        "| Stage | instructions/record |",
+        "|---|---:|",
+    ]
+    for key, (name, _) in stages().items():
+        lines.append(f"| {name} | {(instructions(key, records, batch) - base) // records:,} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500, help="records per OTLP request")
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # one stage once, for --callgrind
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if "compiled" not in IMPLEMENTATIONS:
         sys.exit("collector.wire.compiled is not built: pip install -e . with Cython and gcc")
+    if args.only:
+        bodies = make_requests(args.records, args.batch)
+        if args.only != "none":
+            stages()[args.only][1](bodies)
+        return
     compiled = IMPLEMENTATIONS["compiled"]
     header = machine()  # the load average before the work starts
 
@@ -70,29 +131,23 @@ def main() -> None:
     ], "the compiled decoder disagrees with its twin"
     attributes = len(a.records[0].attributes)
 
-    stages: dict[str, Callable[[list[bytes]], int]] = {
-        "`FromString` alone (upb parse, nothing read)": from_string,
-        "ceiling: parse + read every attribute (pipeline_e2e `parse_and_read`)": parse_and_read,
-        "twin: `Logs.from_proto(ExportLogsServiceRequest.FromString(body))`": decoding(
-            twin.decode_logs
-        ),
-        "compiled: `collector.wire.compiled.decode_logs(body)`": decoding(compiled.decode_logs),
-    }
-    times: dict[str, list[float]] = {name: [] for name in stages}
+    named = dict(stages().values())
+    times: dict[str, list[float]] = {name: [] for name in named}
     for _ in range(args.runs):  # interleaved, so a busy moment hurts every stage alike
-        for name, stage in stages.items():
+        for name, stage in named.items():
             start = time.thread_time()
             stage(bodies)
             times[name].append((time.thread_time() - start) / n * 1e6)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
-    twin_us = medians[list(stages)[2]]
-    compiled_us = medians[list(stages)[3]]
+    twin_us = medians[stages()["twin"][0]]
+    compiled_us = medians[stages()["compiled"][0]]
     lines = [
         "# OTLP logs request bytes into the record model: compiled decoder against its twin",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `.venv/bin/python bench/wire_decode.py "
-        f"--records {args.records} --batch {args.batch} --runs {args.runs}`; every figure is "
+        f"--records {args.records} --batch {args.batch} --runs {args.runs}"
+        f"{' --callgrind' if args.callgrind else ''}`; every figure is "
         f"the median of {args.runs} runs in one process, the stages taking turns; times are "
         "the thread's CPU time (`time.thread_time`), not the wall clock, as the machine is "
         "shared.",
@@ -113,7 +168,10 @@ def main() -> None:
     verdict = f"The compiled decoder is {speedup:.1f}x as fast as the twin" + (
         " (at least 2x: worth wiring in)." if speedup >= 2 else " (less than 2x: drop it)."
     )
-    lines += ["", verdict, ""]
+    lines += ["", verdict]
+    if args.callgrind:
+        lines += callgrind_section(min(n, 2 * args.batch), args.batch)
+    lines.append("")
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))
 
