@@ -120,7 +120,7 @@ def test_captured_requests_decode_as_the_twin(decoders: Decoders, path: Path) ->
             expected = assert_same(decoders, body, signal)
             assert expected != "DecodeError"
             seen += 1
-    assert seen or path.parent.name == "gemini"  # gemini's captures may be metrics only
+    assert seen
 
 
 # --- exact expectations ------------------------------------------------------------------------

@@ -30,8 +30,16 @@ from collector.records import LogRecord, Logs, Resource, Scope, Span, SpanEvent,
 
 ctypedef const uint8_t* cptr
 
-cdef extern from "Python.h":
-    dict _PyDict_NewPresized(Py_ssize_t minused)
+cdef extern from *:
+    """
+    /* CPython's presized dict: public until 3.12, private from 3.13 */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define agentwatch_presized_dict(n) _PyDict_NewPresized(n)
+    #else
+    #define agentwatch_presized_dict(n) PyDict_New()
+    #endif
+    """
+    dict agentwatch_presized_dict(Py_ssize_t minused)
 
 # A record's attribute dict starts at the size the previous record's needed: no resizing while
 # 25 attributes go in, one after another.
@@ -393,7 +401,7 @@ cdef int _log_record(cptr p, cptr end, int depth, object resource, object scope,
     cdef object event_name = ""
     cdef object trace_id = b""
     cdef object span_id = b""
-    cdef dict attributes = _PyDict_NewPresized(_attributes_hint)
+    cdef dict attributes = agentwatch_presized_dict(_attributes_hint)
     cdef cptr stop
     global _attributes_hint
     if depth < 0:
@@ -438,7 +446,7 @@ cdef int _log_record(cptr p, cptr end, int depth, object resource, object scope,
             p = stop
         else:
             p = _unknown(p, end, tag, depth)
-    _attributes_hint = len(attributes)
+    _attributes_hint = min(len(attributes), 128)
     # __new__ and the slots, not the keyword constructor: a Python call per record is a
     # sizable part of this decoder's time (tests compare every slot with the twin's)
     record = _new(LogRecord)
