@@ -315,7 +315,9 @@ class ConsumeResult:
 class Consumer:
     """What a receiver talks to: a pipeline (or a fan-in of several pipelines)."""
 
-    def consume(self, signal: Signal, data: Telemetry) -> ConsumeResult:  # pragma: no cover
+    def consume(
+        self, signal: Signal, data: Telemetry | Records
+    ) -> ConsumeResult:  # pragma: no cover
         raise NotImplementedError
 
 

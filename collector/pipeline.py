@@ -9,9 +9,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from collector import telemetry
+from collector import telemetry, wire
 from collector.component import (
     Consumer,
     ConsumeResult,
@@ -207,13 +207,55 @@ def _merge(parts: list[Queued]) -> Queued:
     return merged
 
 
-def decode(request: Telemetry) -> Telemetry | Records:
-    """The one place a logs or traces request becomes the record model; metrics stay protobuf."""
+def decode(request: Telemetry | Records) -> Telemetry | Records:
+    """The one place a protobuf logs or traces request (OTLP/JSON, session files) becomes the
+    record model; records (decoded from the wire by the receiver) and metrics pass as they are."""
     if isinstance(request, LogsData):
         return Logs.from_proto(request)
     if isinstance(request, TracesData):
         return Traces.from_proto(request)
     return request
+
+
+class Replay:
+    """What a pipeline received, kept so it can be processed again record by record after a
+    processor failed on it: the wire bytes the records came from (nothing to copy), else a
+    snapshot in the wal encoding; metrics as a protobuf copy."""
+
+    def __init__(self, data: Telemetry | Records) -> None:
+        self._records: type[Logs] | type[Traces] | None = None
+        self._source: bytes | None = None
+        self._snapshot: bytes | None = None
+        self._metrics: Telemetry | None = None
+        if isinstance(data, Logs | Traces):
+            self._records = type(data)
+            if data.source is not None:
+                self._source = data.source
+            else:
+                self._snapshot = data.dump()
+        else:
+            self._metrics = type(data)()
+            self._metrics.CopyFrom(data)
+
+    def whole(self) -> Telemetry | Records:
+        """A fresh copy of what was received."""
+        if self._records is Logs:
+            return wire.decode_logs(self._source) if self._source else Logs.load(self._snapshot)  # type: ignore[arg-type]
+        if self._records is Traces:
+            return (
+                wire.decode_traces(self._source) if self._source else Traces.load(self._snapshot)  # type: ignore[arg-type]
+            )
+        assert self._metrics is not None
+        copy = type(self._metrics)()
+        copy.CopyFrom(self._metrics)
+        return copy
+
+    def singles(self) -> Iterator[Telemetry | Records]:
+        whole = self.whole()
+        if isinstance(whole, Logs | Traces):
+            yield from whole.singles()
+        else:
+            yield from singles(whole)
 
 
 def as_proto(data: Telemetry | Records) -> Telemetry:
@@ -236,27 +278,21 @@ class Pipeline:
         self.processors = list(processors)
         self.runners = list(runners)
 
-    def process(self, request: Telemetry) -> tuple[Telemetry | Records | None, int]:
-        """The processed request (``None`` when processors dropped it all) and how many of its
+    def process(self, data: Telemetry | Records) -> tuple[Telemetry | Records | None, int]:
+        """The processed data (``None`` when processors dropped it all) and how many of its
         items were dropped because a processor failed on them.
 
         A processor that raises on a request does not fail it: the request is processed again
-        from what was received, one item at a time, and only the items that still make a
-        processor raise are dropped, counted (``agentwatch_processor_dropped_items_total``,
+        from what was received (``Replay``), one item at a time, and only the items that still
+        make a processor raise are dropped, counted (``agentwatch_processor_dropped_items_total``,
         ``reason="processor_error"``) and reported to the client as a partial success. Dropping,
         not passing on, is what keeps a record whose redaction failed from being stored.
         ``Refused`` (derived telemetry refused by full queues) refuses the request as before.
-        ``request`` itself is never changed: logs and traces are decoded into new objects, and
-        metrics (processed in place) are copied first.
         """
+        data = decode(data)
         if not self.processors:
-            return decode(request), 0
-        data: Telemetry | Records
-        if isinstance(request, LogsData | TracesData):
-            data = decode(request)
-        else:
-            data = type(request)()
-            data.CopyFrom(request)  # metrics processors change data in place
+            return data, 0
+        replay = Replay(data)
         try:
             return self._run(data), 0
         except _ProcessorFailed as failed:
@@ -266,9 +302,9 @@ class Pipeline:
             )
         outputs: list[Telemetry | Records] = []
         dropped = 0
-        for one in singles(request):
+        for one in replay.singles():
             try:
-                out = self._run(decode(one) if isinstance(one, LogsData | TracesData) else one)
+                out = self._run(one)
             except _ProcessorFailed as failed:
                 dropped += 1
                 telemetry.PROCESSOR_DROPPED.labels(
@@ -285,7 +321,7 @@ class Pipeline:
             return None, dropped
         if isinstance(outputs[0], Logs | Traces):
             return _merge(outputs), dropped  # type: ignore[arg-type]
-        merged = merge(outputs, type(request)())  # type: ignore[type-var, arg-type]
+        merged = merge(outputs, type(outputs[0])())  # type: ignore[type-var, arg-type]
         return (merged if count_items(merged) else None), dropped
 
     def _run(self, data: Telemetry | Records) -> Telemetry | Records | None:
@@ -327,9 +363,9 @@ class SignalRouter(Consumer):
         self._accepted = telemetry.RECEIVER_ACCEPTED.labels(receiver, signal.value)
 
     def consume(self, signal: Signal, data: Telemetry | Records) -> ConsumeResult:
-        """``data`` is a receiver's protobuf request, or records a processor derived."""
-        if isinstance(data, Logs | Traces):
-            data = data.to_proto()  # derived records: rare, and isolation works on protobuf
+        """``data``: records a receiver decoded from the wire or a processor derived, or a
+        protobuf request (OTLP/JSON, session files, metrics)."""
+        data = decode(data)
         items_in = count_items(data)
         # The one refusal point is before processors run: stateful processors (cumulative-to-
         # delta, detection de-duplication) and derived telemetry must not act on a request the
@@ -341,9 +377,15 @@ class SignalRouter(Consumer):
             full_names = self._admit([(r, items_in) for r in runners], items_in)
         outputs: list[tuple[Pipeline, Telemetry | Records, int]] = []
         rejected = 0
-        for pipeline in self.pipelines:
+        # Processors change what they get: every pipeline but the last gets its own copy, made
+        # before any of them ran.
+        last = len(self.pipelines) - 1
+        copies = Replay(data) if last > 0 else None
+        for i, pipeline in enumerate(self.pipelines):
             try:
-                out, dropped = pipeline.process(data)
+                out, dropped = pipeline.process(
+                    data if copies is None or i == last else copies.whole()
+                )
             except Refused:
                 # Telemetry a processor derived was refused (its queues are full): the client
                 # retries the request, and the derived part with it.

@@ -289,13 +289,16 @@ class _Batch:
 
 
 class Logs(_Batch):
-    """The log records of one request (or of several merged), in arrival order."""
+    """The log records of one request (or of several merged), in arrival order. ``source`` is
+    the request's wire bytes when the records were decoded from them: what the pipeline decodes
+    again if a processor fails on the records it changed."""
 
-    __slots__ = ("records",)
+    __slots__ = ("records", "source")
     _items = "records"
 
     def __init__(self, records: list[LogRecord] | None = None) -> None:
         self.records = [] if records is None else records
+        self.source: bytes | None = None
 
     @classmethod
     def from_proto(cls, request: ExportLogsServiceRequest) -> Logs:
@@ -404,13 +407,15 @@ class Logs(_Batch):
 
 
 class Traces(_Batch):
-    """The spans of one request (or of several merged), in arrival order."""
+    """The spans of one request (or of several merged), in arrival order; ``source`` as for
+    :class:`Logs`."""
 
-    __slots__ = ("spans",)
+    __slots__ = ("source", "spans")
     _items = "spans"
 
     def __init__(self, spans: list[Span] | None = None) -> None:
         self.spans = [] if spans is None else spans
+        self.source: bytes | None = None
 
     @classmethod
     def from_proto(cls, request: ExportTraceServiceRequest) -> Traces:

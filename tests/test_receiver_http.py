@@ -29,6 +29,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from collector import otlp_json, telemetry
 from collector.component import (
+    REQUEST_TYPES,
     Consumer,
     ConsumeResult,
     Host,
@@ -40,6 +41,7 @@ from collector.component import (
 from collector.config import ConfigError, parse
 from collector.receivers import otlp_http
 from collector.receivers.otlp import FACTORY, OtlpReceiver, OtlpReceiverConfig
+from collector.records import Logs, Records, Traces
 from tests.otlp_factory import logs
 
 PROTOBUF = "application/x-protobuf"
@@ -80,7 +82,12 @@ class RecordingConsumer(Consumer):
         self.gate.set()
         self.entered.clear()
 
-    def consume(self, signal: Signal, data: Telemetry) -> ConsumeResult:
+    def consume(self, signal: Signal, data: Telemetry | Records) -> ConsumeResult:
+        """Keeps protobuf: logs and traces arrive as records decoded from the wire bytes they
+        keep (``source``), which the assertions compare as the request the client sent."""
+        if isinstance(data, Logs | Traces):
+            assert data.source is not None
+            data = REQUEST_TYPES[signal].FromString(data.source)
         self.entered.set()
         self.gate.wait(30)
         with self.lock:

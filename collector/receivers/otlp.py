@@ -15,6 +15,7 @@ import hmac
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from pydantic import Field, field_validator, model_validator
 
-from collector import telemetry
+from collector import telemetry, wire
 from collector.component import (
     REQUEST_TYPES,
     ComponentConfig,
@@ -48,6 +49,7 @@ from collector.component import (
     count_items,
     parse_endpoint,
 )
+from collector.records import Records
 
 if TYPE_CHECKING:
     from collector.receivers.otlp_grpc import OtlpGrpcServer
@@ -228,8 +230,10 @@ def _wrong_wire_type(message: Message) -> int | None:
     return None
 
 
-def parse_protobuf(signal: Signal, body: bytes | bytearray) -> Telemetry:
-    """Decode a binary export request and refuse bytes that are not one.
+def parse_protobuf(signal: Signal, body: bytes | bytearray) -> Telemetry | Records:
+    """Decode a binary export request and refuse bytes that are not one; logs and traces come
+    back as the record model, decoded from the bytes by :mod:`collector.wire` (the compiled
+    decoder), metrics as the protobuf request.
 
     Checked beyond what protobuf parsing checks: the request, every resource and scope entry and
     every record/metric/span (not their attributes) for known fields with the wrong wire type,
@@ -278,7 +282,22 @@ def parse_protobuf(signal: Signal, body: bytes | bytearray) -> Telemetry:
                 f"{where}: field {number} has the wrong wire type;"
                 f" is this an {request_type.DESCRIPTOR.name}?"
             )
-    return request
+    decoder = _WIRE_DECODERS.get(signal)
+    if decoder is None:
+        return request
+    source = bytes(body)
+    try:
+        records = decoder(source)
+    except (DecodeError, RecursionError) as exc:  # upb accepted it: a decoder bug, not the body
+        raise PayloadError(f"cannot decode {request_type.DESCRIPTOR.name}: {exc}") from None
+    records.source = source
+    return records
+
+
+_WIRE_DECODERS: dict[Signal, Callable[[bytes], Records]] = {
+    Signal.LOGS: wire.decode_logs,
+    Signal.TRACES: wire.decode_traces,
+}
 
 
 def export_response(signal: Signal, result: ConsumeResult) -> Message:
@@ -337,7 +356,7 @@ def refuse_request(receiver: str, transport: str, reason: str) -> None:
     telemetry.RECEIVER_REQUESTS_REFUSED.labels(receiver, transport, reason).inc()
 
 
-def has_items(data: Telemetry) -> bool:
+def has_items(data: Telemetry | Records) -> bool:
     return count_items(data) > 0
 
 

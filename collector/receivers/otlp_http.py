@@ -51,6 +51,7 @@ from collector.receivers.otlp import (
     parse_protobuf,
     refuse_request,
 )
+from collector.records import Records
 
 log = logging.getLogger("agentwatch.receiver.otlp.http")
 
@@ -141,7 +142,7 @@ class _Identity:
     def _put(self, body: bytearray, data: bytes) -> None:
         end = self._filled + len(data)
         if self._length is not None and end <= self._length:
-            body[self._filled:end] = data
+            body[self._filled : end] = data
         else:
             body += data
         self._filled = end
@@ -149,7 +150,7 @@ class _Identity:
     def finish(self) -> bytes | bytearray:
         body = self._body
         if isinstance(body, bytearray) and self._filled < len(body):
-            del body[self._filled:]
+            del body[self._filled :]
         return body
 
 
@@ -512,9 +513,7 @@ class OtlpHttpServer:
             server.should_exit = True
             sock.close()
             self._pipeline.stop()
-            raise RuntimeError(
-                f"receiver {self.receiver.name}: the OTLP/HTTP server did not start"
-            )
+            raise RuntimeError(f"receiver {self.receiver.name}: the OTLP/HTTP server did not start")
         log.info(
             "OTLP/HTTP listening",
             extra={"component": self.receiver.name, "endpoint": f"{host}:{self.port}"},
@@ -596,27 +595,35 @@ class OtlpHttpServer:
         answer_type = content_type or JSON
         if method != "POST":
             return self._refuse(
-                405, "method_not_allowed", f"{method} is not allowed on {path}; use POST",
-                answer_type, ((b"allow", b"POST"),),
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed on {path}; use POST",
+                answer_type,
+                ((b"allow", b"POST"),),
             ), has_body
         if self.tokens is not None:
             authorization = headers.get(b"authorization")
             if not self.tokens.allows(authorization.decode("latin-1") if authorization else None):
                 return self._refuse(
-                    401, "unauthenticated", "missing or invalid bearer token", answer_type,
+                    401,
+                    "unauthenticated",
+                    "missing or invalid bearer token",
+                    answer_type,
                     ((b"www-authenticate", b'Bearer realm="agentwatch"'),),
                 ), has_body
         consumer = self.receiver.consumers.get(signal)
         if consumer is None:
             return self._refuse(
-                404, "no_pipeline",
+                404,
+                "no_pipeline",
                 f"no {signal.value} pipeline takes data from receiver {self.receiver.name}",
                 answer_type,
             ), has_body
         if content_type is None:
             given = headers.get(b"content-type")
             return self._refuse(
-                415, "unsupported_media_type",
+                415,
+                "unsupported_media_type",
                 f"unsupported Content-Type {given.decode('latin-1') if given else None!r};"
                 f" use {PROTOBUF} or {JSON}",
                 JSON,
@@ -625,7 +632,8 @@ class OtlpHttpServer:
         make_decoder = DECODERS.get(encoding)
         if make_decoder is None:
             return self._refuse(
-                415, "unsupported_encoding",
+                415,
+                "unsupported_encoding",
                 f"unsupported Content-Encoding {encoding[:40]!r}; use gzip, deflate or zstd",
                 content_type,
             ), has_body
@@ -651,7 +659,8 @@ class OtlpHttpServer:
         transfer = headers.get(b"transfer-encoding", b"").strip().lower()
         if transfer and transfer != b"chunked":
             raise BodyError(
-                501, "bad_transfer_encoding",
+                501,
+                "bad_transfer_encoding",
                 f"unsupported Transfer-Encoding {transfer.decode('latin-1')!r}",
             )
         length = None if transfer else int(headers.get(b"content-length", b"0") or 0)
@@ -708,10 +717,10 @@ class OtlpHttpServer:
 
     def _decode(
         self, signal: Signal, content_type: str, body: bytes | bytearray
-    ) -> Telemetry | Answer:
+    ) -> Telemetry | Records | Answer:
         """The export request, or the answer when it is undecodable or has no items."""
         try:
-            request: Telemetry
+            request: Telemetry | Records
             if content_type == JSON:
                 request = otlp_json.decode(signal, body)
             else:
@@ -723,7 +732,7 @@ class OtlpHttpServer:
         return request
 
     def _consume(
-        self, signal: Signal, content_type: str, request: Telemetry, consumer: Consumer
+        self, signal: Signal, content_type: str, request: Telemetry | Records, consumer: Consumer
     ) -> Answer:
         try:
             result = consumer.consume(signal, request)
@@ -731,16 +740,12 @@ class OtlpHttpServer:
             retry_after = max(0.0, refused.retry_after)
             return Answer(
                 429,
-                status_body(
-                    code_pb2.RESOURCE_EXHAUSTED, refused.reason, content_type, retry_after
-                ),
+                status_body(code_pb2.RESOURCE_EXHAUSTED, refused.reason, content_type, retry_after),
                 content_type,
                 ((b"retry-after", str(math.ceil(retry_after)).encode()),),
             )
         except Exception:
-            log.exception(
-                "pipeline failed on a request", extra={"component": self.receiver.name}
-            )
+            log.exception("pipeline failed on a request", extra={"component": self.receiver.name})
             return Answer(
                 500,
                 status_body(code_pb2.INTERNAL, "the pipeline failed on this request", content_type),
@@ -752,4 +757,3 @@ class OtlpHttpServer:
     def _answer(response: Message, content_type: str) -> Answer:
         body = otlp_json.encode(response) if content_type == JSON else response.SerializeToString()
         return Answer(200, body, content_type)
-
