@@ -8,14 +8,14 @@ Runs on logs, metrics and traces before the exporters. Per record it
 3. hashes or drops e-mail addresses in identity keys;
 4. scrubs secrets from every string that is kept and truncates it per value and per record.
 
-Which keys carry content depends on the agent (``CONTENT_KEYS``); a record whose agent is
-unknown is treated as if it could be any agent, so nothing slips through by being unrecognised.
+Which keys carry content depends on the agent (each vendor's ``content_keys``, plus the
+normalised and GenAI keys here); a record whose agent is unknown is treated as if it could be
+any agent, so nothing slips through by being unrecognised.
 See docs/privacy.md for the full table and the reasoning.
 """
 
 from __future__ import annotations
 
-import enum
 import fnmatch
 import hashlib
 import hmac
@@ -48,7 +48,14 @@ from processors.secrets import (
     scrub_and_cut,
     with_marker,
 )
-from processors.vendors import vendor_for
+from processors.vendors import (
+    ALL_CONTENT,
+    PLACEHOLDERS,
+    ContentClass,
+    ContentKey,
+    all_vendors,
+    vendor_for,
+)
 
 if TYPE_CHECKING:
     from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -63,54 +70,19 @@ REDACTIONS = telemetry.counter(
 
 TRUNCATED = am.P + "truncated"
 """Set to true on a record (or resource) when any of its values was truncated."""
-VENDOR_PLACEHOLDER = "<REDACTED>"
-"""What Claude Code sends in place of content it was told not to log: no length to keep."""
 UNKNOWN_AGENT = "unknown"
 BODY = "@body"
 """Pseudo-key of a log record's body in the content tables."""
 
-
-class ContentClass(enum.StrEnum):
-    PROMPTS = "prompts"
-    RESPONSES = "responses"
-    TOOL_OUTPUT = "tool_output"
-    TOOL_ARGUMENTS = "tool_arguments"
-
-
-ALL_CONTENT = frozenset(ContentClass)
-"""A whole request or conversation history carries every class."""
 _P, _R, _O, _A = (
     ContentClass.PROMPTS,
     ContentClass.RESPONSES,
     ContentClass.TOOL_OUTPUT,
     ContentClass.TOOL_ARGUMENTS,
 )
+_ck = ContentKey.of
 
-
-@dataclass(frozen=True)
-class ContentKey:
-    """An attribute (or body) that carries content; kept only if every class in it is allowed."""
-
-    key: str
-    classes: frozenset[ContentClass]
-    events: frozenset[str] = frozenset()
-    """Event names this applies to; empty means every event."""
-    length_key: str | None = None
-    """Where the removed value's size goes (default ``<key>.length``); set only if absent."""
-    size_in_bytes: bool = False
-
-
-def _ck(
-    key: str,
-    *classes: ContentClass,
-    events: Iterable[str] = (),
-    length_key: str | None = None,
-    size_in_bytes: bool = False,
-) -> ContentKey:
-    return ContentKey(key, frozenset(classes), frozenset(events), length_key, size_in_bytes)
-
-
-_COMMON = (
+COMMON_CONTENT_KEYS = (
     # the normalised keys (collector/agent_model.py)
     _ck(am.PROMPT_TEXT, _P, length_key=am.PROMPT_LENGTH),
     _ck(am.TOOL_ARGUMENTS, _A, length_key=am.TOOL_ARGUMENTS_SIZE, size_in_bytes=True),
@@ -131,43 +103,9 @@ _COMMON = (
     _ck("process.command_args", _P),
     _ck("process.command_line", _P),
 )
+"""Keys that carry content whatever the agent; each vendor adds its own ``content_keys``."""
 
-CONTENT_KEYS: dict[str, tuple[ContentKey, ...]] = {
-    am.Agent.CLAUDE_CODE: (
-        _ck("prompt", _P, length_key="prompt_length"),
-        _ck("prompt_text", _P, length_key="prompt_length"),
-        _ck("user_prompt", _P, length_key="user_prompt_length"),  # interaction span (traces beta)
-        _ck("response", _R, length_key="response_length"),
-        _ck("tool_parameters", _A),
-        _ck("tool_input", _A),
-        _ck("full_command", _A),  # claude_code.tool span
-        _ck("bash_command", _A),  # tool.output span event
-        _ck("tool_output", _O),
-        _ck("output", _O),  # tool.output span event (OTEL_LOG_TOOL_CONTENT)
-        _ck(
-            "body",
-            *ALL_CONTENT,
-            events=("api_request_body", "claude_code.api_request_body"),
-        ),
-        _ck("body", _R, _A, events=("api_response_body", "claude_code.api_response_body")),
-    ),
-    am.Agent.CODEX: (
-        _ck("prompt", _P, length_key="prompt_length"),
-        _ck("arguments", _A),
-        _ck("output", _O),
-    ),
-    am.Agent.GEMINI_CLI: (
-        _ck("prompt", _P, length_key="prompt_length"),
-        _ck("request_text", *ALL_CONTENT),
-        _ck("response_text", _R, _A),
-        _ck("function_args", _A),
-    ),
-    am.Agent.COPILOT_CHAT: (),
-    # the shell command of an execute_tool span, sent even without content capture
-    am.Agent.COPILOT_CLI: (_ck("github.copilot.tool.parameters.command", _A),),
-}
-"""Vendor keys that carry content, per agent, in addition to ``_COMMON``."""
-
+_AGENTS = frozenset(vendor.agent.value for vendor in all_vendors())
 EMAIL_KEYS = ("user.email", am.USER_EMAIL)
 DEFAULT_IDENTITY_KEYS = (
     "user.id",
@@ -322,14 +260,15 @@ class RedactionProcessor(Processor):
         )
         tables: dict[str, dict[str, list[ContentKey]]] = {}
         everything: list[ContentKey] = []
-        for agent, keys in CONTENT_KEYS.items():
+        for vendor in all_vendors():
+            keys = vendor.content_keys
             table: dict[str, list[ContentKey]] = {}
-            for ck in (*_COMMON, *extra, *keys):
+            for ck in (*COMMON_CONTENT_KEYS, *extra, *keys):
                 table.setdefault(ck.key, []).append(ck)
-            tables[agent] = table
+            tables[vendor.agent.value] = table
             everything.extend(keys)
         unknown: dict[str, list[ContentKey]] = {}
-        for ck in (*_COMMON, *extra, *everything):
+        for ck in (*COMMON_CONTENT_KEYS, *extra, *everything):
             unknown.setdefault(ck.key, []).append(ck)
         tables[UNKNOWN_AGENT] = unknown
         return tables
@@ -463,7 +402,7 @@ class RedactionProcessor(Processor):
         agent = _string_attr(attrs, am.AGENT)
         if not agent:
             return resource_agent or UNKNOWN_AGENT
-        if agent not in CONTENT_KEYS or (resource_agent is not None and agent != resource_agent):
+        if agent not in _AGENTS or (resource_agent is not None and agent != resource_agent):
             return UNKNOWN_AGENT
         return agent
 
@@ -668,7 +607,7 @@ def _size(value: AnyValue, in_bytes: bool) -> int | None:
     which = value.WhichOneof("value")
     if which == "string_value":
         text = value.string_value
-        if text == VENDOR_PLACEHOLDER:
+        if text in PLACEHOLDERS:
             return None
         return len(text.encode("utf-8")) if in_bytes else len(text)
     if which == "bytes_value":
