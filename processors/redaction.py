@@ -117,6 +117,8 @@ DEFAULT_IDENTITY_KEYS = (
 )
 PROTECTED_KEYS = ("agentwatch.*", "service.name", "service.version", "event.name")
 """Keys an allow list never removes (only an explicit block does): analytics depend on them."""
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+"""An ``agentwatch.event_id`` as the normaliser writes it (``vendors.event_id``)."""
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -195,8 +197,9 @@ def resolve_path(path: str, base_dir: str) -> str:
 # What to do with a key (memoised per agent): an action is a (code, content key) pair, and the
 # one for keys kept as they are is a single shared object, so the hot loop tests identity.
 KEEP, BLOCK, NOT_ALLOWED, CONTENT, EMAIL, MAYBE_EMAIL, BY_EVENT = range(7)
-_Action = tuple[int, ContentKey | None]
-_KEEP: _Action = (KEEP, None)
+_Action = tuple[int, ContentKey | None, str]
+"""(code, content key, the kind a removal is counted as)"""
+_KEEP: _Action = (KEEP, None, "")
 SHORT_VALUE = 64
 """Strings up to this length (ids, names, models) are never cut by the record budget."""
 _MEMO_MAX_LENGTH = 160
@@ -317,13 +320,13 @@ class RedactionProcessor(Processor):
         """What to do with ``key`` for ``agent`` whatever the event; memoised."""
         result: _Action
         if self._block is not None and self._block(key):
-            result = (BLOCK, None)
+            result = (BLOCK, None, "")
         elif self._allow is not None and not self._allow(key) and not self._protected(key):
-            result = (NOT_ALLOWED, None)
+            result = (NOT_ALLOWED, None, "")
         else:
             entries = self._tables[agent].get(key)
             if entries is not None and any(e.events for e in entries):
-                result = (BY_EVENT, None)
+                result = (BY_EVENT, None, "")
             elif entries is not None:
                 result = self._content_action(entries[0])
             else:
@@ -350,15 +353,15 @@ class RedactionProcessor(Processor):
 
     def _identity_action(self, key: str) -> _Action:
         if key in self._email_keys:
-            return (EMAIL, None)
+            return (EMAIL, None, "")
         if key in self._identity_keys:
-            return (MAYBE_EMAIL, None)
+            return (MAYBE_EMAIL, None, "")
         return _KEEP
 
     def _content_action(self, ck: ContentKey) -> _Action:
         if ck.classes <= self._allowed:
             return _KEEP
-        return (CONTENT, ck)
+        return (CONTENT, ck, next(c.value for c in self._not_allowed_order if c in ck.classes))
 
     # --- signals ---------------------------------------------------------------------------------
 
@@ -505,6 +508,9 @@ class RedactionProcessor(Processor):
         strings = [v for v in values if v.__class__ is str]
         pending = set(strings)
         pending -= self._clean
+        event_id = attrs.get(am.EVENT_ID)
+        if event_id in pending and _DIGEST.fullmatch(event_id):
+            pending.discard(event_id)  # the normaliser's own digest: no text to scrub
         for text in pending:
             if text in self._memo or not self._clean_after_scrub(text, rec):
                 self._process_keys(attrs, [k for k in attrs if k not in hashed], rec)
@@ -553,16 +559,16 @@ class RedactionProcessor(Processor):
             action = actions.get(key)
             if action is None:
                 action = self._resolve(agent, key)
-            act, ck = action
+            act, ck, kind = action
             if act == BY_EVENT:
-                act, ck = self._resolve_for_event(agent, rec.event, key)
+                act, ck, kind = self._resolve_for_event(agent, rec.event, key)
             if act == KEEP:
                 if with_values:
                     self._process_value(attrs, key, value, rec)
             elif act == CONTENT:
                 assert ck is not None
                 doomed.append(key)
-                _count(rec, self._first_not_allowed(ck))
+                _count(rec, kind)
                 size = self._size(value, ck.size_in_bytes, agent)
                 if size is not None:
                     lengths.append((ck.length_key or f"{key}.length", size))
@@ -586,9 +592,6 @@ class RedactionProcessor(Processor):
             if key not in attrs and (actions.get(key) or self._resolve(agent, key)) is _KEEP:
                 attrs[key] = size
         return tuple(hashed)
-
-    def _first_not_allowed(self, ck: ContentKey) -> str:
-        return next(c.value for c in self._not_allowed_order if c in ck.classes)
 
     def _identity(
         self,
@@ -708,10 +711,10 @@ class RedactionProcessor(Processor):
         """Remove a body that is content, else redact it; returns the kept body in a list
         (where the record budget can still cut it), ``None`` when removed."""
         body = record.body
-        act, ck = self._resolve_for_event(rec.agent, rec.event, BODY)
+        act, ck, kind = self._resolve_for_event(rec.agent, rec.event, BODY)
         if act == CONTENT:
             assert ck is not None
-            _count(rec, self._first_not_allowed(ck))
+            _count(rec, kind)
             size = self._size(body, ck.size_in_bytes, rec.agent)
             record.body = None
             if size is not None and "body.length" not in record.attributes:
