@@ -15,6 +15,7 @@ from collector import agent_model as am
 from collector import registry, telemetry
 from collector.component import ComponentConfig, ConfigContext, Factory, LogsData, Processor
 from collector.config import parse
+from collector.records import Logs
 from collector.service import Service
 from processors.detections import (
     DEFAULT_RULES_FILE,
@@ -536,7 +537,9 @@ def test_detections_before_redaction_keep_the_audit_trail_but_no_secret() -> Non
         tool_call(**{am.COMMAND: command, am.TOOL_ARGUMENTS: json.dumps({"command": command})})
     )
     processor().consume_logs(data)
-    RedactionProcessor("redaction", RedactionConfig()).consume_logs(data)
+    redacted = Logs.from_proto(data)
+    RedactionProcessor("redaction", RedactionConfig()).consume_logs(redacted)
+    data = redacted.to_proto()
     serialized = data.SerializeToString()
     assert ANTHROPIC_KEY.encode() not in serialized
     source = {kv.key for kv in data.resource_logs[0].scope_logs[0].log_records[0].attributes}
