@@ -369,6 +369,8 @@ class RedactionProcessor(Processor):
         counts: _Counts = {}
         agents: dict[int, str | None] = {}
         scopes: set[int] = set()
+        budget = self.config.max_record_chars
+        clean = self._clean
         for record in data.records:
             resource_agent = agents.get(id(record.resource), _UNSEEN)
             if resource_agent == _UNSEEN:
@@ -382,14 +384,27 @@ class RedactionProcessor(Processor):
             if not event:
                 name = attrs.get("event.name")
                 event = name if isinstance(name, str) else ""
-            rec = _Record(self._record_agent(resource_agent, attrs), counts, event)
+            agent = attrs.get(am.AGENT)
+            if agent is None or agent != resource_agent:
+                agent = self._record_agent(resource_agent, attrs)
+            rec = _Record(agent, counts, event)
             self._process_attributes(attrs, rec)
-            body = None
-            if record.body is not None:
-                body = self._process_body(record, rec)
-            self._finish(rec, attrs)
+            body = record.body
+            holder = None
             if body is not None:
-                record.body = body[0]  # after _finish: the budget may have cut it
+                if (
+                    body.__class__ is str
+                    and body in clean
+                    and len(body) <= SHORT_VALUE
+                    and self._resolve_for_event(agent, event, BODY) is _KEEP
+                ):
+                    rec.total_chars += len(body)  # the usual body: an event name, seen before
+                else:
+                    holder = self._process_body(record, rec)
+            if rec.truncated or 0 < budget < rec.total_chars:
+                self._finish(rec, attrs)
+            if holder is not None:
+                record.body = holder[0]  # after _finish: the budget may have cut it
         self._flush_counts(counts)
         return data
 
@@ -506,8 +521,7 @@ class RedactionProcessor(Processor):
             self._process_keys(attrs, [k for k in attrs if k not in hashed], rec)
             return
         strings = [v for v in values if v.__class__ is str]
-        pending = set(strings)
-        pending -= self._clean
+        pending = set(strings).difference(self._clean)  # walks the record's side, not the memo
         event_id = attrs.get(am.EVENT_ID)
         if event_id in pending and _DIGEST.fullmatch(event_id):
             pending.discard(event_id)  # the normaliser's own digest: no text to scrub
