@@ -515,7 +515,11 @@ class RedactionProcessor(Processor):
             self._process_keys(attrs, list(attrs), rec, with_values=True)
             return
         special = attrs.keys() & self._special[rec.agent]
-        hashed = self._process_keys(attrs, special, rec, with_values=False) if special else ()
+        hashed: tuple[str, ...] = ()
+        if special:
+            # in the record's order, the order the sizes of removed values are appended in
+            in_order = sorted(special, key=list(attrs).index) if len(special) > 1 else special
+            hashed = self._process_keys(attrs, in_order, rec, with_values=False)
         values = attrs.values()
         if not _FLAT_TYPES.issuperset(map(type, values)):  # maps, lists or bytes to walk
             self._process_keys(attrs, [k for k in attrs if k not in hashed], rec)
