@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 from collector import agent_model as am
+from collector.records import Logs
 from processors.redaction import RedactionConfig, RedactionProcessor
 
 RECORDS_PER_BATCH = 200
@@ -151,7 +152,7 @@ def measure(config: RedactionConfig, unique: bool = False) -> float:
     templates = [batch(unique, r if unique else 0).SerializeToString() for r in range(ROUNDS)]
     rates = []
     for template in templates:
-        req = ExportLogsServiceRequest.FromString(template)
+        req = Logs.from_proto(ExportLogsServiceRequest.FromString(template))
         start = time.perf_counter()
         processor.consume_logs(req)
         elapsed = time.perf_counter() - start

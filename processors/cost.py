@@ -12,13 +12,10 @@ import logging
 import math
 import os
 import threading
-from collections.abc import MutableSequence
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from pydantic import Field
 
 from collector import agent_model as am
@@ -27,19 +24,17 @@ from collector.component import (
     ComponentConfig,
     ConfigContext,
     Factory,
-    LogsData,
     Processor,
     Signal,
-    TracesData,
 )
+from collector.records import Logs, Traces
 from processors import pricing
 
 log = logging.getLogger("agentwatch.processor.cost")
 
 COST_SOURCE = am.COST_SOURCE
 """Which figure ``agentwatch.cost_usd`` holds: ``computed``, ``reported``, or
-``reported_cache_split_unknown`` (see ``SPLIT_UNKNOWN``)."""
-SPLIT_UNKNOWN_SOURCE = "reported_cache_split_unknown"
+``pricing.SPLIT_UNKNOWN_SOURCE`` (see ``SPLIT_UNKNOWN``)."""
 
 MAX_MODEL_LABELS = 256
 """Distinct (provider, model) label pairs per processor; more share the label ``_other`` so a
@@ -126,28 +121,8 @@ class CostConfig(ComponentConfig):
         return []
 
 
-_WANTED = frozenset(
-    {
-        am.EVENT,
-        am.PROVIDER,
-        am.MODEL,
-        am.INPUT_TOKENS,
-        am.CACHE_READ_TOKENS,
-        am.CACHE_WRITE_TOKENS,
-        am.CACHE_WRITE_5M_TOKENS,
-        am.CACHE_WRITE_1H_TOKENS,
-        am.OUTPUT_TOKENS,
-        am.REASONING_TOKENS,
-        am.COST_USD_REPORTED,
-        am.COST_USD_COMPUTED,
-        am.COST_USD,
-        COST_SOURCE,
-        am.CACHE_WRITE_SPLIT_UNKNOWN,
-    }
-)
 _PRICED_EVENTS = frozenset({am.EventType.API_CALL.value, am.EventType.API_USAGE.value})
-_OUTPUTS = frozenset({am.COST_USD_COMPUTED, am.COST_USD, COST_SOURCE})
-_TOKEN_ATTRS = (
+_TOKEN_KEYS = (
     am.INPUT_TOKENS,
     am.CACHE_READ_TOKENS,
     am.CACHE_WRITE_TOKENS,
@@ -155,37 +130,32 @@ _TOKEN_ATTRS = (
     am.CACHE_WRITE_1H_TOKENS,
     am.OUTPUT_TOKENS,
 )
+"""The billed token counts; a record with none of them has nothing to price."""
 
 
 class _Invalid(Exception):
     pass
 
 
-def _int(value: AnyValue | None) -> int | None:
+def _int(value: Any) -> int:
     """A token count; normalisers write ints, but a string or integral double is accepted."""
-    if value is None:
-        return None
-    kind = value.WhichOneof("value")
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value" and value.double_value.is_integer():
-        return int(value.double_value)
-    if kind == "string_value" and value.string_value.strip().lstrip("-").isdigit():
-        return int(value.string_value)
-    raise _Invalid
+    if value.__class__ is int:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise _Invalid  # booleans, maps, lists, bytes and empty values are no count
 
 
-def _float(value: AnyValue | None) -> float | None:
-    if value is None:
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
         return None
-    kind = value.WhichOneof("value")
-    if kind == "double_value":
-        v = value.double_value
-    elif kind == "int_value":
-        v = float(value.int_value)
-    elif kind == "string_value":
+    if isinstance(value, float | int):
+        v = float(value)
+    elif isinstance(value, str):
         try:
-            v = float(value.string_value)
+            v = float(value)
         except ValueError:
             return None
     else:
@@ -193,31 +163,35 @@ def _float(value: AnyValue | None) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def usage_of(found: dict[str, AnyValue]) -> pricing.Usage | None:
-    """The billed tokens of a record; ``None`` when it carries none. Raises ``_Invalid``."""
-    if not any(k in found for k in _TOKEN_ATTRS):
-        return None
-    w5 = _int(found.get(am.CACHE_WRITE_5M_TOKENS))
-    w1 = _int(found.get(am.CACHE_WRITE_1H_TOKENS)) or 0
-    total = _int(found.get(am.CACHE_WRITE_TOKENS))
-    if total is None:
-        total = (w5 or 0) + w1
-    elif w5 is not None and w5 + w1 > total:
-        raise _Invalid
-    return pricing.Usage(
-        input=_int(found.get(am.INPUT_TOKENS)) or 0,
-        cache_read=_int(found.get(am.CACHE_READ_TOKENS)) or 0,
-        cache_write=total,
-        cache_write_1h=w1,
-        output=_int(found.get(am.OUTPUT_TOKENS)) or 0,
-        reasoning=_int(found.get(am.REASONING_TOKENS)) or 0,
-    )
+def _count(attrs: dict[str, Any], key: str) -> int | None:
+    """A present count (raises ``_Invalid`` when it is no count), ``None`` when absent."""
+    return _int(attrs[key]) if key in attrs else None
+
+
+def usage_of(attrs: dict[str, Any]) -> pricing.Usage | pricing.Unpriced:
+    """The billed tokens of a record's typed fields, or why there are none to price."""
+    if attrs.keys().isdisjoint(_TOKEN_KEYS):
+        return pricing.Unpriced.NO_TOKENS
+    try:
+        return pricing.usage_of(
+            input_tokens=_count(attrs, am.INPUT_TOKENS),
+            cache_read_tokens=_count(attrs, am.CACHE_READ_TOKENS),
+            cache_write_tokens=_count(attrs, am.CACHE_WRITE_TOKENS),
+            cache_write_5m_tokens=_count(attrs, am.CACHE_WRITE_5M_TOKENS),
+            cache_write_1h_tokens=_count(attrs, am.CACHE_WRITE_1H_TOKENS),
+            output_tokens=_count(attrs, am.OUTPUT_TOKENS),
+            reasoning_tokens=_count(attrs, am.REASONING_TOKENS),
+        )
+    except _Invalid:
+        return pricing.Unpriced.INVALID_USAGE
 
 
 class CostProcessor(Processor):
+    takes_records = True
+
     def __init__(self, name: str, config: CostConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
+        self.config: CostConfig = config
         self.book = pricing.load(
             config.resolved_pricing_file(), include_shipped=config.include_shipped
         )
@@ -227,46 +201,50 @@ class CostProcessor(Processor):
         self._labels: set[tuple[str, str]] = set()
         self._priced = {s: PRICED.labels(name, s.value) for s in (Signal.LOGS, Signal.TRACES)}
 
-    def consume_logs(self, data: LogsData) -> LogsData | None:
-        for rl in data.resource_logs:
-            for sl in rl.scope_logs:
-                for rec in sl.log_records:
-                    ts = rec.time_unix_nano or rec.observed_time_unix_nano
-                    self.enrich(rec.attributes, ts, Signal.LOGS)
+    def consume_logs(self, data: Logs) -> Logs | None:
+        priced = _PRICED_EVENTS
+        for record in data.records:
+            event = record.attributes.get(am.EVENT)
+            if event.__class__ is str and event in priced:
+                ts = record.time_unix_nano or record.observed_time_unix_nano
+                self.enrich(record.attributes, ts, Signal.LOGS)
         return data
 
-    def consume_traces(self, data: TracesData) -> TracesData | None:
-        for rs in data.resource_spans:
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    ts = span.start_time_unix_nano or span.end_time_unix_nano
-                    self.enrich(span.attributes, ts, Signal.TRACES)
+    def consume_traces(self, data: Traces) -> Traces | None:
+        priced = _PRICED_EVENTS
+        for span in data.spans:
+            event = span.attributes.get(am.EVENT)
+            if event.__class__ is str and event in priced:
+                ts = span.start_time_unix_nano or span.end_time_unix_nano
+                self.enrich(span.attributes, ts, Signal.TRACES)
         return data
 
-    def enrich(self, attrs: MutableSequence[KeyValue], time_unix_nano: int, signal: Signal) -> None:
+    def enrich(self, attrs: dict[str, Any], time_unix_nano: int, signal: Signal) -> None:
         """Set computed cost, cost_usd and cost_source on one api_call record, in place."""
-        found: dict[str, AnyValue] = {}
-        where: dict[str, int] = {}
-        for i, kv in enumerate(attrs):
-            key = kv.key
-            if key in _WANTED:
-                found[key] = kv.value
-                if key in _OUTPUTS:
-                    where[key] = i
-        event = found.get(am.EVENT)
-        if event is None or event.string_value not in _PRICED_EVENTS:
+        event = attrs.get(am.EVENT)
+        if not isinstance(event, str) or event not in _PRICED_EVENTS:
             return
-        provider = found[am.PROVIDER].string_value if am.PROVIDER in found else ""
-        model = found[am.MODEL].string_value if am.MODEL in found else ""
-        day = _day_of(time_unix_nano)
-        reported = _float(found.get(am.COST_USD_REPORTED))
-
-        summed = event.string_value == am.EventType.API_USAGE.value
-        outcome = self._price(provider, model, day, found, one_request=not summed)
-        computed: Decimal | None = None
-        list_usd: Decimal | None = None
+        provider = attrs.get(am.PROVIDER)
+        provider = provider if isinstance(provider, str) else ""
+        model = attrs.get(am.MODEL)
+        model = model if isinstance(model, str) else ""
+        day = pricing.day_of(time_unix_nano)
+        reported = _float(attrs[am.COST_USD_REPORTED]) if am.COST_USD_REPORTED in attrs else None
+        split_unknown = attrs.get(am.CACHE_WRITE_SPLIT_UNKNOWN) is True
+        cost = pricing.call_cost(
+            self.book,
+            provider,
+            model,
+            day,
+            usage_of(attrs) if model else pricing.Unpriced.NO_MODEL,
+            reported,
+            one_request=event != am.EventType.API_USAGE.value,
+            cost_source=self.config.cost_source,
+            fallback=self.config.fallback,
+            cache_split_unknown=split_unknown,
+        )
+        outcome = cost.outcome
         if isinstance(outcome, pricing.Priced):
-            computed, list_usd = outcome.usd, outcome.list_usd
             self._priced[signal].inc()
             if provider and self.book.canonical_provider(provider) is None:
                 self._log_once(
@@ -277,71 +255,34 @@ class CostProcessor(Processor):
                     outcome.provider,
                     outcome.model,
                 )
+            if (
+                reported is not None
+                and not split_unknown  # differs by the 1h writes: counted apart, below
+                and self._differs(reported, outcome.list_usd)
+            ):
+                DISCREPANCIES.labels(self.name, *self._label(provider, model)).inc()
         else:
             self._unpriced(outcome, provider, model)
-
-        split = found.get(am.CACHE_WRITE_SPLIT_UNKNOWN)
-        split_unknown = split is not None and split.bool_value
-        if (
-            reported is not None
-            and list_usd is not None
-            and not split_unknown  # differs by the 1h writes: counted apart, below
-            and self._differs(reported, list_usd)
-        ):
-            DISCREPANCIES.labels(self.name, *self._label(provider, model)).inc()
-
-        # A discount is what you pay: it applies to the agent's list-price figure as well.
-        reported_billed = None
-        if reported is not None:
-            reported_billed = Decimal(repr(reported)) * self.book.multiplier(provider, model, day)
-        primary, other = (
-            (computed, reported_billed)
-            if self.cfg.cost_source == "computed"
-            else (reported_billed, computed)
-        )
-        source: str | None = self.cfg.cost_source
-        chosen = primary
-        if chosen is None and self.cfg.fallback and other is not None:
-            chosen = other
-            source = "reported" if self.cfg.cost_source == "computed" else "computed"
-        if chosen is None:
-            source = None
-        if split_unknown and reported_billed is not None:
-            chosen, source = reported_billed, SPLIT_UNKNOWN_SOURCE
+        computed = cost.computed_usd
+        if split_unknown and cost.reported_usd is not None:
             labels = self._label(provider, model)
             SPLIT_UNKNOWN.labels(self.name, *labels).inc()
-            for figure, usd in (("reported", reported_billed), ("computed", computed)):
+            for figure, usd in (("reported", cost.reported_usd), ("computed", computed)):
                 if usd is not None and usd >= 0:
                     SPLIT_UNKNOWN_USD.labels(self.name, *labels, figure).inc(float(usd))
-
-        _write(
-            attrs,
-            where,
-            {
-                am.COST_USD_COMPUTED: None if computed is None else float(computed),
-                am.COST_USD: None if chosen is None else float(chosen),
-                COST_SOURCE: source,
-            },
-        )
-
-    def _price(
-        self,
-        provider: str,
-        model: str,
-        day: date,
-        found: dict[str, AnyValue],
-        *,
-        one_request: bool = True,
-    ) -> pricing.Priced | pricing.Unpriced | str:
-        if not model:
-            return "no_model"
-        try:
-            usage = usage_of(found)
-        except _Invalid:
-            return pricing.Unpriced.INVALID_USAGE
-        if usage is None:
-            return "no_tokens"
-        return self.book.price(provider or None, model, day, usage, one_request=one_request)
+        # set, replace or remove: running twice gives the same record
+        if computed is None:
+            attrs.pop(am.COST_USD_COMPUTED, None)
+        else:
+            attrs[am.COST_USD_COMPUTED] = float(computed)
+        if cost.cost_usd is None:
+            attrs.pop(am.COST_USD, None)
+        else:
+            attrs[am.COST_USD] = float(cost.cost_usd)
+        if cost.cost_source is None:
+            attrs.pop(COST_SOURCE, None)
+        else:
+            attrs[COST_SOURCE] = cost.cost_source
 
     def _differs(self, reported: float, list_usd: Decimal) -> bool:
         diff = abs(Decimal(repr(reported)) - list_usd)
@@ -384,44 +325,10 @@ class CostProcessor(Processor):
         return ("_other", "_other")
 
 
-def _day_of(time_unix_nano: int) -> date:
-    """The UTC day whose price applies; a missing (0) or absurd timestamp means today."""
-    try:
-        if time_unix_nano > 0:
-            return datetime.fromtimestamp(time_unix_nano / 1e9, UTC).date()
-    except (OverflowError, ValueError, OSError):
-        pass
-    return datetime.now(UTC).date()
-
-
-def _write(
-    attrs: MutableSequence[KeyValue], where: dict[str, int], values: dict[str, float | str | None]
-) -> None:
-    """Set, replace or (for ``None``) remove the processor's own attributes, so that running
-    twice gives the same record; ``where`` holds their current positions."""
-    doomed = []
-    for key, value in values.items():
-        i = where.get(key)
-        if value is None:
-            if i is not None:
-                doomed.append(i)
-            continue
-        if isinstance(value, float):
-            any_value = AnyValue(double_value=value)
-        else:
-            any_value = AnyValue(string_value=value)
-        if i is None:
-            attrs.append(KeyValue(key=key, value=any_value))
-        else:
-            attrs[i].value.CopyFrom(any_value)
-    for i in sorted(doomed, reverse=True):  # appends went past these positions
-        del attrs[i]
-
-
 FACTORY: Factory[CostProcessor] = Factory(
     type_name="cost",
     kind="processor",
     config_class=CostConfig,
-    create=lambda name, cfg: CostProcessor(name, cfg),
+    create=lambda name, config: CostProcessor(name, config),
     signals=frozenset({Signal.LOGS, Signal.TRACES, Signal.METRICS}),
 )

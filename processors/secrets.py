@@ -197,11 +197,10 @@ class SecretScrubber:
             a: tuple(sorted(set().union(*(ix for b, ix in anchor_to_patterns.items() if b in a))))
             for a in anchor_to_patterns
         }
-        self._anchor_re = (
-            re.compile(f"(?=({trie_regex(list(anchor_to_patterns))}))")
-            if anchor_to_patterns
-            else None
-        )
+        trie = trie_regex(list(anchor_to_patterns))
+        self._anchor_re = re.compile(f"(?=({trie}))") if anchor_to_patterns else None
+        self._any_anchor = re.compile(trie)
+        """Answers "no anchor at all" (most values) in about half the lookahead scan's time."""
         self._token_ix = tuple(i for i, p in enumerate(self.patterns) if not p.has_secret_group)
         self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
 
@@ -243,6 +242,8 @@ class SecretScrubber:
         if self._anchor_re is None:
             return self._always
         low = text.lower()
+        if self._any_anchor.search(low) is None:
+            return self._always
         # a lookahead at every position: anchors overlapping each other are all seen
         found = set(self._anchor_re.findall(low))
         if not found:
@@ -258,6 +259,8 @@ class SecretScrubber:
         first; the contextual patterns after them skip what is already ``[REDACTED:``."""
         kinds: list[str] = []
         for i in self._active(text):
+            if self._compiled[i].search(text) is None:
+                continue  # the usual case: no replacement function to build
             kind = self._kinds[i]
             threshold = self._min_entropy[i]
             has_secret = self._has_secret[i]

@@ -20,6 +20,7 @@ import pytest
 from collector import agent_model as am
 from collector import otlp_json
 from collector.component import LogsData, Signal
+from collector.records import Logs
 from extensions.budgets.internal.periods import period_window
 from processors.cost import CostConfig, CostProcessor
 from processors.normalize import NormalizeConfig, NormalizeProcessor
@@ -81,8 +82,9 @@ def session_cost(data: LogsData) -> float:
         copy.deepcopy(data)
     )
     assert normalised is not None
-    priced = CostProcessor("cost/c", CostConfig()).consume_logs(normalised)
-    assert priced is not None
+    records = CostProcessor("cost/c", CostConfig()).consume_logs(Logs.from_proto(normalised))
+    assert records is not None
+    priced = records.to_proto()
     costs = [
         kv.value.double_value
         for rl in priced.resource_logs

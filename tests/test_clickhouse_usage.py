@@ -49,9 +49,9 @@ class Pipeline:
     def logs(self, data: LogsData) -> LogsData:
         normalised = self.normalize.consume_logs(data)
         assert normalised is not None
-        priced = self.cost.consume_logs(normalised)
+        priced = self.cost.consume_logs(Logs.from_proto(normalised))
         assert priced is not None
-        return priced
+        return priced.to_proto()
 
     def metrics(self, data: MetricsData) -> LogsData:
         """The derived api_usage (and code_change) records of one metrics request."""
@@ -59,9 +59,9 @@ class Pipeline:
         self.normalize.consume_metrics(data)
         out = LogsData()
         for derived in self.derived:
-            priced = self.cost.consume_logs(derived)
+            priced = self.cost.consume_logs(Logs.from_proto(derived))
             assert priced is not None
-            out.resource_logs.extend(priced.resource_logs)
+            out.resource_logs.extend(priced.to_proto().resource_logs)
         return out
 
 

@@ -18,6 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import ConfigContext, LogsData, TracesData
+from collector.records import Logs, Traces
 from processors.cost import COST_SOURCE, FACTORY, CostConfig, CostProcessor
 
 NOV_2026 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -81,10 +82,16 @@ def processor(name: str, **config: object) -> CostProcessor:
     return proc
 
 
+def priced(proc: CostProcessor, data: LogsData) -> LogsData:
+    """``data`` through the processor as the pipeline hands it over: as records."""
+    records = Logs.from_proto(data)
+    out = proc.consume_logs(records)
+    assert out is records
+    return records.to_proto()
+
+
 def run(proc: CostProcessor, data: LogsData) -> list[dict[str, AnyValue]]:
-    out = proc.consume_logs(data)
-    assert out is not None
-    return attrs_of(out)
+    return attrs_of(priced(proc, data))
 
 
 def cost(attrs: dict[str, AnyValue], key: str = am.COST_USD_COMPUTED) -> float:
@@ -357,16 +364,16 @@ def test_records_that_are_not_api_calls_pass_unchanged() -> None:
         {am.EVENT: "tool_call", am.MODEL: "gpt-5-codex", am.P + "input_tokens": 5},
         {"event.name": "api_request", "model": "claude-sonnet-4-5", "input_tokens": "10"},
     )
-    before = data.SerializeToString()
-    assert run(processor("other_events"), data) and data.SerializeToString() == before
+    before = Logs.from_proto(data).to_proto().SerializeToString()  # as the pipeline encodes it
+    assert priced(processor("other_events"), data).SerializeToString() == before
 
 
 def test_reprocessing_is_idempotent() -> None:
     proc = processor("idempotent")
     data = logs(api_call("openai", "gpt-5-codex", input_tokens=1000, output_tokens=10))
-    proc.consume_logs(data)
+    data = priced(proc, data)
     once = data.SerializeToString()
-    proc.consume_logs(data)
+    data = priced(proc, data)
     assert data.SerializeToString() == once
     (attrs,) = attrs_of(data)
     keys = [a.key for a in data.resource_logs[0].scope_logs[0].log_records[0].attributes]
@@ -444,8 +451,9 @@ def test_spans_are_priced_too() -> None:
         ],
     )
     data = TracesData(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
-    out = processor("spans").consume_traces(data)
-    assert out is not None
+    spans = Traces.from_proto(data)
+    assert processor("spans").consume_traces(spans) is spans
+    out = spans.to_proto()
     attrs = {a.key: a.value for a in out.resource_spans[0].scope_spans[0].spans[0].attributes}
     assert round(attrs[am.COST_USD_COMPUTED].double_value, 9) == round(
         per_million((2000, 1.25), (100, 10)), 9

@@ -19,7 +19,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from collector import agent_model as am
 from collector import telemetry
-from collector.component import ConfigContext, LogsData
+from collector.component import ConfigContext, LogsData, Processor, Signal, signal_of
+from collector.records import Logs, Traces
 from processors.redaction import (
     FACTORY,
     TRUNCATED,
@@ -101,11 +102,21 @@ def record_of(data: LogsData) -> LogRecord:
     return data.resource_logs[0].scope_logs[0].log_records[0]
 
 
+def apply(processor: Processor, request: Any) -> Any:
+    """A request through a processor as the pipeline hands it over (records or protobuf);
+    returns the protobuf request it passes on."""
+    signal = signal_of(request)
+    if not processor.takes_records or signal is Signal.METRICS:
+        return processor.process(signal, request)
+    records = Logs.from_proto(request) if signal is Signal.LOGS else Traces.from_proto(request)
+    out = processor.process(signal, records)
+    assert out is records
+    return out.to_proto()
+
+
 def run(data: LogsData, **config: Any) -> dict[str, Any]:
     processor = RedactionProcessor("redaction", RedactionConfig(**config))
-    out = processor.consume_logs(data)
-    assert out is data
-    return attrs_of(record_of(data).attributes)
+    return attrs_of(record_of(apply(processor, data)).attributes)
 
 
 def redactions(kind: str, agent: str, processor: str = "redaction") -> float:
@@ -382,13 +393,13 @@ def test_a_whole_request_needs_every_class_it_carries() -> None:
 def test_more_content_keys_from_config() -> None:
     config = RedactionConfig.model_validate({"content_keys": {"tool_output": ["my.stdout"]}})
     data = logs({"my.stdout": OUTPUT}, service="claude-code")
-    RedactionProcessor("redaction", config).consume_logs(data)
+    data = apply(RedactionProcessor("redaction", config), data)
     assert attrs_of(record_of(data).attributes) == {"my.stdout.length": len(OUTPUT)}
     allowed = RedactionConfig.model_validate(
         {"content_keys": {"tool_output": ["my.stdout"]}, "allow": {"tool_output": True}}
     )
     data = logs({"my.stdout": OUTPUT}, service="claude-code")
-    RedactionProcessor("redaction", allowed).consume_logs(data)
+    data = apply(RedactionProcessor("redaction", allowed), data)
     assert attrs_of(record_of(data).attributes) == {"my.stdout": OUTPUT}
 
 
@@ -432,7 +443,7 @@ def test_the_normalisers_agent_wins_over_a_service_name_that_says_another() -> N
         {"event.name": "tool_result", "tool_input": ARGS, "response": RESPONSE},
         service="codex-claude-wrapper",
     )
-    out = normalize.consume_logs(data)
+    out = apply(normalize, data)
     assert out is not None
     attrs = run(out)
     assert attrs[am.AGENT] == "claude_code"
@@ -467,7 +478,7 @@ def test_gemini_command_line_on_the_resource_is_content() -> None:
         service="gemini-cli",
         resource={"process.command_args": ["node", "gemini", "-p", PROMPT]},
     )
-    RedactionProcessor("redaction", RedactionConfig()).consume_logs(data)
+    data = apply(RedactionProcessor("redaction", RedactionConfig()), data)
     resource = attrs_of(data.resource_logs[0].resource.attributes)
     assert "process.command_args" not in resource
     assert resource["process.command_args.length"] == 4
@@ -478,7 +489,7 @@ def test_genai_event_bodies_are_content() -> None:
     data = logs(
         {"event.name": "gen_ai.user.message"}, body={"content": PROMPT}, service="copilot-chat"
     )
-    RedactionProcessor("redaction", RedactionConfig()).consume_logs(data)
+    data = apply(RedactionProcessor("redaction", RedactionConfig()), data)
     record = record_of(data)
     assert not record.HasField("body")
     assert attrs_of(record.attributes)["body.length"] == 1
@@ -488,7 +499,7 @@ def test_other_bodies_are_scrubbed_not_removed() -> None:
     data = logs(
         {"event.name": "x"}, body=f"connecting with Bearer {ANTHROPIC_KEY}", service="claude-code"
     )
-    RedactionProcessor("redaction", RedactionConfig()).consume_logs(data)
+    data = apply(RedactionProcessor("redaction", RedactionConfig()), data)
     assert (
         record_of(data).body.string_value == "connecting with Bearer [REDACTED:anthropic_api_key]"
     )
@@ -571,7 +582,9 @@ def test_spans_events_links_and_status_are_redacted() -> None:
     link = span.links.add()
     link.attributes.append(kv("note", f"token {GITHUB_TOKEN}"))
     span.status.message = f"failed with Bearer {ANTHROPIC_KEY}"
-    RedactionProcessor("redaction", RedactionConfig()).consume_traces(data)
+    data = apply(RedactionProcessor("redaction", RedactionConfig()), data)
+    span = data.resource_spans[0].scope_spans[0].spans[0]
+    event, link = span.events[0], span.links[0]
     assert attrs_of(span.attributes) == {"user_prompt_length": 34, "full_command.length": 7}
     assert attrs_of(event.attributes) == {"output.length": len(OUTPUT), "bash_command.length": 7}
     assert attrs_of(link.attributes) == {"note": "token [REDACTED:github_token]"}
@@ -591,7 +604,8 @@ def test_copilot_span_content_is_removed() -> None:
             kv("gen_ai.request.model", "gpt-4o"),
         ]
     )
-    RedactionProcessor("redaction", RedactionConfig()).consume_traces(data)
+    data = apply(RedactionProcessor("redaction", RedactionConfig()), data)
+    span = data.resource_spans[0].scope_spans[0].spans[0]
     assert attrs_of(span.attributes) == {
         "gen_ai.request.model": "gpt-4o",
         "gen_ai.input.messages.length": len(messages),
@@ -737,7 +751,7 @@ def test_blocked_keys_are_removed_everywhere() -> None:
         service="claude-code",
         resource={"host.name": "laptop"},
     )
-    RedactionProcessor("redaction", RedactionConfig(block_keys=["host.*"])).consume_logs(data)
+    data = apply(RedactionProcessor("redaction", RedactionConfig(block_keys=["host.*"])), data)
     assert attrs_of(data.resource_logs[0].resource.attributes) == {"service.name": "claude-code"}
     assert attrs_of(record_of(data).attributes) == {"nested": {"ok": 1}, "keep": "y"}
 
@@ -839,12 +853,8 @@ def test_no_content_from_real_cli_telemetry_survives_by_default(path: Path) -> N
     content = _content_values(path)
     processor = RedactionProcessor("redaction", RedactionConfig())
     strings: list[str] = []
-    for signal, request in _captured(path):
-        out = {
-            "logs": processor.consume_logs,
-            "metrics": processor.consume_metrics,
-            "traces": processor.consume_traces,
-        }[signal](request)
+    for _signal, request in _captured(path):
+        out = apply(processor, request)
         strings.extend(_strings(json_format.MessageToDict(out)))
     if "nocontent" not in path.name:
         assert content, "the capture should contain content with content switches on"
@@ -867,13 +877,9 @@ def test_real_cli_content_is_kept_when_allowed(path: Path) -> None:
     content = _content_values(path)
     processor = RedactionProcessor("redaction", RedactionConfig(allow=ALL_ALLOWED))
     strings: set[str] = set()
-    for signal, request in _captured(path):
-        {
-            "logs": processor.consume_logs,
-            "metrics": processor.consume_metrics,
-            "traces": processor.consume_traces,
-        }[signal](request)
-        strings.update(_strings(json_format.MessageToDict(request)))
+    for _signal, request in _captured(path):
+        out = apply(processor, request)
+        strings.update(_strings(json_format.MessageToDict(out)))
     short = [v for v in content if len(v) <= 512]
     assert short
     for value in short:
@@ -966,7 +972,7 @@ def test_redaction_never_raises_on_arbitrary_attribute_trees(
         email_hash_key="k" * 16,
         max_record_chars=300,
     )
-    out = RedactionProcessor("redaction", config).consume_logs(data)
+    out = apply(RedactionProcessor("redaction", config), data)
     assert out is not None
     serialized = out.SerializeToString()
     assert LogsData.FromString(serialized) == out

@@ -11,6 +11,7 @@ them, so the raw tables keep the vendor's own numbers next to the normalised one
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import math
@@ -214,7 +215,7 @@ def tool_argument_facts(arguments: Any, out: dict[str, Scalar]) -> None:
     if arguments is None:
         return
     text = arguments if isinstance(arguments, str) else to_str(arguments) or ""
-    if text and text != "<REDACTED>":
+    if text and text not in PLACEHOLDERS:
         out.setdefault(am.TOOL_ARGUMENTS, text)
         out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text.encode()))
     parsed = json_object(arguments)
@@ -228,6 +229,44 @@ def tool_argument_facts(arguments: Any, out: dict[str, Scalar]) -> None:
     path = first(parsed, FILE_PATH_KEYS)
     if isinstance(path, str) and path:
         out.setdefault(am.FILE_PATH, path)
+
+
+# --- content: what redaction removes ---------------------------------------------------------
+class ContentClass(enum.StrEnum):
+    """What a value reveals; redaction keeps it only when the config allows its classes."""
+
+    PROMPTS = "prompts"
+    RESPONSES = "responses"
+    TOOL_OUTPUT = "tool_output"
+    TOOL_ARGUMENTS = "tool_arguments"
+
+
+ALL_CONTENT = frozenset(ContentClass)
+"""A whole request or conversation history carries every class."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentKey:
+    """An attribute (or body) that carries content; kept only if every class in it is allowed."""
+
+    key: str
+    classes: frozenset[ContentClass]
+    events: frozenset[str] = frozenset()
+    """Event names this applies to; empty means every event."""
+    length_key: str | None = None
+    """Where the removed value's size goes (default ``<key>.length``); set only if absent."""
+    size_in_bytes: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        *classes: ContentClass,
+        events: Iterable[str] = (),
+        length_key: str | None = None,
+        size_in_bytes: bool = False,
+    ) -> ContentKey:
+        return cls(key, frozenset(classes), frozenset(events), length_key, size_in_bytes)
 
 
 # --- the vendor interface ---------------------------------------------------------------------
@@ -302,6 +341,10 @@ class Vendor:
     """agentwatch identity key -> vendor keys, looked up on the record, then the resource."""
     version_keys: ClassVar[tuple[str, ...]] = ("service.version",)
     metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {}
+    content_keys: ClassVar[tuple[ContentKey, ...]] = ()
+    """The agent's own keys that carry content (the GenAI conventions' are redaction's)."""
+    redacted_placeholder: ClassVar[str | None] = None
+    """What the agent sends in place of content it was told not to log: no content, no size."""
 
     def identity(self, resource: Attrs, attrs: Attrs) -> dict[str, Scalar]:
         out: dict[str, Scalar] = {am.AGENT: self.agent.value}
@@ -415,3 +458,6 @@ def vendor_for_scope(scope_names: Iterable[str]) -> Vendor | None:
 # makes a concurrent importer wait for the whole package (a lazy first-use load let requests
 # racing the first one see an empty registry and store agent events as unknown services).
 from processors.vendors import claude_code, codex, copilot, gemini_cli  # noqa: E402, F401
+
+PLACEHOLDERS = frozenset(v.redacted_placeholder for v in _REGISTRY if v.redacted_placeholder)
+"""Every agent's placeholder for content it did not send."""

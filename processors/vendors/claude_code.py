@@ -19,11 +19,14 @@ from collector import agent_model as am
 from collector.agent_model import Agent, EventType
 from processors import genai_semconv
 from processors.vendors import (
+    ALL_CONTENT,
     TOOL_DECISION,
     TOOL_PHASE,
     TOOL_RESULT,
     AttributeMap,
     Attrs,
+    ContentClass,
+    ContentKey,
     MetricUsageRule,
     Result,
     Scalar,
@@ -43,7 +46,6 @@ from processors.vendors import (
     tool_argument_facts,
 )
 
-REDACTED = "<REDACTED>"
 MCP_TOOL = "mcp_tool"
 """The ``tool_name`` of every MCP tool call; the real names are in ``tool_parameters``."""
 
@@ -160,6 +162,30 @@ class ClaudeCode(Vendor):
     derives_genai_metrics = True
     identity_keys = IDENTITY
     version_keys = ("service.version", "app.version")
+    redacted_placeholder = "<REDACTED>"
+    content_keys = (
+        ContentKey.of("prompt", ContentClass.PROMPTS, length_key="prompt_length"),
+        ContentKey.of("prompt_text", ContentClass.PROMPTS, length_key="prompt_length"),
+        # the interaction span (traces beta)
+        ContentKey.of("user_prompt", ContentClass.PROMPTS, length_key="user_prompt_length"),
+        ContentKey.of("response", ContentClass.RESPONSES, length_key="response_length"),
+        ContentKey.of("tool_parameters", ContentClass.TOOL_ARGUMENTS),
+        ContentKey.of("tool_input", ContentClass.TOOL_ARGUMENTS),
+        ContentKey.of("full_command", ContentClass.TOOL_ARGUMENTS),  # claude_code.tool span
+        ContentKey.of("bash_command", ContentClass.TOOL_ARGUMENTS),  # tool.output span event
+        ContentKey.of("tool_output", ContentClass.TOOL_OUTPUT),
+        # the tool.output span event (OTEL_LOG_TOOL_CONTENT)
+        ContentKey.of("output", ContentClass.TOOL_OUTPUT),
+        ContentKey.of(
+            "body", *ALL_CONTENT, events=("api_request_body", "claude_code.api_request_body")
+        ),
+        ContentKey.of(
+            "body",
+            ContentClass.RESPONSES,
+            ContentClass.TOOL_ARGUMENTS,
+            events=("api_response_body", "claude_code.api_response_body"),
+        ),
+    )
     metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {
         "claude_code.token.usage": MetricUsageRule(
             "usage",
@@ -218,7 +244,7 @@ class ClaudeCode(Vendor):
         if name == "user_prompt":
             apply_map(attrs, USER_PROMPT, out)
             text = to_str(attrs.get("prompt")) or to_str(attrs.get("prompt_text"))
-            if text and text != REDACTED:
+            if text and text != self.redacted_placeholder:
                 out[am.PROMPT_TEXT] = text
                 out.setdefault(am.PROMPT_LENGTH, len(text))
             return self.finish(out, EventType.USER_PROMPT, session, when)

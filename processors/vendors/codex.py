@@ -24,6 +24,8 @@ from processors.vendors import (
     TOOL_RESULT,
     AttributeMap,
     Attrs,
+    ContentClass,
+    ContentKey,
     DurationSample,
     Result,
     Scalar,
@@ -40,7 +42,6 @@ from processors.vendors import (
     tool_argument_facts,
 )
 
-REDACTED = "[REDACTED]"
 TOKEN_KEYS = ("input_token_count", "output_token_count")
 
 IDENTITY = {
@@ -148,6 +149,12 @@ class Codex(Vendor):
     derives_genai_metrics = True
     identity_keys = IDENTITY
     version_keys = ("app.version", "service.version")
+    redacted_placeholder = "[REDACTED]"
+    content_keys = (
+        ContentKey.of("prompt", ContentClass.PROMPTS, length_key="prompt_length"),
+        ContentKey.of("arguments", ContentClass.TOOL_ARGUMENTS),
+        ContentKey.of("output", ContentClass.TOOL_OUTPUT),
+    )
 
     def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
         name = to_str(attrs.get("event.name")) or record.body.string_value or None
@@ -201,7 +208,7 @@ class Codex(Vendor):
             if length is not None:
                 out[am.PROMPT_LENGTH] = length
             text = to_str(attrs.get("prompt"))
-            if text and text != REDACTED:
+            if text and text != self.redacted_placeholder:
                 out[am.PROMPT_TEXT] = text
             return self.finish(out, EventType.USER_PROMPT, session, when)
         if name == "codex.conversation_starts":

@@ -34,6 +34,8 @@ from processors.vendors import (
     TOOL_RESULT,
     AttributeMap,
     Attrs,
+    ContentClass,
+    ContentKey,
     DurationSample,
     MetricUsageRule,
     Result,
@@ -259,6 +261,10 @@ class CopilotCli(Copilot):
     agent = Agent.COPILOT_CLI
     service_names = frozenset({"github-copilot"})
     scope_names = frozenset({"github.copilot"})
+    # the shell command of an execute_tool span, sent even without content capture
+    content_keys = (
+        ContentKey.of("github.copilot.tool.parameters.command", ContentClass.TOOL_ARGUMENTS),
+    )
 
 
 CHAT_VENDOR = register(CopilotChat())

@@ -20,10 +20,13 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
 from processors.vendors import (
+    ALL_CONTENT,
     TOOL_PHASE,
     TOOL_RESULT,
     AttributeMap,
     Attrs,
+    ContentClass,
+    ContentKey,
     MetricUsageRule,
     Result,
     Scalar,
@@ -131,6 +134,12 @@ class GeminiCli(Vendor):
     service_names = frozenset({"gemini-cli", "gemini_cli"})
     service_prefixes = ("gemini-cli",)
     provider = "gcp.gen_ai"
+    content_keys = (
+        ContentKey.of("prompt", ContentClass.PROMPTS, length_key="prompt_length"),
+        ContentKey.of("request_text", *ALL_CONTENT),
+        ContentKey.of("response_text", ContentClass.RESPONSES, ContentClass.TOOL_ARGUMENTS),
+        ContentKey.of("function_args", ContentClass.TOOL_ARGUMENTS),
+    )
     genai_operation = "generate_content"
     derives_genai_metrics = False  # it emits gen_ai.client.token.usage / operation.duration
     identity_keys = IDENTITY
