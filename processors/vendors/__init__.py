@@ -204,6 +204,14 @@ def record_time_key(record: LogRecord, attrs: Mapping[str, Any]) -> str:
     return content_key(attrs)
 
 
+def mcp_servers_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    """The MCP servers a session starts with, from a comma-separated ``mcp_servers``."""
+    servers = attrs.get("mcp_servers")
+    if isinstance(servers, str):  # "" is a fact too: no MCP servers configured
+        out[am.MCP_SERVERS] = ",".join(s.strip() for s in servers.split(",") if s.strip())
+    return ()
+
+
 # --- tool arguments ---------------------------------------------------------------------------
 COMMAND_KEYS = ("full_command", "command", "cmd", "bash_command", "commandLine")
 FILE_PATH_KEYS = ("file_path", "absolute_path", "filePath", "path", "notebook_path", "target_file")
@@ -273,6 +281,35 @@ class MetricUsageRule:
     name: str | None = None
 
 
+Facts = Callable[[Attrs, dict[str, Scalar]], tuple[object, ...] | None]
+"""A vendor's quirks for one event, after its attribute map: adds keys to ``out`` and returns
+the event's extra id discriminators, or ``None`` when the record is no event after all."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """How one named log event becomes an agent event: the table row of ``log_event``.
+
+    The event id is made of ``tag``, what ``facts`` returns, and last the value of ``id_key``
+    in the result (a request or tool call id) or, without one, ``fallback`` of the record's
+    time key (the time key itself by default).
+    """
+
+    event: EventType
+    attributes: AttributeMap = field(default_factory=dict)
+    facts: Facts | None = None
+    phase: str | None = None
+    """``agentwatch.tool.phase`` of a tool event (decision or result)."""
+    tag: tuple[str, ...] = ()
+    id_key: str | None = None
+    fallback: Callable[[Attrs, str], str] | None = None
+
+
+Chooser = Callable[[Attrs], LogEvent | Result | None]
+"""For an event name that means different events by its attributes: the row that applies, or
+the ``Result`` (a drop, a duration sample) or ``None`` to return as it is."""
+
+
 class Vendor:
     """One agent's dialect. Subclasses fill the tables and override the hooks they need."""
 
@@ -291,6 +328,14 @@ class Vendor:
     """agentwatch identity key -> vendor keys, looked up on the record, then the resource."""
     version_keys: ClassVar[tuple[str, ...]] = ("service.version",)
     metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {}
+    log_events: ClassVar[Mapping[str, LogEvent | Chooser]] = {}
+    """Log event name -> how it becomes an agent event; other names are context only."""
+    body_prefix: ClassVar[str] = ""
+    """A record without ``event.name`` is named by its body, less this prefix (which a body
+    must then start with)."""
+    session_keys: ClassVar[tuple[str, ...]] = ("session.id",)
+    """Where a log event's session is, on the record; then ``resource_session_key``."""
+    resource_session_key: ClassVar[str | None] = "session.id"
 
     def identity(self, resource: Attrs, attrs: Attrs) -> dict[str, Scalar]:
         out: dict[str, Scalar] = {am.AGENT: self.agent.value}
@@ -309,7 +354,41 @@ class Vendor:
 
     def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
         """The agent event this log record is, ``None`` when it is context only."""
-        return None
+        name = attrs.get("event.name")
+        if not isinstance(name, str) or not name:
+            name = to_str(name) or self._body_name(record.body.string_value)
+        row = self.log_events.get(name) if name else None
+        if row is None:
+            return None
+        if not isinstance(row, LogEvent):
+            chosen = row(attrs)
+            if not isinstance(chosen, LogEvent):
+                return chosen
+            row = chosen
+        out: dict[str, Scalar] = {}
+        apply_map(attrs, row.attributes, out)
+        extra = row.facts(attrs, out) if row.facts is not None else ()
+        if extra is None:
+            return None
+        if row.phase is not None:
+            out[TOOL_PHASE] = row.phase
+        known = out.get(row.id_key) if row.id_key is not None else None
+        if not known:
+            when = self.record_key(record, attrs)
+            known = when if row.fallback is None else row.fallback(attrs, when)
+        session = to_str(first(attrs, self.session_keys))
+        if session is None and self.resource_session_key is not None:
+            session = to_str(resource.get(self.resource_session_key))
+        return self.finish(out, row.event, session, *row.tag, *extra, known)
+
+    def _body_name(self, body: str) -> str | None:
+        if not self.body_prefix:
+            return body or None
+        return body.removeprefix(self.body_prefix) if body.startswith(self.body_prefix) else None
+
+    def record_key(self, record: LogRecord, attrs: Attrs) -> str:
+        """A log record's discriminator among its session's events (see ``record_time_key``)."""
+        return record_time_key(record, attrs)
 
     def span_event(
         self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch

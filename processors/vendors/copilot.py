@@ -24,7 +24,6 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from collector import agent_model as am
@@ -35,6 +34,7 @@ from processors.vendors import (
     AttributeMap,
     Attrs,
     DurationSample,
+    LogEvent,
     MetricUsageRule,
     Result,
     Scalar,
@@ -44,7 +44,6 @@ from processors.vendors import (
     ensure_token_classes,
     first,
     non_negative,
-    record_time_key,
     register,
     to_float,
     to_int,
@@ -122,10 +121,21 @@ def duration_ms(span: Span) -> float | None:
     return None
 
 
+LOG_EVENTS: Mapping[str, LogEvent] = {
+    "copilot_chat.session.start": LogEvent(
+        EventType.SESSION_START, {"gen_ai.request.model": (am.MODEL, to_str)}
+    ),
+}
+"""Copilot's log events repeat its spans (tool calls, turns, inference details), so only the
+session start becomes an event; the spans are the record of calls."""
+
+
 class Copilot(Vendor):
     provider = "github_copilot"
     genai_operation = "chat"
     derives_genai_metrics = False  # both emit gen_ai.client.* histograms themselves
+    log_events = LOG_EVENTS
+    session_keys = ("session.id", "gen_ai.conversation.id")
     identity_keys = IDENTITY
     version_keys = ("service.version",)
 
@@ -225,23 +235,6 @@ class Copilot(Vendor):
         if elapsed is not None:
             result.duration_sample = DurationSample(elapsed / 1000.0, model)
         return result
-
-    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
-        """Copilot's log events repeat its spans (tool calls, turns, inference details), so
-        only the session start becomes an event; the spans are the record of calls."""
-        name = to_str(attrs.get("event.name")) or record.body.string_value or None
-        if name == "copilot_chat.session.start":
-            out: dict[str, Scalar] = {}
-            model = to_str(attrs.get("gen_ai.request.model"))
-            if model:
-                out[am.MODEL] = model
-            session = to_str(first(attrs, ("session.id", "gen_ai.conversation.id"))) or to_str(
-                resource.get("session.id")
-            )
-            return self.finish(
-                out, EventType.SESSION_START, session, record_time_key(record, attrs)
-            )
-        return None
 
 
 class CopilotChat(Copilot):
