@@ -304,6 +304,19 @@ class LogEvent:
     id_key: str | None = None
     fallback: Callable[[Attrs, str], str] | None = None
 
+    @classmethod
+    def tool(
+        cls,
+        phase: str,
+        attributes: AttributeMap,
+        facts: Facts,
+        fallback: Callable[[Attrs, str], str] | None = None,
+    ) -> LogEvent:
+        """A tool call's decision or result, named by its phase and call id."""
+        return cls(
+            EventType.TOOL_CALL, attributes, facts, phase, (phase,), am.TOOL_CALL_ID, fallback
+        )
+
 
 Chooser = Callable[[Attrs], LogEvent | Result | None]
 """For an event name that means different events by its attributes: the row that applies, or

@@ -183,22 +183,8 @@ def mcp_connection_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, 
 LOG_EVENTS: Mapping[str, LogEvent] = {
     "api_request": LogEvent(EventType.API_CALL, API_REQUEST, api_call_facts, id_key=am.REQUEST_ID),
     "api_error": LogEvent(EventType.API_ERROR, API_ERROR, api_error_facts),
-    "tool_decision": LogEvent(
-        EventType.TOOL_CALL,
-        TOOL_DECISION_MAP,
-        tool_facts,
-        phase=TOOL_DECISION,
-        tag=(TOOL_DECISION,),
-        id_key=am.TOOL_CALL_ID,
-    ),
-    "tool_result": LogEvent(
-        EventType.TOOL_CALL,
-        TOOL_RESULT_MAP,
-        tool_facts,
-        phase=TOOL_RESULT,
-        tag=(TOOL_RESULT,),
-        id_key=am.TOOL_CALL_ID,
-    ),
+    "tool_decision": LogEvent.tool(TOOL_DECISION, TOOL_DECISION_MAP, tool_facts),
+    "tool_result": LogEvent.tool(TOOL_RESULT, TOOL_RESULT_MAP, tool_facts),
     "user_prompt": LogEvent(EventType.USER_PROMPT, USER_PROMPT, prompt_facts),
     "mcp_server_connection": LogEvent(
         EventType.SESSION_START, facts=mcp_connection_facts, tag=("mcp",)

@@ -260,22 +260,8 @@ LOG_EVENTS: Mapping[str, LogEvent | Chooser] = {
     "codex.websocket_request": request,
     "codex.websocket_connect": request,
     "codex.websocket_event": websocket_event,
-    "codex.tool_decision": LogEvent(
-        EventType.TOOL_CALL,
-        TOOL_DECISION_MAP,
-        tool_decision_facts,
-        phase=TOOL_DECISION,
-        tag=(TOOL_DECISION,),
-        id_key=am.TOOL_CALL_ID,
-    ),
-    "codex.tool_result": LogEvent(
-        EventType.TOOL_CALL,
-        TOOL_RESULT_MAP,
-        tool_result_facts,
-        phase=TOOL_RESULT,
-        tag=(TOOL_RESULT,),
-        id_key=am.TOOL_CALL_ID,
-    ),
+    "codex.tool_decision": LogEvent.tool(TOOL_DECISION, TOOL_DECISION_MAP, tool_decision_facts),
+    "codex.tool_result": LogEvent.tool(TOOL_RESULT, TOOL_RESULT_MAP, tool_result_facts),
     "codex.user_prompt": LogEvent(EventType.USER_PROMPT, USER_PROMPT, prompt_facts),
     "codex.conversation_starts": LogEvent(
         EventType.SESSION_START, CONVERSATION_STARTS, mcp_servers_facts

@@ -186,15 +186,7 @@ def prompt_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
 LOG_EVENTS: Mapping[str, LogEvent] = {
     "gemini_cli.api_response": LogEvent(EventType.API_CALL, API_RESPONSE, api_response_facts),
     "gemini_cli.api_error": LogEvent(EventType.API_ERROR, API_ERROR, api_error_facts),
-    "gemini_cli.tool_call": LogEvent(
-        EventType.TOOL_CALL,
-        TOOL_CALL,
-        tool_call_facts,
-        phase=TOOL_RESULT,
-        tag=(TOOL_RESULT,),
-        id_key=am.TOOL_CALL_ID,
-        fallback=tool_call_key,
-    ),
+    "gemini_cli.tool_call": LogEvent.tool(TOOL_RESULT, TOOL_CALL, tool_call_facts, tool_call_key),
     "gemini_cli.user_prompt": LogEvent(EventType.USER_PROMPT, USER_PROMPT, prompt_facts),
     "gemini_cli.config": LogEvent(EventType.SESSION_START, CONFIG, mcp_servers_facts),
 }
