@@ -72,7 +72,7 @@ from processors.vendors import (
     Vendor,
     attrs_dict,
     event_id,
-    first,
+    first_text,
     to_str,
     vendor_for,
     vendor_for_scope,
@@ -223,10 +223,10 @@ class NormalizeProcessor(Processor):
         return OTHER_SERVICES
 
     def _record_keys(
-        self, vendor: Vendor, resource: Attrs, attrs: Attrs, result: Result | None
+        self, vendor: Vendor, resource_identity: dict[str, str], attrs: Attrs, result: Result | None
     ) -> dict[str, Scalar]:
         """Identity, then the event's own keys, then directory, then semconv keys."""
-        keys = vendor.identity(resource, attrs)
+        keys = vendor.identity(resource_identity, attrs)
         if result is not None:
             keys.update(result.attributes)
         if self.directory is not None:
@@ -255,6 +255,7 @@ class NormalizeProcessor(Processor):
             if vendor is None:
                 continue
             resource = attrs_dict(rl.resource.attributes)
+            identity = vendor.resource_identity(resource)
             wants_metrics = derived is not None and vendor.derives_genai_metrics
             for sl in rl.scope_logs:
                 if sl.scope.name == DERIVED_SCOPE:
@@ -269,7 +270,7 @@ class NormalizeProcessor(Processor):
                             dropped[result.drop_reason] += 1
                             continue
                         result = None
-                    keys = self._record_keys(vendor, resource, attrs, result)
+                    keys = self._record_keys(vendor, identity, attrs, result)
                     write_attributes(record.attributes, attrs, keys)
                     event = keys.get(am.EVENT)
                     if isinstance(event, str):
@@ -322,6 +323,7 @@ class NormalizeProcessor(Processor):
             if vendor is None:
                 continue
             resource = attrs_dict(rs.resource.attributes)
+            identity = vendor.resource_identity(resource)
             spans = [
                 (span, attrs_dict(span.attributes))
                 for ss in rs.scope_spans
@@ -333,13 +335,13 @@ class NormalizeProcessor(Processor):
                 conversation = to_str(attrs.get("gen_ai.conversation.id"))
                 if conversation:
                     batch.conversation_by_trace.setdefault(span.trace_id, conversation)
-                user = to_str(first(attrs, vendor.identity_keys.get(am.USER_ID, ())))
+                user = first_text(attrs, vendor.identity_keys.get(am.USER_ID, ()))
                 if user:
                     batch.user_by_trace.setdefault(span.trace_id, user)
             wants_metrics = derived is not None and vendor.derives_genai_metrics
             for span, attrs in spans:
                 result = vendor.span_event(resource, attrs, span, batch)
-                keys = self._record_keys(vendor, resource, attrs, result)
+                keys = self._record_keys(vendor, identity, attrs, result)
                 write_attributes(span.attributes, attrs, keys)
                 event = keys.get(am.EVENT)
                 if isinstance(event, str):
@@ -361,7 +363,7 @@ class NormalizeProcessor(Processor):
             vendor = self._vendor(rm.resource, Signal.METRICS, metric_points(rm), scopes)
             if vendor is None:
                 continue
-            resource = attrs_dict(rm.resource.attributes)
+            identity = vendor.resource_identity(attrs_dict(rm.resource.attributes))
             for sm in rm.scope_metrics:
                 if sm.scope.name == DERIVED_SCOPE:
                     continue
@@ -380,7 +382,7 @@ class NormalizeProcessor(Processor):
                         rule = None
                     for point in body.data_points:
                         attrs = attrs_dict(point.attributes)
-                        keys = vendor.identity(resource, attrs)
+                        keys = vendor.identity(identity, attrs)
                         keys = {k: v for k, v in keys.items() if k in IDENTITY_ONLY}
                         if self.directory is not None:
                             self.directory.enrich(keys)

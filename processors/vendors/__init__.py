@@ -164,6 +164,16 @@ def first(attrs: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
+def first_text(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
+    """The first present, non-empty value among ``keys`` as text (``to_str(first(...))`` in
+    one pass: identity lookups run on every record)."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value if type(value) is str else to_str(value)
+    return None
+
+
 Converter = Callable[[Any], Any]
 AttributeMap = Mapping[str, tuple[str, Converter]]
 """vendor key -> (agentwatch key, converter): the table-driven part of every normaliser."""
@@ -350,17 +360,28 @@ class Vendor:
     """Where a log event's session is, on the record; then ``resource_session_key``."""
     resource_session_key: ClassVar[str | None] = "session.id"
 
-    def identity(self, resource: Attrs, attrs: Attrs) -> dict[str, Scalar]:
-        out: dict[str, Scalar] = {am.AGENT: self.agent.value}
+    def resource_identity(self, resource: Attrs) -> dict[str, str]:
+        """The identity a resource carries, looked up once for all its records."""
+        out: dict[str, str] = {}
         for key, vendor_keys in self.identity_keys.items():
-            value = to_str(first(attrs, vendor_keys))
-            if value is None:
-                value = to_str(first(resource, vendor_keys))
+            value = first_text(resource, vendor_keys)
             if value is not None:
                 out[key] = value
-        version = to_str(first(attrs, self.version_keys)) or to_str(
-            first(resource, self.version_keys)
-        )
+        version = first_text(resource, self.version_keys)
+        if version is not None:
+            out[am.AGENT_VERSION] = version
+        return out
+
+    def identity(self, resource_identity: Mapping[str, str], attrs: Attrs) -> dict[str, Scalar]:
+        """Who and which session: the record's own keys first, then its resource's."""
+        out: dict[str, Scalar] = {am.AGENT: self.agent.value}
+        for key, vendor_keys in self.identity_keys.items():
+            value = first_text(attrs, vendor_keys)
+            if value is None:
+                value = resource_identity.get(key)
+            if value is not None:
+                out[key] = value
+        version = first_text(attrs, self.version_keys) or resource_identity.get(am.AGENT_VERSION)
         if version is not None:
             out[am.AGENT_VERSION] = version
         return out
@@ -389,7 +410,7 @@ class Vendor:
         if not known:
             when = self.record_key(record, attrs)
             known = when if row.fallback is None else row.fallback(attrs, when)
-        session = to_str(first(attrs, self.session_keys))
+        session = first_text(attrs, self.session_keys)
         if session is None and self.resource_session_key is not None:
             session = to_str(resource.get(self.resource_session_key))
         return self.finish(out, row.event, session, *row.tag, *extra, known)

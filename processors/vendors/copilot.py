@@ -43,6 +43,7 @@ from processors.vendors import (
     apply_map,
     ensure_token_classes,
     first,
+    first_text,
     non_negative,
     register,
     to_float,
@@ -153,7 +154,7 @@ class Copilot(Vendor):
         if session:
             out[am.SESSION_ID] = session
         user = batch.user_by_trace.get(span.trace_id)
-        if user and to_str(first(attrs, IDENTITY[am.USER_ID])) is None:
+        if user and first_text(attrs, IDENTITY[am.USER_ID]) is None:
             out[am.USER_ID] = user
         if span.trace_id:
             out[am.PROMPT_ID] = span.trace_id.hex()
@@ -197,7 +198,7 @@ class Copilot(Vendor):
         span_key: str,
         elapsed: float | None,
     ) -> Result:
-        model = to_str(first(attrs, ("gen_ai.response.model", "gen_ai.request.model")))
+        model = first_text(attrs, ("gen_ai.response.model", "gen_ai.request.model"))
         out[am.PROVIDER] = self.provider
         if model:
             out[am.PROVIDER], out[am.MODEL] = price_book_model(model)

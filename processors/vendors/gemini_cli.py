@@ -27,7 +27,7 @@ from processors.vendors import (
     UsageTotals,
     Vendor,
     ensure_token_classes,
-    first,
+    first_text,
     mcp_servers_facts,
     non_negative,
     register,
@@ -126,7 +126,7 @@ def gemini_tokens(
 
 def prompt_of(attrs: Attrs) -> tuple[object, ...]:
     """Gemini's events of one turn share a prompt id; it is part of their event ids."""
-    return (to_str(first(attrs, ("prompt_id", "prompt.id"))),)
+    return (first_text(attrs, ("prompt_id", "prompt.id")),)
 
 
 def api_response_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
