@@ -140,6 +140,7 @@ class DerivedClientMetrics:
     def __init__(self) -> None:
         self._by_resource: dict[bytes, _ResourceSeries] = {}
         self._by_object: dict[int, tuple[Resource, _ResourceSeries]] = {}
+        self._attribute_sets: dict[tuple[object, ...], tuple[tuple[str, Scalar], ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._by_resource)
@@ -157,22 +158,48 @@ class DerivedClientMetrics:
         self._by_object[id(resource)] = (resource, series)
         return series
 
+    def _attributes(
+        self,
+        event: Mapping[str, Scalar],
+        provider: str,
+        operation: str,
+        extra_key: str,
+        extra_value: str | None,
+    ) -> tuple[tuple[str, Scalar], ...]:
+        """A point's sorted attribute set, built once per batch for each distinct one."""
+        memo = (
+            event.get(am.PROVIDER) or provider,
+            operation,
+            event.get(am.MODEL),
+            event.get(am.AGENT),
+            event.get(am.TEAM),
+            event.get(am.COST_CENTER),
+            extra_key,
+            extra_value,
+        )
+        found = self._attribute_sets.get(memo)
+        if found is None:
+            attrs = _metric_attributes(event, provider, operation)
+            if extra_value:
+                attrs[extra_key] = extra_value
+            found = self._attribute_sets[memo] = tuple(sorted(attrs.items()))
+        return found
+
     def _record(
         self,
         resource: Resource,
         metric: str,
-        attributes: dict[str, Scalar],
+        attributes: tuple[tuple[str, Scalar], ...],
         value: float,
         time_unix_nano: int,
     ) -> None:
-        bounds: tuple[float, ...] = (
-            TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
-        )
-        key = (metric, tuple(sorted(attributes.items())))
         series = self._series(resource)
-        hist = series.histograms.get(key)
+        hist = series.histograms.get((metric, attributes))
         if hist is None:
-            hist = series.histograms[key] = _Histogram(bounds, [0] * (len(bounds) + 1))
+            bounds = TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
+            hist = series.histograms[(metric, attributes)] = _Histogram(
+                bounds, [0] * (len(bounds) + 1)
+            )
         hist.record(value, time_unix_nano)
 
     def add_call(
@@ -184,14 +211,14 @@ class DerivedClientMetrics:
         time_unix_nano: int,
     ) -> None:
         """Token usage of one ``api_call`` event (input counted the conventions' way)."""
-        base = _metric_attributes(event, provider, operation)
-        usage = usage_attributes(event)
+        uncached = _int(event.get(am.INPUT_TOKENS))
+        cache_read = _int(event.get(am.CACHE_READ_TOKENS))
+        cache_write = _int(event.get(am.CACHE_WRITE_TOKENS))
         for token_type, value in (
-            ("input", usage[ga.GEN_AI_USAGE_INPUT_TOKENS]),
-            ("output", usage[ga.GEN_AI_USAGE_OUTPUT_TOKENS]),
+            ("input", uncached + cache_read + cache_write),
+            ("output", _int(event.get(am.OUTPUT_TOKENS))),
         ):
-            attrs = dict(base)
-            attrs[ga.GEN_AI_TOKEN_TYPE] = token_type
+            attrs = self._attributes(event, provider, operation, ga.GEN_AI_TOKEN_TYPE, token_type)
             self._record(resource, TOKEN_USAGE_METRIC, attrs, float(value), time_unix_nano)
 
     def add_duration(
@@ -204,9 +231,7 @@ class DerivedClientMetrics:
         error_type: str | None,
         time_unix_nano: int,
     ) -> None:
-        attrs = _metric_attributes(event, provider, operation)
-        if error_type:
-            attrs[ERROR_TYPE] = error_type
+        attrs = self._attributes(event, provider, operation, ERROR_TYPE, error_type)
         self._record(resource, OPERATION_DURATION_METRIC, attrs, seconds, time_unix_nano)
 
     def build(self, scope_version: str = "") -> MetricsData:

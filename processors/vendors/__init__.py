@@ -67,6 +67,8 @@ def attrs_dict(key_values: Iterable[KeyValue]) -> Attrs:
 
 def to_str(value: Any) -> str | None:
     """A non-empty string, or ``None``: agents send identity keys with no value at all."""
+    if type(value) is str:  # nearly always: one test
+        return value or None
     if value is None:
         return None
     if isinstance(value, str):
@@ -88,6 +90,8 @@ def to_int(value: Any) -> int | None:
 
     ``None`` for what is no count: not a number, NaN, infinite, or beyond int64 (``"1e30"``).
     """
+    if type(value) is int:  # nearly always: one test
+        return value if -INT64_MAX <= value <= INT64_MAX else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -114,6 +118,8 @@ def to_int(value: Any) -> int | None:
 
 def to_float(value: Any) -> float | None:
     """A finite number, or ``None``: NaN and infinities are no duration or price."""
+    if type(value) is float:  # nearly always: one test
+        return value if math.isfinite(value) else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -227,17 +233,23 @@ COMMAND_KEYS = ("full_command", "command", "cmd", "bash_command", "commandLine")
 FILE_PATH_KEYS = ("file_path", "absolute_path", "filePath", "path", "notebook_path", "target_file")
 
 
-def tool_argument_facts(arguments: Any, out: dict[str, Scalar]) -> None:
-    """Command, file path and size from a tool's JSON arguments, whatever the agent named them."""
+def tool_argument_facts(
+    arguments: Any, out: dict[str, Scalar], parsed: Mapping[str, Any] | None = None
+) -> None:
+    """Command, file path and size from a tool's JSON arguments, whatever the agent named them.
+
+    ``parsed``: the arguments' object when the caller has parsed them already.
+    """
     if arguments is None:
         return
     text = arguments if isinstance(arguments, str) else to_str(arguments) or ""
     if text and text != "<REDACTED>":
         out.setdefault(am.TOOL_ARGUMENTS, text)
         out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text.encode()))
-    parsed = json_object(arguments)
     if parsed is None:
-        return
+        parsed = json_object(arguments)
+        if parsed is None:
+            return
     command = first(parsed, COMMAND_KEYS)
     if isinstance(command, list):
         command = " ".join(str(part) for part in command)

@@ -159,7 +159,7 @@ def tool_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
     # tool_input holds the model's arguments; tool_parameters the harness's view of them.
     tool_argument_facts(attrs.get("tool_input"), out)
     if not out.get(am.MCP_SERVER):  # an MCP call's parameters are its names, not arguments
-        tool_argument_facts(attrs.get("tool_parameters"), out)
+        tool_argument_facts(attrs.get("tool_parameters"), out, parameters)
     return ()
 
 
