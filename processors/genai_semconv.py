@@ -19,15 +19,17 @@ import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from collector import agent_model as am
 from collector.agent_model import EventType
 from collector.component import MetricsData
+from collector.otlp_values import encode_attributes
+from collector.records import Resource
 from processors.vendors import DERIVED_SCOPE
 
 Scalar = str | bool | int | float
@@ -124,7 +126,7 @@ class _Histogram:
 
 @dataclass
 class _ResourceSeries:
-    resource: Resource
+    resource: resource_pb2.Resource
     histograms: dict[tuple[str, tuple[tuple[str, Scalar], ...]], _Histogram] = field(
         default_factory=dict
     )
@@ -146,15 +148,17 @@ class DerivedClientMetrics:
         return bool(self._by_resource)
 
     def _series(self, resource: Resource) -> _ResourceSeries:
+        """The series of a resource: records of one request share their resource object, and
+        equal resources of different requests (or objects) share one series."""
         known = self._by_object.get(id(resource))
         if known is not None and known[0] is resource:
             return known[1]
-        key = resource.SerializeToString(deterministic=True)
+        message = resource_pb2.Resource(dropped_attributes_count=resource.dropped_attributes_count)
+        encode_attributes(resource.attributes, message.attributes)
+        key = message.SerializeToString(deterministic=True)
         series = self._by_resource.get(key)
         if series is None:
-            copy = Resource()
-            copy.CopyFrom(resource)
-            series = self._by_resource[key] = _ResourceSeries(copy)
+            series = self._by_resource[key] = _ResourceSeries(message)
         self._by_object[id(resource)] = (resource, series)
         return series
 
@@ -253,7 +257,7 @@ class DerivedClientMetrics:
                         metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
                     )
                 point = metric.histogram.data_points.add()
-                point.attributes.extend(_key_values(attributes))
+                encode_attributes(dict(attributes), point.attributes)
                 point.start_time_unix_nano = hist.start
                 point.time_unix_nano = hist.end
                 point.count = hist.count
@@ -288,34 +292,3 @@ def _metric_attributes(
         if value:
             attrs[key] = value
     return attrs
-
-
-def _key_values(attributes: tuple[tuple[str, Scalar], ...]) -> list[KeyValue]:
-    out = []
-    for key, value in attributes:
-        kv = KeyValue(key=key)
-        set_any_value(kv, value)
-        out.append(kv)
-    return out
-
-
-_INT64 = range(-(2**63), 2**63)
-
-
-def set_any_value(kv: KeyValue, value: Scalar) -> None:
-    """Write a derived value; an int beyond int64 (a sum of huge counts) is written as its
-    decimal text, which OTLP can carry and the stores parse or count as invalid."""
-    kind = type(value)
-    if kind is str:
-        kv.value.string_value = value  # type: ignore[assignment]
-    elif kind is bool:
-        kv.value.bool_value = value  # type: ignore[assignment]
-    elif kind is int:
-        if value in _INT64:
-            kv.value.int_value = value  # type: ignore[assignment]
-        else:
-            kv.value.string_value = str(value)
-    elif kind is float:
-        kv.value.double_value = value  # type: ignore[assignment]
-    else:
-        kv.value.string_value = str(value)

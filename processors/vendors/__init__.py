@@ -18,13 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
-from collector.otlp_values import any_value, bytes_text, json_text
+from collector.otlp_values import bytes_text, json_text
+from collector.records import LogRecord, Span
 
 Attrs = dict[str, Any]
 """OTLP attributes as plain Python values (str, bool, int, float, list, dict or None)."""
@@ -44,27 +41,7 @@ TOOL_DECISION = "decision"
 TOOL_RESULT = "result"
 
 
-# --- reading OTLP values ----------------------------------------------------------------------
-def attrs_dict(key_values: Iterable[KeyValue]) -> Attrs:
-    out: Attrs = {}
-    for kv in key_values:  # the hot loop of every normaliser: strings first, no extra call
-        value = kv.value
-        text = value.string_value
-        if text:  # only a set string is non-empty: no WhichOneof for most values
-            out[kv.key] = text
-            continue
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            out[kv.key] = text
-        elif kind is None:
-            out[kv.key] = None
-        elif kind == "array_value" or kind == "kvlist_value":
-            out[kv.key] = any_value(value)
-        else:
-            out[kv.key] = getattr(value, kind)
-    return out
-
-
+# --- reading attribute values ---------------------------------------------------------------
 def to_str(value: Any) -> str | None:
     """A non-empty string, or ``None``: agents send identity keys with no value at all."""
     if type(value) is str:  # nearly always: one test
@@ -402,7 +379,8 @@ class Vendor:
         """The agent event this log record is, ``None`` when it is context only."""
         name = attrs.get("event.name")
         if not isinstance(name, str) or not name:
-            name = to_str(name) or self._body_name(record.body.string_value)
+            body = record.body
+            name = to_str(name) or self._body_name(body if type(body) is str else "")
         row = self.log_events.get(name) if name else None
         if row is None:
             return None

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
+from collector.records import LogRecord, Span
 from processors import genai_semconv
 from processors.vendors import (
     TOOL_DECISION,

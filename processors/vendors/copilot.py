@@ -24,10 +24,11 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
+from collector.records import Span
 from processors.vendors import (
     TOOL_PHASE,
     TOOL_RESULT,
@@ -113,7 +114,7 @@ def operation_of(span: Span, attrs: Attrs) -> str:
 
 
 def failed(span: Span, attrs: Attrs) -> bool:
-    return attrs.get("error.type") is not None or span.status.code == Status.STATUS_CODE_ERROR
+    return attrs.get("error.type") is not None or span.status_code == Status.STATUS_CODE_ERROR
 
 
 def duration_ms(span: Span) -> float | None:
@@ -172,7 +173,7 @@ class Copilot(Vendor):
                 out[am.DECISION_SOURCE] = "config"
             if elapsed is not None:
                 out[am.DURATION_MS] = elapsed
-            error = to_str(attrs.get("error.type")) or span.status.message or None
+            error = to_str(attrs.get("error.type")) or span.status_message or None
             if error and not out[am.SUCCESS]:
                 out[am.ERROR_MESSAGE] = error
             tool_argument_facts(attrs.get("gen_ai.tool.call.arguments"), out)
@@ -218,7 +219,7 @@ class Copilot(Vendor):
         apply_map(attrs, CHAT, out)
         if failed(span, attrs):
             out[am.STATUS] = to_str(attrs.get("error.type")) or "error"
-            message = span.status.message
+            message = span.status_message
             if message:
                 out[am.ERROR_MESSAGE] = message
             result = self.finish(out, EventType.API_ERROR, session, "chat", span_key)
