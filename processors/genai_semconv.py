@@ -103,33 +103,45 @@ def _int(value: Scalar | None) -> int:
 
 
 # --- derived client metrics -------------------------------------------------------------------
-@dataclass
 class _Histogram:
-    bounds: tuple[float, ...]
-    counts: list[int]
-    count: int = 0
-    total: float = 0.0
-    minimum: float = float("inf")
-    maximum: float = float("-inf")
-    start: int = 0
-    end: int = 0
+    """The observations of one histogram point; bucketed once, when the batch is built."""
 
-    def record(self, value: float, time_unix_nano: int) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.count += 1
-        self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
-        self.start = time_unix_nano if not self.start else min(self.start, time_unix_nano)
-        self.end = max(self.end, time_unix_nano)
+    __slots__ = ("bounds", "times", "values")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.values: list[float] = []
+        self.times: list[int] = []
+
+    def point(self, point: metrics_pb2.HistogramDataPoint) -> None:
+        """Fill a DELTA point: bucket counts, count, sum, min, max and the time range."""
+        counts = [0] * (len(self.bounds) + 1)
+        total = 0.0
+        for value in self.values:
+            counts[bisect.bisect_left(self.bounds, value)] += 1
+            total += value
+        start = end = 0
+        for when in self.times:
+            start = when if not start else min(start, when)
+            end = max(end, when)
+        point.start_time_unix_nano = start
+        point.time_unix_nano = end
+        point.count = len(self.values)
+        point.sum = total
+        point.min = min(self.values)
+        point.max = max(self.values)
+        point.explicit_bounds.extend(float(b) for b in self.bounds)
+        point.bucket_counts.extend(counts)
+
+
+_HistogramKey = tuple[str, tuple[tuple[str, Scalar], ...]]
+"""(metric name, sorted attributes): one histogram point."""
 
 
 @dataclass
 class _ResourceSeries:
     resource: resource_pb2.Resource
-    histograms: dict[tuple[str, tuple[tuple[str, Scalar], ...]], _Histogram] = field(
-        default_factory=dict
-    )
+    histograms: dict[_HistogramKey, _Histogram] = field(default_factory=dict)
 
 
 class DerivedClientMetrics:
@@ -142,7 +154,7 @@ class DerivedClientMetrics:
     def __init__(self) -> None:
         self._by_resource: dict[bytes, _ResourceSeries] = {}
         self._by_object: dict[int, tuple[Resource, _ResourceSeries]] = {}
-        self._attribute_sets: dict[tuple[object, ...], tuple[tuple[str, Scalar], ...]] = {}
+        self._keys: dict[tuple[object, ...], _HistogramKey] = {}
 
     def __bool__(self) -> bool:
         return bool(self._by_resource)
@@ -162,15 +174,16 @@ class DerivedClientMetrics:
         self._by_object[id(resource)] = (resource, series)
         return series
 
-    def _attributes(
+    def _key(
         self,
         event: Mapping[str, Scalar],
         provider: str,
         operation: str,
-        extra_key: str,
-        extra_value: str | None,
-    ) -> tuple[tuple[str, Scalar], ...]:
-        """A point's sorted attribute set, built once per batch for each distinct one."""
+        metric: str,
+        extra: str | None,
+    ) -> _HistogramKey:
+        """A point's metric and sorted attribute set, built once per batch for each distinct
+        one (``extra``: the token type of a usage point, the error type of a duration)."""
         memo = (
             event.get(am.PROVIDER) or provider,
             operation,
@@ -178,33 +191,27 @@ class DerivedClientMetrics:
             event.get(am.AGENT),
             event.get(am.TEAM),
             event.get(am.COST_CENTER),
-            extra_key,
-            extra_value,
+            metric,
+            extra,
         )
-        found = self._attribute_sets.get(memo)
+        found = self._keys.get(memo)
         if found is None:
             attrs = _metric_attributes(event, provider, operation)
-            if extra_value:
-                attrs[extra_key] = extra_value
-            found = self._attribute_sets[memo] = tuple(sorted(attrs.items()))
+            if extra:
+                attrs[ga.GEN_AI_TOKEN_TYPE if metric == TOKEN_USAGE_METRIC else ERROR_TYPE] = extra
+            found = self._keys[memo] = (metric, tuple(sorted(attrs.items())))
         return found
 
     def _record(
-        self,
-        resource: Resource,
-        metric: str,
-        attributes: tuple[tuple[str, Scalar], ...],
-        value: float,
-        time_unix_nano: int,
+        self, resource: Resource, key: _HistogramKey, value: float, time_unix_nano: int
     ) -> None:
-        series = self._series(resource)
-        hist = series.histograms.get((metric, attributes))
+        histograms = self._series(resource).histograms
+        hist = histograms.get(key)
         if hist is None:
-            bounds = TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
-            hist = series.histograms[(metric, attributes)] = _Histogram(
-                bounds, [0] * (len(bounds) + 1)
-            )
-        hist.record(value, time_unix_nano)
+            bounds = TOKEN_BUCKETS if key[0] == TOKEN_USAGE_METRIC else DURATION_BUCKETS
+            hist = histograms[key] = _Histogram(bounds)
+        hist.values.append(value)
+        hist.times.append(time_unix_nano)
 
     def add_call(
         self,
@@ -218,12 +225,10 @@ class DerivedClientMetrics:
         uncached = _int(event.get(am.INPUT_TOKENS))
         cache_read = _int(event.get(am.CACHE_READ_TOKENS))
         cache_write = _int(event.get(am.CACHE_WRITE_TOKENS))
-        for token_type, value in (
-            ("input", uncached + cache_read + cache_write),
-            ("output", _int(event.get(am.OUTPUT_TOKENS))),
-        ):
-            attrs = self._attributes(event, provider, operation, ga.GEN_AI_TOKEN_TYPE, token_type)
-            self._record(resource, TOKEN_USAGE_METRIC, attrs, float(value), time_unix_nano)
+        key = self._key(event, provider, operation, TOKEN_USAGE_METRIC, "input")
+        self._record(resource, key, float(uncached + cache_read + cache_write), time_unix_nano)
+        key = self._key(event, provider, operation, TOKEN_USAGE_METRIC, "output")
+        self._record(resource, key, float(_int(event.get(am.OUTPUT_TOKENS))), time_unix_nano)
 
     def add_duration(
         self,
@@ -235,8 +240,8 @@ class DerivedClientMetrics:
         error_type: str | None,
         time_unix_nano: int,
     ) -> None:
-        attrs = self._attributes(event, provider, operation, ERROR_TYPE, error_type)
-        self._record(resource, OPERATION_DURATION_METRIC, attrs, seconds, time_unix_nano)
+        key = self._key(event, provider, operation, OPERATION_DURATION_METRIC, error_type)
+        self._record(resource, key, seconds, time_unix_nano)
 
     def build(self, scope_version: str = "") -> MetricsData:
         data = MetricsData()
@@ -258,14 +263,7 @@ class DerivedClientMetrics:
                     )
                 point = metric.histogram.data_points.add()
                 encode_attributes(dict(attributes), point.attributes)
-                point.start_time_unix_nano = hist.start
-                point.time_unix_nano = hist.end
-                point.count = hist.count
-                point.sum = hist.total
-                point.min = hist.minimum
-                point.max = hist.maximum
-                point.explicit_bounds.extend(float(b) for b in hist.bounds)
-                point.bucket_counts.extend(hist.counts)
+                hist.point(point)
         return data
 
 

@@ -278,7 +278,7 @@ class NormalizeProcessor(Processor):
         add_keys(attrs, keys)
         event = keys.get(am.EVENT)
         if isinstance(event, str):
-            events[(vendor.agent.value, event)] += 1
+            events[(vendor.agent_name, event)] += 1
         if derived is not None and vendor.derives_genai_metrics:
             _derive_from_event(derived, resource, vendor, keys, result, when or time.time_ns())
 
@@ -392,7 +392,7 @@ class NormalizeProcessor(Processor):
                         == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
                     )
                     if rule is not None and not delta:
-                        skipped[(vendor.agent.value, "not_delta")] += len(body.data_points)
+                        skipped[(vendor.agent_name, "not_delta")] += len(body.data_points)
                         rule = None
                     for point in body.data_points:
                         attrs = decode_attributes(point.attributes)
@@ -410,7 +410,7 @@ class NormalizeProcessor(Processor):
                         model = to_str(attrs.get("model")) if rule.kind == "usage" else None
                         group_key = (
                             rule.kind,
-                            vendor.agent.value,
+                            vendor.agent_name,
                             tuple(sorted(keys.items())),
                             model,
                             point.time_unix_nano,
@@ -439,13 +439,13 @@ class NormalizeProcessor(Processor):
                 keys[am.PROVIDER] = group.vendor.provider_for(group.model)
                 keys[am.EVENT] = API_USAGE
                 keys[am.EVENT_ID] = event_id(
-                    group.vendor.agent.value, session, API_USAGE, group.model, group.time_unix_nano
+                    group.vendor.agent_name, session, API_USAGE, group.model, group.time_unix_nano
                 )
             else:
                 keys.update(code_change_keys(group.totals))
                 keys[am.EVENT] = EventType.CODE_CHANGE.value
                 keys[am.EVENT_ID] = event_id(
-                    group.vendor.agent.value,
+                    group.vendor.agent_name,
                     session,
                     EventType.CODE_CHANGE.value,
                     group.time_unix_nano,

@@ -258,7 +258,7 @@ class ClaudeCode(Vendor):
             request = event.get(am.REQUEST_ID)
             if request:
                 out[am.EVENT_ID] = event_id(
-                    self.agent.value, session, EventType.API_CALL.value, request
+                    self.agent_name, session, EventType.API_CALL.value, request
                 )
             for key in (am.MODEL, am.PROVIDER, am.REQUEST_ID, am.ATTEMPT):
                 if key in event:
