@@ -67,27 +67,26 @@ def to_int(value: Any) -> int | None:
 
     ``None`` for what is no count: not a number, NaN, infinite, or beyond int64 (``"1e30"``).
     """
-    if type(value) is int:  # nearly always: one test
-        return value if -INT64_MAX <= value <= INT64_MAX else None
-    if value is None or isinstance(value, bool):
+    if type(value) is int:  # nearly always one of these two tests
+        number = value
+    elif type(value) is str:
+        try:
+            number = int(value)  # int() skips surrounding white space itself
+        except ValueError:
+            parsed = to_float(value)
+            if parsed is None:
+                return None
+            number = int(parsed)
+    elif value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    elif isinstance(value, int):
         number = value
     elif isinstance(value, float):
         if not math.isfinite(value):
             return None
         number = int(value)
     elif isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            number = int(text)
-        except ValueError:
-            parsed = to_float(text)
-            if parsed is None:
-                return None
-            number = int(parsed)
+        return to_int(str(value))
     else:
         return None
     return number if -INT64_MAX <= number <= INT64_MAX else None
@@ -95,17 +94,19 @@ def to_int(value: Any) -> int | None:
 
 def to_float(value: Any) -> float | None:
     """A finite number, or ``None``: NaN and infinities are no duration or price."""
-    if type(value) is float:  # nearly always: one test
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+    if type(value) is float:  # nearly always one of these two tests
+        number = value
+    elif type(value) is str:
         try:
-            number = float(value.strip())
+            number = float(value)  # float() skips surrounding white space itself
         except (ValueError, OverflowError):
             return None
+    elif value is None or isinstance(value, bool):
+        return None
+    elif isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        return to_float(str(value))
     else:
         return None
     return number if math.isfinite(number) else None
@@ -162,14 +163,32 @@ AttributeMap = Mapping[str, tuple[str, Converter]]
 """vendor key -> (agentwatch key, converter): the table-driven part of every normaliser."""
 
 
-def apply_map(attrs: Mapping[str, Any], table: AttributeMap, out: dict[str, Scalar]) -> None:
-    for vendor_key, (key, convert) in table.items():
-        value = attrs.get(vendor_key)
+Columns = tuple[tuple[str, str, Converter], ...]
+"""An ``AttributeMap`` as (vendor key, agentwatch key, converter) rows, ready to read."""
+
+
+def columns_of(table: AttributeMap) -> Columns:
+    return tuple((vendor_key, key, convert) for vendor_key, (key, convert) in table.items())
+
+
+def read_columns(attrs: Mapping[str, Any], columns: Columns, out: dict[str, Scalar]) -> None:
+    """``apply_map`` on ready rows: the per-record loop of every log event."""
+    get = attrs.get
+    for vendor_key, key, convert in columns:
+        value = get(vendor_key)
         if value is None:
+            continue
+        if convert is to_str and type(value) is str:  # most values: no call
+            if value:
+                out[key] = value
             continue
         converted = convert(value)
         if converted is not None:
             out[key] = converted
+
+
+def apply_map(attrs: Mapping[str, Any], table: AttributeMap, out: dict[str, Scalar]) -> None:
+    read_columns(attrs, columns_of(table), out)
 
 
 def event_id(agent: str, session: str | None, *discriminators: object) -> str:
@@ -301,6 +320,12 @@ class LogEvent:
     tag: tuple[str, ...] = ()
     id_key: str | None = None
     fallback: Callable[[Attrs, str], str] | None = None
+    columns: Columns = field(init=False)
+    event_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", columns_of(self.attributes))
+        object.__setattr__(self, "event_name", self.event.value)
 
     @classmethod
     def tool(
@@ -401,7 +426,7 @@ class Vendor:
                 return chosen
             row = chosen
         out: dict[str, Scalar] = {}
-        apply_map(attrs, row.attributes, out)
+        read_columns(attrs, row.columns, out)
         extra = row.facts(attrs, out) if row.facts is not None else ()
         if extra is None:
             return None
@@ -414,7 +439,7 @@ class Vendor:
         session = first_text(attrs, self.session_keys)
         if session is None and self.resource_session_key is not None:
             session = to_str(resource.get(self.resource_session_key))
-        return self.finish(out, row.event, session, *row.tag, *extra, known)
+        return self.finish(out, row.event_name, session, *row.tag, *extra, known)
 
     def _body_name(self, body: str) -> str | None:
         if not self.body_prefix:
