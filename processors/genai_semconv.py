@@ -144,6 +144,56 @@ class _ResourceSeries:
     histograms: dict[_HistogramKey, _Histogram] = field(default_factory=dict)
 
 
+class _Group:
+    """The histograms of one resource and low-cardinality attribute set (provider, model,
+    agent, team, cost centre): what every call of a batch with those values adds to."""
+
+    __slots__ = ("base", "histograms", "series")
+
+    def __init__(self, series: _ResourceSeries, base: dict[str, Scalar]) -> None:
+        self.series = series
+        self.base = base
+        self.histograms: dict[tuple[str, str | None], _Histogram] = {}
+
+    def histogram(self, metric: str, extra: str | None) -> _Histogram:
+        """``extra``: the token type of a usage point, the error type of a duration point."""
+        found = self.histograms.get((metric, extra))
+        if found is None:
+            attrs = dict(self.base)
+            if extra:
+                attrs[ga.GEN_AI_TOKEN_TYPE if metric == TOKEN_USAGE_METRIC else ERROR_TYPE] = extra
+            key = (metric, tuple(sorted(attrs.items())))
+            found = self.series.histograms.get(key)
+            if found is None:
+                bounds = TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
+                found = self.series.histograms[key] = _Histogram(bounds)
+            self.histograms[(metric, extra)] = found
+        return found
+
+    def add_call(self, event: Mapping[str, Scalar], time_unix_nano: int) -> None:
+        """Token usage of one ``api_call`` event (input counted the conventions' way)."""
+        uncached = event.get(am.INPUT_TOKENS)
+        cache_read = event.get(am.CACHE_READ_TOKENS)
+        cache_write = event.get(am.CACHE_WRITE_TOKENS)
+        output = event.get(am.OUTPUT_TOKENS)
+        total = (
+            (uncached if type(uncached) is int else _int(uncached))
+            + (cache_read if type(cache_read) is int else _int(cache_read))
+            + (cache_write if type(cache_write) is int else _int(cache_write))
+        )
+        hist = self.histogram(TOKEN_USAGE_METRIC, "input")
+        hist.values.append(float(total))
+        hist.times.append(time_unix_nano)
+        hist = self.histogram(TOKEN_USAGE_METRIC, "output")
+        hist.values.append(float(output if type(output) is int else _int(output)))
+        hist.times.append(time_unix_nano)
+
+    def add_duration(self, seconds: float, error_type: str | None, time_unix_nano: int) -> None:
+        hist = self.histogram(OPERATION_DURATION_METRIC, error_type)
+        hist.values.append(seconds)
+        hist.times.append(time_unix_nano)
+
+
 class DerivedClientMetrics:
     """Accumulates one batch's calls into the two GenAI client histograms (DELTA).
 
@@ -154,7 +204,7 @@ class DerivedClientMetrics:
     def __init__(self) -> None:
         self._by_resource: dict[bytes, _ResourceSeries] = {}
         self._by_object: dict[int, tuple[Resource, _ResourceSeries]] = {}
-        self._keys: dict[tuple[object, ...], _HistogramKey] = {}
+        self._groups: dict[tuple[object, ...], _Group] = {}
 
     def __bool__(self) -> bool:
         return bool(self._by_resource)
@@ -174,74 +224,25 @@ class DerivedClientMetrics:
         self._by_object[id(resource)] = (resource, series)
         return series
 
-    def _key(
-        self,
-        event: Mapping[str, Scalar],
-        provider: str,
-        operation: str,
-        metric: str,
-        extra: str | None,
-    ) -> _HistogramKey:
-        """A point's metric and sorted attribute set, built once per batch for each distinct
-        one (``extra``: the token type of a usage point, the error type of a duration)."""
+    def group(
+        self, resource: Resource, event: Mapping[str, Scalar], provider: str, operation: str
+    ) -> _Group:
+        """The histograms an event adds to, looked up once per event (one tuple, one dict
+        get); the resource object is kept alive by the batch, so its id is stable."""
         memo = (
+            id(resource),
             event.get(am.PROVIDER) or provider,
             operation,
             event.get(am.MODEL),
             event.get(am.AGENT),
             event.get(am.TEAM),
             event.get(am.COST_CENTER),
-            metric,
-            extra,
         )
-        found = self._keys.get(memo)
+        found = self._groups.get(memo)
         if found is None:
-            attrs = _metric_attributes(event, provider, operation)
-            if extra:
-                attrs[ga.GEN_AI_TOKEN_TYPE if metric == TOKEN_USAGE_METRIC else ERROR_TYPE] = extra
-            found = self._keys[memo] = (metric, tuple(sorted(attrs.items())))
+            base = _metric_attributes(event, provider, operation)
+            found = self._groups[memo] = _Group(self._series(resource), base)
         return found
-
-    def _record(
-        self, resource: Resource, key: _HistogramKey, value: float, time_unix_nano: int
-    ) -> None:
-        histograms = self._series(resource).histograms
-        hist = histograms.get(key)
-        if hist is None:
-            bounds = TOKEN_BUCKETS if key[0] == TOKEN_USAGE_METRIC else DURATION_BUCKETS
-            hist = histograms[key] = _Histogram(bounds)
-        hist.values.append(value)
-        hist.times.append(time_unix_nano)
-
-    def add_call(
-        self,
-        resource: Resource,
-        event: Mapping[str, Scalar],
-        provider: str,
-        operation: str,
-        time_unix_nano: int,
-    ) -> None:
-        """Token usage of one ``api_call`` event (input counted the conventions' way)."""
-        uncached = _int(event.get(am.INPUT_TOKENS))
-        cache_read = _int(event.get(am.CACHE_READ_TOKENS))
-        cache_write = _int(event.get(am.CACHE_WRITE_TOKENS))
-        key = self._key(event, provider, operation, TOKEN_USAGE_METRIC, "input")
-        self._record(resource, key, float(uncached + cache_read + cache_write), time_unix_nano)
-        key = self._key(event, provider, operation, TOKEN_USAGE_METRIC, "output")
-        self._record(resource, key, float(_int(event.get(am.OUTPUT_TOKENS))), time_unix_nano)
-
-    def add_duration(
-        self,
-        resource: Resource,
-        event: Mapping[str, Scalar],
-        provider: str,
-        operation: str,
-        seconds: float,
-        error_type: str | None,
-        time_unix_nano: int,
-    ) -> None:
-        key = self._key(event, provider, operation, OPERATION_DURATION_METRIC, error_type)
-        self._record(resource, key, seconds, time_unix_nano)
 
     def build(self, scope_version: str = "") -> MetricsData:
         data = MetricsData()

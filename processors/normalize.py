@@ -273,9 +273,8 @@ class NormalizeProcessor(Processor):
         events: Counter[tuple[str, str]],
     ) -> None:
         """Add the keys of one record or span, count its event, derive its GenAI metrics."""
-        attrs = item.attributes
-        keys = self._record_keys(vendor, identity, attrs, result)
-        add_keys(attrs, keys)
+        keys = self._record_keys(vendor, identity, item.attributes, result)
+        item.attributes = add_keys(item.attributes, keys)
         event = keys.get(am.EVENT)
         if isinstance(event, str):
             events[(vendor.agent_name, event)] += 1
@@ -462,8 +461,7 @@ class NormalizeProcessor(Processor):
                 scope = Scope(DERIVED_SCOPE)
             else:
                 resource, scope = records[0].resource, records[0].scope
-            attributes: Attrs = {}
-            add_keys(attributes, keys)
+            attributes = add_keys({}, keys)
             records.append(
                 LogRecord(
                     resource,
@@ -520,30 +518,23 @@ def _derive_from_event(
     when: int,
 ) -> None:
     event = keys.get(am.EVENT)
-    operation = vendor.genai_operation
-    if event == API_CALL:
-        derived.add_call(resource, keys, vendor.provider, operation, when)
     sample = result.duration_sample if result is not None else None
+    if sample is None and event != API_CALL and event != API_ERROR:
+        return
+    group = derived.group(resource, keys, vendor.provider, vendor.genai_operation)
+    if event == API_CALL:
+        group.add_call(keys, when)
     if sample is not None:
-        event_keys = dict(keys)
         if sample.model:
+            event_keys = dict(keys)
             event_keys[am.MODEL] = sample.model
-        derived.add_duration(
-            resource,
-            event_keys,
-            vendor.provider,
-            operation,
-            sample.seconds,
-            sample.error_type,
-            when,
-        )
-    elif event in (API_CALL, API_ERROR):
+            group = derived.group(resource, event_keys, vendor.provider, vendor.genai_operation)
+        group.add_duration(sample.seconds, sample.error_type, when)
+    else:
         millis = keys.get(am.DURATION_MS)
         if isinstance(millis, int | float) and not isinstance(millis, bool):
             error = str(keys.get(am.STATUS)) if event == API_ERROR else None
-            derived.add_duration(
-                resource, keys, vendor.provider, operation, float(millis) / 1000.0, error, when
-            )
+            group.add_duration(float(millis) / 1000.0, error, when)
 
 
 API_CALL = EventType.API_CALL.value
@@ -551,18 +542,31 @@ API_ERROR = EventType.API_ERROR.value
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def add_keys(attributes: Attrs, keys: dict[str, Scalar]) -> None:
-    """Add ``keys``; our own ``agentwatch.*`` keys are replaced, any other key present wins.
+def add_keys(attributes: Attrs, keys: dict[str, Scalar]) -> Attrs:
+    """``attributes`` with ``keys`` added: our own ``agentwatch.*`` keys are replaced, any other
+    key present wins. Returns a new dict (built in one go, cheaper than growing the old one).
 
     Replacing our keys makes normalising twice (a re-delivered or re-exported batch) give the
     same record; never overwriting other keys keeps the agent's values authoritative. A sum
     beyond int64 is added as its decimal text, as OTLP carries it to every later component.
     """
-    for key, value in keys.items():
+    for value in keys.values():
         if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
-            value = str(value)
-        if key not in attributes or key.startswith(am.P):
-            attributes[key] = value
+            keys = {k: _int64_or_text(v) for k, v in keys.items()}
+            break
+    if attributes.keys().isdisjoint(keys):  # nearly always: one pass in C
+        return {**attributes, **keys}
+    merged = dict(attributes)
+    for key, value in keys.items():
+        if key not in merged or key.startswith(am.P):
+            merged[key] = value
+    return merged
+
+
+def _int64_or_text(value: Scalar) -> Scalar:
+    if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        return str(value)
+    return value
 
 
 def write_point_attributes(
