@@ -16,6 +16,8 @@ It also builds the two client histograms, ``gen_ai.client.token.usage`` and
 from __future__ import annotations
 
 import bisect
+import functools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -115,15 +117,18 @@ class _Histogram:
 
     def point(self, point: metrics_pb2.HistogramDataPoint) -> None:
         """Fill a DELTA point: bucket counts, count, sum, min, max and the time range."""
-        counts = [0] * (len(self.bounds) + 1)
-        total = 0.0
-        for value in self.values:
-            counts[bisect.bisect_left(self.bounds, value)] += 1
-            total += value
-        start = end = 0
-        for when in self.times:
-            start = when if not start else min(start, when)
-            end = max(end, when)
+        values, times = self.values, self.times
+        ordered = sorted(values)  # bucket i holds bounds[i-1] < value <= bounds[i]
+        below = [bisect.bisect_right(ordered, bound) for bound in self.bounds]
+        counts = [b - a for a, b in zip([0, *below], [*below, len(ordered)], strict=True)]
+        total = functools.reduce(operator.add, values, 0.0)  # in arrival order, as always
+        end = max(times)
+        if 0 in times:  # a time of 0 is left out of the start unless it comes first
+            start = 0
+            for when in times:
+                start = when if not start else min(start, when)
+        else:
+            start = min(times)
         point.start_time_unix_nano = start
         point.time_unix_nano = end
         point.count = len(self.values)
@@ -148,12 +153,14 @@ class _Group:
     """The histograms of one resource and low-cardinality attribute set (provider, model,
     agent, team, cost centre): what every call of a batch with those values adds to."""
 
-    __slots__ = ("base", "histograms", "series")
+    __slots__ = ("base", "histograms", "input_tokens", "output_tokens", "series")
 
     def __init__(self, series: _ResourceSeries, base: dict[str, Scalar]) -> None:
         self.series = series
         self.base = base
         self.histograms: dict[tuple[str, str | None], _Histogram] = {}
+        self.input_tokens: _Histogram | None = None  # made on the first call: a group of
+        self.output_tokens: _Histogram | None = None  # errors only has no token points
 
     def histogram(self, metric: str, extra: str | None) -> _Histogram:
         """``extra``: the token type of a usage point, the error type of a duration point."""
@@ -181,12 +188,14 @@ class _Group:
             + (cache_read if type(cache_read) is int else _int(cache_read))
             + (cache_write if type(cache_write) is int else _int(cache_write))
         )
-        hist = self.histogram(TOKEN_USAGE_METRIC, "input")
-        hist.values.append(float(total))
-        hist.times.append(time_unix_nano)
-        hist = self.histogram(TOKEN_USAGE_METRIC, "output")
-        hist.values.append(float(output if type(output) is int else _int(output)))
-        hist.times.append(time_unix_nano)
+        input_tokens, output_tokens = self.input_tokens, self.output_tokens
+        if input_tokens is None or output_tokens is None:
+            input_tokens = self.input_tokens = self.histogram(TOKEN_USAGE_METRIC, "input")
+            output_tokens = self.output_tokens = self.histogram(TOKEN_USAGE_METRIC, "output")
+        input_tokens.values.append(float(total))
+        input_tokens.times.append(time_unix_nano)
+        output_tokens.values.append(float(output if type(output) is int else _int(output)))
+        output_tokens.times.append(time_unix_nano)
 
     def add_duration(self, seconds: float, error_type: str | None, time_unix_nano: int) -> None:
         hist = self.histogram(OPERATION_DURATION_METRIC, error_type)

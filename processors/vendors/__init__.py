@@ -132,11 +132,17 @@ def json_object(value: Any) -> dict[str, Any] | None:
         return value
     if not isinstance(value, str) or not value.startswith("{"):
         return None
-    try:
-        parsed = json.loads(value)
+    try:  # json.loads without its wrappers: the scanner, then only JSON white space after
+        parsed, end = _JSON.raw_decode(value)
     except ValueError:
         return None
+    if end != len(value) and value[end:].strip(JSON_WHITESPACE):
+        return None
     return parsed if isinstance(parsed, dict) else None
+
+
+_JSON = json.JSONDecoder()
+JSON_WHITESPACE = " \t\n\r"
 
 
 def first(attrs: Mapping[str, Any], keys: Iterable[str]) -> Any:
@@ -226,6 +232,8 @@ def mcp_servers_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...
 # --- tool arguments ---------------------------------------------------------------------------
 COMMAND_KEYS = ("full_command", "command", "cmd", "bash_command", "commandLine")
 FILE_PATH_KEYS = ("file_path", "absolute_path", "filePath", "path", "notebook_path", "target_file")
+COMMAND_KEY_SET = frozenset(COMMAND_KEYS)
+FILE_PATH_KEY_SET = frozenset(FILE_PATH_KEYS)
 
 
 def tool_argument_facts(
@@ -240,17 +248,18 @@ def tool_argument_facts(
     text = arguments if isinstance(arguments, str) else to_str(arguments) or ""
     if text and text != "<REDACTED>":
         out.setdefault(am.TOOL_ARGUMENTS, text)
-        out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text.encode()))
+        out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text) if text.isascii() else len(text.encode()))
     if parsed is None:
         parsed = json_object(arguments)
         if parsed is None:
             return
-    command = first(parsed, COMMAND_KEYS)
+    # Arguments have a key or two: a set test in C skips most of the name lists.
+    command = None if COMMAND_KEY_SET.isdisjoint(parsed) else first(parsed, COMMAND_KEYS)
     if isinstance(command, list):
         command = " ".join(str(part) for part in command)
     if isinstance(command, str) and command:
         out.setdefault(am.COMMAND, command)
-    path = first(parsed, FILE_PATH_KEYS)
+    path = None if FILE_PATH_KEY_SET.isdisjoint(parsed) else first(parsed, FILE_PATH_KEYS)
     if isinstance(path, str) and path:
         out.setdefault(am.FILE_PATH, path)
 
