@@ -130,7 +130,7 @@ def main() -> None:
         again = CumulativeToDelta("bench", CumulativeToDeltaConfig(state_flush_interval=3600))
         again.start(Host(d))
         load_ms = (time.perf_counter() - began) * 1e3
-        assert len(again._streams) == many
+        assert len(again.tracker.streams) == many
         again.shutdown()
 
     out = Path(__file__).parent / "results" / "cumulative_to_delta.md"

@@ -25,6 +25,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector.component import Host, LogsData
+from collector.records import Logs
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse
 from exporters.clickhouse.exporter import ClickHouseExporter
@@ -92,14 +93,16 @@ def main() -> None:
         server = EmbeddedClickHouse(Path(tmp) / "ch")
         server.start()
         try:
-            cfg = ClickHouseExporterConfig.model_validate({"endpoint": server.url})
-            exporter = ClickHouseExporter("clickhouse", cfg)
+            config = ClickHouseExporterConfig.model_validate({"endpoint": server.url})
+            exporter = ClickHouseExporter("clickhouse", config)
             host = Host(str(Path(tmp) / "data"))
             exporter.start(host)
             now = time.time()
             for first in range(0, args.calls, 10_000):
                 n = min(10_000, args.calls - first)
-                exporter.consume_logs(_calls(first, n, args.sessions, now), f"b{first}")
+                exporter.consume_logs(
+                    Logs.from_proto(_calls(first, n, args.sessions, now)), f"b{first}"
+                )
             host.exporters["clickhouse"] = exporter
             budgets = [
                 {

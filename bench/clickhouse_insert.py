@@ -3,8 +3,10 @@
 Measures, in one run against one embedded server (chdb-core 26.9):
 
 * clickhouse-connect insert alone: ready-made ``otel_logs`` columns, rows/s (the issue's
-  "clickhouse-connect insert alone" baseline);
-* OTLP to columns alone: ``rows.convert_logs`` on decoded requests, records/s;
+  "clickhouse-connect insert alone" baseline), in its Native format (what the exporter uses)
+  and, for comparison, the same columns as Arrow (``insert_arrow``, the pyarrow table built
+  from the columns included);
+* records to columns alone: ``rows.convert_logs`` on decoded requests (``Logs``), records/s;
 * the whole exporter: ``ClickHouseExporter.consume_logs`` (convert, raw insert, event-id
   look-up, agent-table inserts and their materialized views), records/s;
 * embedded server start time and resident memory.
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -30,12 +33,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pyarrow as pa
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector.component import Host, LogsData
+from collector.records import Logs
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse, http_query
@@ -149,8 +154,9 @@ def _tool_result(i: int, now: int) -> LogRecord:
     )
 
 
-def make_batches(records: int, batch: int, first: int = 0) -> list[LogsData]:
-    """Requests of ``batch`` records, alternating api_request and tool_result events."""
+def make_batches(records: int, batch: int, first: int = 0) -> list[Logs]:
+    """Requests of ``batch`` records, alternating api_request and tool_result events, decoded
+    into the record model as the exporter receives them."""
     now = time.time_ns() - 3600 * 10**9
     resource = Resource(
         attributes=[
@@ -168,16 +174,46 @@ def make_batches(records: int, batch: int, first: int = 0) -> list[LogsData]:
             (_api_request if i % 2 == 0 else _tool_result)(i, now)
             for i in range(start, min(start + batch, first + records))
         ]
-        out.append(
-            LogsData(
-                resource_logs=[
-                    ResourceLogs(
-                        resource=resource, scope_logs=[ScopeLogs(scope=scope, log_records=logs)]
-                    )
-                ]
-            )
+        request = LogsData(
+            resource_logs=[
+                ResourceLogs(
+                    resource=resource, scope_logs=[ScopeLogs(scope=scope, log_records=logs)]
+                )
+            ]
         )
+        out.append(Logs.from_proto(request))
     return out
+
+
+def _arrow_type(type_name: str) -> pa.DataType:
+    """The Arrow type ClickHouse reads into a column of ``type_name`` (LowCardinality is the
+    server's business; maps are String to String in these tables)."""
+    name = re.sub(r"LowCardinality\((.*?)\)", r"\1", type_name)
+    if name.startswith("Nullable("):
+        return _arrow_type(name[9:-1])
+    if name.startswith("Array("):
+        return pa.list_(_arrow_type(name[6:-1]))
+    if name.startswith("Map("):
+        return pa.map_(pa.string(), pa.string())
+    return {
+        "String": pa.string(),
+        "UInt8": pa.uint8(),
+        "UInt32": pa.uint32(),
+        "UInt64": pa.uint64(),
+        "Float64": pa.float64(),
+        "Bool": pa.bool_(),
+        "DateTime64(9)": pa.timestamp("ns"),
+    }[name]
+
+
+def arrow_table(table_rows: rows.TableRows) -> pa.Table:
+    arrays = []
+    for type_name, column in zip(table_rows.types, table_rows.columns, strict=True):
+        arrow_type = _arrow_type(type_name)
+        if pa.types.is_map(arrow_type):
+            column = [list(value.items()) for value in column]
+        arrays.append(pa.array(column, type=arrow_type))
+    return pa.Table.from_arrays(arrays, names=table_rows.names)
 
 
 def rss_mb(pid: int | None) -> float:
@@ -194,6 +230,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=10_000)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="agentwatch-bench-") as tmp:
         server = EmbeddedClickHouse(Path(tmp) / "clickhouse")
@@ -202,18 +239,18 @@ def main() -> None:
             time.sleep(1.0)
             idle_rss = rss_mb(server.pid)
             version = http_query(server.port, "SELECT version()").strip()
-            cfg = ClickHouseExporterConfig(endpoint=server.url, database="bench")
-            client = connect(cfg, server.url)
-            schema.migrate(client, cfg.schema_settings())
-            settings = schema.insert_settings(cfg.schema_settings())
+            config = ClickHouseExporterConfig(endpoint=server.url, database="bench")
+            client = connect(config, server.url)
+            schema.migrate(client, config.schema_settings())
+            settings = schema.insert_settings(config.schema_settings())
 
             batches = make_batches(args.records, args.batch)
             warm = make_batches(args.batch, args.batch, first=10**9)
 
-            # 1. OTLP to columns alone.
-            began = time.perf_counter()
+            # 1. Records to columns alone.
+            began, cpu = time.perf_counter(), time.process_time()
             converted = [rows.convert_logs(b) for b in batches]
-            convert_s = time.perf_counter() - began
+            convert_s, convert_cpu = time.perf_counter() - began, time.process_time() - cpu
 
             # 2. clickhouse-connect insert alone (raw table, ready-made columns).
             def insert(table_rows: rows.TableRows, token: str) -> None:
@@ -228,10 +265,23 @@ def main() -> None:
                 )
 
             insert(rows.convert_logs(warm[0]).raw[0], "warm")
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             for n, batch in enumerate(converted):
                 insert(batch.raw[0], f"insert-only-{n}")
-            insert_s = time.perf_counter() - began
+            insert_s, insert_cpu = time.perf_counter() - began, time.process_time() - cpu
+
+            # 2b. The same columns as Arrow, into a table of its own database.
+            cfg_arrow = ClickHouseExporterConfig(endpoint=server.url, database="bench_arrow")
+            schema.migrate(client, cfg_arrow.schema_settings())
+            began, cpu = time.perf_counter(), time.process_time()
+            for n, batch in enumerate(converted):
+                client.insert_arrow(
+                    batch.raw[0].table,
+                    arrow_table(batch.raw[0]),
+                    database="bench_arrow",
+                    settings={**settings, "insert_deduplication_token": f"arrow-{n}"},
+                )
+            arrow_s, arrow_cpu = time.perf_counter() - began, time.process_time() - cpu
 
             # 3. The whole exporter into a fresh database.
             exporter = ClickHouseExporter(
@@ -240,10 +290,10 @@ def main() -> None:
             )
             exporter.start(Host(tmp))
             exporter.consume_logs(warm[0], "warm")
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             for n, batch_data in enumerate(batches):
                 exporter.consume_logs(batch_data, f"bench-{n}")
-            exporter_s = time.perf_counter() - began
+            exporter_s, exporter_cpu = time.perf_counter() - began, time.process_time() - cpu
             stored = client.query("SELECT count() FROM bench_exporter.otel_logs").result_rows[0][0]
             agent = client.query(
                 "SELECT (SELECT count() FROM bench_exporter.agent_api_calls) + "
@@ -256,7 +306,7 @@ def main() -> None:
             server.stop()
 
     n = args.records
-    attrs = len(batches[0].resource_logs[0].scope_logs[0].log_records[0].attributes)
+    attrs = len(batches[0].records[0].attributes)
     lines = [
         "# ClickHouse insert benchmark",
         "",
@@ -264,19 +314,23 @@ def main() -> None:
         f" --records {n} --batch {args.batch}`.",
         "",
         f"- Machine: {os.cpu_count()} vCPU ({platform.machine()}), Python "
-        f"{platform.python_version()}, ClickHouse {version} embedded (chdb-core), loopback HTTP.",
+        f"{platform.python_version()}, ClickHouse {version} embedded (chdb-core), loopback HTTP; "
+        f"load average {load:.1f} at the start (shared machine: CPU µs/record are this "
+        "process's own CPU time, steadier than wall time under load).",
         f"- Records: Claude Code `api_request`/`tool_result` log events after normalisation, "
         f"{attrs} attributes each (vendor keys + `agentwatch.*`), {args.batch} per request.",
         f"- Stored: {stored} rows in `otel_logs` and {agent} agent-table rows by the exporter run.",
         "",
-        "| Measurement | Records/s | Seconds |",
-        "|---|---:|---:|",
-        f"| clickhouse-connect insert alone (`otel_logs` columns ready) | {n / insert_s:,.0f} | "
-        f"{insert_s:.2f} |",
-        f"| OTLP request to columns alone (`rows.convert_logs`) | {n / convert_s:,.0f} | "
-        f"{convert_s:.2f} |",
+        "| Measurement | Records/s | Seconds | Collector CPU µs/record |",
+        "|---|---:|---:|---:|",
+        f"| clickhouse-connect insert alone (`otel_logs` columns ready, Native) | "
+        f"{n / insert_s:,.0f} | {insert_s:.2f} | {1e6 * insert_cpu / n:.1f} |",
+        f"| the same columns as Arrow (`insert_arrow`, building the Arrow table included) | "
+        f"{n / arrow_s:,.0f} | {arrow_s:.2f} | {1e6 * arrow_cpu / n:.1f} |",
+        f"| records to columns alone (`rows.convert_logs`) | {n / convert_s:,.0f} | "
+        f"{convert_s:.2f} | {1e6 * convert_cpu / n:.1f} |",
         f"| whole exporter (`consume_logs`: convert, raw insert, event-id check, agent tables, "
-        f"views) | {n / exporter_s:,.0f} | {exporter_s:.2f} |",
+        f"views) | {n / exporter_s:,.0f} | {exporter_s:.2f} | {1e6 * exporter_cpu / n:.1f} |",
         "",
         f"Embedded server: started in {server.startup_seconds:.2f} s; resident memory "
         f"{idle_rss:.0f} MB idle, {loaded_rss:.0f} MB after the run.",

@@ -139,15 +139,15 @@ def main() -> int:
         server = EmbeddedClickHouse(Path(tmp) / "clickhouse")
         server.start()
         try:
-            cfg = ClickHouseExporterConfig.model_validate({"endpoint": server.url})
-            exporter = ClickHouseExporter("clickhouse", cfg)
+            config = ClickHouseExporterConfig.model_validate({"endpoint": server.url})
+            exporter = ClickHouseExporter("clickhouse", config)
             host = Host(tmp)
             exporter.start(host)
             host.exporters["clickhouse"] = exporter
             writer = clickhouse_connect.get_client(
                 host="127.0.0.1",
                 port=server.port,
-                database=cfg.database,
+                database=config.database,
                 send_receive_timeout=1800,
                 autogenerate_session_id=False,
             )

@@ -9,7 +9,8 @@ connections; latency is measured from each request's *scheduled* time, so a stal
 not hidden by a client that waits (coordinated omission). Then the child's peak RSS after
 ``--big`` requests of ~10 MB, four at a time.
 
-    .venv/bin/python bench/http_ack.py --root /path/old --root . [--rate 500] [--seconds 20]
+    .venv/bin/python bench/http_ack.py --root /path/old --label old --root . --label new \\
+        [--rate 500] [--seconds 20]
 
 Writes bench/results/http-ack.md. Run by hand, not a test.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,8 +40,8 @@ class Discard:
     def consume(self, signal, data):
         return ConsumeResult()
 
-cfg = OtlpReceiverConfig.model_validate({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})
-rx = OtlpReceiver("otlp", cfg)
+config = OtlpReceiverConfig.model_validate({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})
+rx = OtlpReceiver("otlp", config)
 rx.attach(Signal.LOGS, Discard())
 rx.start(Host("/tmp"))
 print(rx.http_port, flush=True)
@@ -88,7 +90,9 @@ def open_loop(port: int, bodies: list[bytes], rate: float, seconds: float, clien
             if delay > 0:
                 time.sleep(delay)
             conn.request(
-                "POST", "/v1/logs", bodies[i % len(bodies)],
+                "POST",
+                "/v1/logs",
+                bodies[i % len(bodies)],
                 {"Content-Type": "application/x-protobuf"},
             )
             response = conn.getresponse()
@@ -143,7 +147,10 @@ def big_bodies(port: int, count: int) -> int:
 def measure(root: Path, args: argparse.Namespace, bodies: list[bytes]) -> dict:
     child = subprocess.Popen(
         [str(root / ".venv" / "bin" / "python"), "-c", SERVER],
-        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
@@ -162,6 +169,12 @@ def measure(root: Path, args: argparse.Namespace, bodies: list[bytes]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", action="append", type=Path, required=True)
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="a name for each --root in the table, in the same order (default: the path)",
+    )
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=16)
@@ -172,35 +185,44 @@ def main() -> None:
 
     bodies = make_requests(50 * 200, 50)
     rows = []
-    for root in args.root:
-        runs = [measure(root.resolve(), args, bodies) for _ in range(args.runs)]
+    labels = args.label + [f"`{root}`" for root in args.root[len(args.label) :]]
+    load_before = os.getloadavg()[0]
+    runs_of: dict[Path, list[dict]] = {root: [] for root in args.root}
+    for _ in range(args.runs):  # interleaved, so a change in the machine's load hits all alike
+        for root in args.root:
+            runs_of[root].append(measure(root.resolve(), args, bodies))
+    for root, label in zip(args.root, labels, strict=True):
+        runs = runs_of[root]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "errors"}
         errors = sum(sum(r["errors"].values()) for r in runs)
         rows.append(
-            f"| `{root}` | {med['requests']:.0f} | {med['p50']:.2f} | {med['p90']:.2f} | "
+            f"| {label} | {med['requests']:.0f} | {med['p50']:.2f} | {med['p90']:.2f} | "
             f"{med['p99']:.2f} | {med['max']:.1f} | {errors} | {med['cpu_per_request_us']:.0f} | "
             f"{med['rss_steady']:.0f} | {med['rss_peak_big']:.0f} |"
         )
         print(rows[-1], flush=True)
     load = os.getloadavg()
-    text = "\n".join([
-        "# OTLP/HTTP receiver: ack latency and memory",
-        "",
-        f"Command: `.venv/bin/python bench/http_ack.py {' '.join(sys.argv[1:])}`",
-        "",
-        f"{args.rate:.0f} requests/s of 50 Claude Code records (protobuf, ~"
-        f"{statistics.median(len(b) for b in bodies) / 1024:.0f} KiB) over {args.clients} "
-        f"keep-alive connections for {args.seconds:.0f} s, open loop, latency from each "
-        f"request's scheduled time; the receiver in a child process with a consumer that "
-        f"discards. Then {args.big} undecodable 10 MB bodies, four at a time. Medians of "
-        f"{args.runs} runs; load average at the end {load[0]:.1f} on {os.cpu_count()} cores.",
-        "",
-        "| receiver checkout | requests | p50 ms | p90 ms | p99 ms | max ms | non-200 | "
-        "CPU µs/request | RSS MiB steady | peak RSS MiB after 10 MB bodies |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# OTLP/HTTP receiver: ack latency and memory",
+            "",
+            f"Command: `.venv/bin/python bench/http_ack.py {shlex.join(sys.argv[1:])}`",
+            "",
+            f"{args.rate:.0f} requests/s of 50 Claude Code records (protobuf, ~"
+            f"{statistics.median(len(b) for b in bodies) / 1024:.0f} KiB) over {args.clients} "
+            f"keep-alive connections for {args.seconds:.0f} s, open loop, latency from each "
+            f"request's scheduled time; the receiver in a child process with a consumer that "
+            f"discards. Then {args.big} undecodable 10 MB bodies, four at a time. Medians of "
+            f"{args.runs} interleaved runs; load average {load_before:.1f} at the start and "
+            f"{load[0]:.1f} at the end on {os.cpu_count()} cores.",
+            "",
+            "| receiver | requests | p50 ms | p90 ms | p99 ms | max ms | non-200 | "
+            "CPU µs/request | RSS MiB steady | peak RSS MiB after 10 MB bodies |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
     out = ROOT / "bench" / "results" / "http-ack.md"
     out.write_text(text)
     print(f"wrote {out}")

@@ -108,34 +108,61 @@ def traces_json() -> dict[str, Any]:
             "kind": 3,
             "startTimeUnixNano": str(1_790_501_729_814_000_000 + i),
             "endTimeUnixNano": str(1_790_501_731_073_341_125 + i),
-            "attributes": [*_identity(i), _kv("model", "claude-sonnet-4-5"),
-                           _kv("input_tokens", 1200), _kv("output_tokens", 57)],
-            "events": [{"timeUnixNano": str(1_790_501_730_000_000_000 + i), "name": "retry",
-                        "attributes": [_kv("attempt", 2)]}],
+            "attributes": [
+                *_identity(i),
+                _kv("model", "claude-sonnet-4-5"),
+                _kv("input_tokens", 1200),
+                _kv("output_tokens", 57),
+            ],
+            "events": [
+                {
+                    "timeUnixNano": str(1_790_501_730_000_000_000 + i),
+                    "name": "retry",
+                    "attributes": [_kv("attempt", 2)],
+                }
+            ],
             "links": [{"traceId": f"{i:032x}", "spanId": f"{i + 7:016x}"}],
             "status": {"code": 1},
         }
         for i in range(ITEMS)
     ]
-    return {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "claude-code")]},
-                               "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}]}]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [_kv("service.name", "claude-code")]},
+                "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}],
+            }
+        ]
+    }
 
 
 def metrics_json() -> dict[str, Any]:
     points = [
         {
-            "attributes": [_kv("type", ("input", "output", "cacheRead")[i % 3]),
-                           _kv("model", "claude-sonnet-4-5"), *_identity(i)[:3]],
+            "attributes": [
+                _kv("type", ("input", "output", "cacheRead")[i % 3]),
+                _kv("model", "claude-sonnet-4-5"),
+                *_identity(i)[:3],
+            ],
             "startTimeUnixNano": "1790501700000000000",
             "timeUnixNano": str(1_790_501_729_000_000_000 + i),
             "asDouble": float(i),
         }
         for i in range(ITEMS)
     ]
-    metric = {"name": "claude_code.token.usage", "unit": "tokens",
-              "sum": {"aggregationTemporality": 1, "isMonotonic": True, "dataPoints": points}}
-    return {"resourceMetrics": [{"resource": {"attributes": [_kv("service.name", "claude-code")]},
-                                 "scopeMetrics": [{"scope": {"name": "m"}, "metrics": [metric]}]}]}
+    metric = {
+        "name": "claude_code.token.usage",
+        "unit": "tokens",
+        "sum": {"aggregationTemporality": 1, "isMonotonic": True, "dataPoints": points},
+    }
+    return {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [_kv("service.name", "claude-code")]},
+                "scopeMetrics": [{"scope": {"name": "m"}, "metrics": [metric]}],
+            }
+        ]
+    }
 
 
 def base64_ids(node: Any) -> Any:
@@ -172,9 +199,11 @@ def stdlib_json_decode(signal: Signal, body: bytes) -> Message:
 
 def main() -> None:
     rows = []
-    payloads = [(Signal.LOGS, "log records (22 attributes)", logs_json()),
-                (Signal.TRACES, "spans (10 attributes, 1 event, 1 link)", traces_json()),
-                (Signal.METRICS, "sum data points (5 attributes)", metrics_json())]
+    payloads = [
+        (Signal.LOGS, "log records (22 attributes)", logs_json()),
+        (Signal.TRACES, "spans (10 attributes, 1 event, 1 link)", traces_json()),
+        (Signal.METRICS, "sum data points (5 attributes)", metrics_json()),
+    ]
     for signal, label, obj in payloads:
         ours_body = json.dumps(obj, separators=(",", ":")).encode()
         reference_body = json.dumps(base64_ids(obj), separators=(",", ":")).encode()
@@ -188,26 +217,31 @@ def main() -> None:
         assert stdlib_json_decode(signal, ours_body) == ours
 
         decode_ours = best_seconds(lambda b=ours_body, s=signal: otlp_json.decode(s, b), ROUNDS)
-        decode_stdlib = best_seconds(
-            lambda b=ours_body, s=signal: stdlib_json_decode(s, b), ROUNDS
-        )
+        decode_stdlib = best_seconds(lambda b=ours_body, s=signal: stdlib_json_decode(s, b), ROUNDS)
         decode_ref = best_seconds(reference_decode, SLOW_ROUNDS)
         default_threshold = gc.get_threshold()
         gc.set_threshold(10_000, *default_threshold[1:])
         try:
-            decode_gc = best_seconds(
-                lambda b=ours_body, s=signal: otlp_json.decode(s, b), ROUNDS
-            )
+            decode_gc = best_seconds(lambda b=ours_body, s=signal: otlp_json.decode(s, b), ROUNDS)
         finally:
             gc.set_threshold(*default_threshold)
         encode_ours = best_seconds(lambda m=ours: otlp_json.encode(m), ROUNDS)
         encode_ref = best_seconds(lambda m=ours: json_format.MessageToJson(m), SLOW_ROUNDS)
         binary = ours.SerializeToString()
-        parse_protobuf = best_seconds(
-            lambda b=binary, cls=request_type: cls.FromString(b), ROUNDS
+        parse_protobuf = best_seconds(lambda b=binary, cls=request_type: cls.FromString(b), ROUNDS)
+        rows.append(
+            (
+                label,
+                len(ours_body) / ITEMS,
+                decode_ours,
+                decode_stdlib,
+                decode_ref,
+                encode_ours,
+                encode_ref,
+                parse_protobuf,
+                decode_gc,
+            )
         )
-        rows.append((label, len(ours_body) / ITEMS, decode_ours, decode_stdlib, decode_ref,
-                     encode_ours, encode_ref, parse_protobuf, decode_gc))
 
     def rate(seconds: float) -> str:
         return f"{ITEMS / seconds:,.0f}"

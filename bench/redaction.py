@@ -189,7 +189,7 @@ def main() -> None:
         ),
         "default, no secret scrubbing": RedactionConfig(scrub_secrets=False),
     }
-    rows = [(name, measure(cfg)) for name, cfg in configs.items()]
+    rows = [(name, measure(config)) for name, config in configs.items()]
     rows.append(
         (
             "all content allowed, every command and output unique (no memo hits)",

@@ -18,22 +18,22 @@ log = logging.getLogger("agentwatch.cli")
 
 def _load_or_report(path: str | None) -> Config | None:
     try:
-        cfg = load(path)
+        config = load(path)
     except ConfigError as exc:
         print(f"agentwatch: invalid configuration {path or DEFAULT_CONFIG}:", file=sys.stderr)
         for err in exc.errors:
             print(f"  error: {err}", file=sys.stderr)
         return None
-    for warning in cfg.warnings:
+    for warning in config.warnings:
         print(f"  warning: {warning}", file=sys.stderr)
-    return cfg
+    return config
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    cfg = _load_or_report(args.config)
-    if cfg is None:
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
-    print(f"{cfg.source}: valid ({len(cfg.pipelines)} pipelines)")
+    print(f"{config.source}: valid ({len(config.pipelines)} pipelines)")
     return 0
 
 
@@ -41,15 +41,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from collector import logs
     from collector.service import Service
 
-    cfg = _load_or_report(args.config)
-    if cfg is None:
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
-    logs.configure(cfg.service.logs.level, cfg.service.logs.format)
+    logs.configure(config.service.logs.level, config.service.logs.format)
     # Decoding OTLP allocates many short-lived objects; a higher first-generation threshold
     # spends far less time in the collector (measured in bench/results/otlp-json.md).
     gc.set_threshold(10_000, 20, 20)
     try:
-        return Service(cfg).run_until_signalled()
+        return Service(config).run_until_signalled()
     except Exception as exc:
         log.error("agentwatch could not start", extra={"error": str(exc)})
         return 1
@@ -86,10 +86,10 @@ def cmd_pricing_import(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from processors import detections
+    from processors.detections.rules_test import test_rules
 
     try:
-        report = detections.test_rules(args.rules_file, args.events_file)
+        report = test_rules(args.rules_file, args.events_file)
     except (OSError, ValueError) as exc:
         print(f"agentwatch: {exc}", file=sys.stderr)
         return 2
@@ -97,9 +97,9 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _store_config(cfg: Config, exporter: str | None) -> tuple[Any, str] | None:
+def _store_config(config: Config, exporter: str | None) -> tuple[Any, str] | None:
     """The ClickHouse exporter config a store command works on, and the data directory."""
-    names = [n for n, spec in cfg.exporters.items() if spec.factory.type_name == "clickhouse"]
+    names = [n for n, spec in config.exporters.items() if spec.factory.type_name == "clickhouse"]
     if exporter is not None:
         names = [n for n in names if n == exporter]
     if len(names) != 1:
@@ -110,7 +110,7 @@ def _store_config(cfg: Config, exporter: str | None) -> tuple[Any, str] | None:
             file=sys.stderr,
         )
         return None
-    return cfg.exporters[names[0]].config, cfg.service.data_dir
+    return config.exporters[names[0]].config, config.service.data_dir
 
 
 def _on_store(args: argparse.Namespace, what: str, work: Callable[[Any, Any, Config], int]) -> int:
@@ -119,14 +119,14 @@ def _on_store(args: argparse.Namespace, what: str, work: Callable[[Any, Any, Con
     with the server's own message, which is the useful part."""
     from exporters.clickhouse.exporter import open_store
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not cfg or not found:
+    config = _load_or_report(args.config)
+    found = config and _store_config(config, args.exporter)
+    if not config or not found:
         return 1
     ch_cfg, data_dir = found
     try:
         with open_store(ch_cfg, data_dir) as client:
-            return work(client, ch_cfg, cfg)
+            return work(client, ch_cfg, config)
     except Exception as exc:
         print(f"agentwatch: {what} failed: {exc}", file=sys.stderr)
         return 1
@@ -191,12 +191,12 @@ def cmd_reprice(args: argparse.Namespace) -> int:
     from processors.cost import CostConfig
     from processors.pricing import PriceBookError
 
-    cfg = _load_or_report(args.config)
-    found = cfg and _store_config(cfg, args.exporter)
-    if not cfg or not found:
+    config = _load_or_report(args.config)
+    found = config and _store_config(config, args.exporter)
+    if not config or not found:
         return 1
     ch_cfg, data_dir = found
-    costs = {n: s.config for n, s in cfg.processors.items() if s.factory.type_name == "cost"}
+    costs = {n: s.config for n, s in config.processors.items() if s.factory.type_name == "cost"}
     if args.processor is not None:
         costs = {n: c for n, c in costs.items() if n == args.processor}
         if not costs:
@@ -228,10 +228,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from collector import logs
     from collector.receivers.sessionfiles import importer
 
-    cfg = _load_or_report(args.config)
-    if cfg is None:
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
-    logs.configure("warn", cfg.service.logs.format)
+    logs.configure("warn", config.service.logs.format)
     agents = list(importer.READERS) if args.agent == "all" else [args.agent]
     if args.path and len(agents) > 1:
         print("agentwatch: --path needs one agent, not 'all'", file=sys.stderr)
@@ -247,7 +247,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     try:
-        summary = importer.run(cfg, options)
+        summary = importer.run(config, options)
     except Exception as exc:
         print(f"agentwatch: import failed: {exc}", file=sys.stderr)
         return 1
@@ -264,10 +264,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from collector.receivers.sessionfiles.config import SessionFilesConfig
     from collector.service import Service
 
-    cfg = _load_or_report(args.config)
-    if cfg is None:
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
-    logs.configure(cfg.service.logs.level, cfg.service.logs.format)
+    logs.configure(config.service.logs.level, config.service.logs.format)
     agents = list(importer.READERS) if args.agent == "all" else [args.agent]
     if args.path and len(agents) > 1:
         print("agentwatch: --path needs one agent, not 'all'", file=sys.stderr)
@@ -280,7 +280,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             "settle": args.settle,
         }
     )
-    watched = importer.import_config(cfg, dry_run=False)
+    watched = importer.import_config(config, dry_run=False)
     if not watched.exporters:
         print("agentwatch: the configuration has no clickhouse exporter", file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 """The component model: receivers, processors and exporters, as in the OpenTelemetry Collector.
 
-Telemetry travels through agentwatch as the OTLP protobuf export requests themselves
-(``ExportLogsServiceRequest`` and friends), so a receiver can hand on what it decoded
-without copying and an exporter can re-send it unchanged.
+Receivers hand on the OTLP protobuf export requests they parsed (``ExportLogsServiceRequest``
+and friends). The pipeline decodes logs and traces once into the record model
+(:mod:`collector.records`) that every processor and exporter then shares; metrics stay protobuf.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from collector.records import Logs, Records, Traces
 
 LogsData = ExportLogsServiceRequest
 MetricsData = ExportMetricsServiceRequest
@@ -39,16 +41,18 @@ REQUEST_TYPES: dict[Signal, type[Telemetry]] = {
 }
 
 
-def signal_of(data: Telemetry) -> Signal:
-    if isinstance(data, LogsData):
+def signal_of(data: Telemetry | Records) -> Signal:
+    if isinstance(data, LogsData | Logs):
         return Signal.LOGS
     if isinstance(data, MetricsData):
         return Signal.METRICS
     return Signal.TRACES
 
 
-def count_items(data: Telemetry) -> int:
+def count_items(data: Telemetry | Records) -> int:
     """Log records, metric data points or spans: the unit the OTLP spec counts rejections in."""
+    if isinstance(data, Logs | Traces):
+        return len(data)
     if isinstance(data, LogsData):
         return sum(len(s.log_records) for r in data.resource_logs for s in r.scope_logs)
     if isinstance(data, TracesData):
@@ -99,6 +103,21 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """A listening endpoint: ``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) to
+    (host, port); every server of the collector (receivers, scrape endpoint, console) reads its
+    ``endpoint`` with this one function."""
+    host, sep, port_text = endpoint.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"{endpoint!r} is not host:port")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", port
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
@@ -192,17 +211,22 @@ class Processor(Component):
     """
 
     kind = "processor"
+    takes_records: ClassVar[bool] = False
+    """True: ``consume_logs``/``consume_traces`` take and return ``Logs``/``Traces``; False: the
+    pipeline hands them protobuf (transitional, until every processor is converted)."""
 
-    def consume_logs(self, data: LogsData) -> LogsData | None:
+    # ``Any`` while processors move to the record model: ``Logs``/``Traces`` when
+    # ``takes_records``, else protobuf.
+    def consume_logs(self, data: Any) -> Any:
         return data
 
     def consume_metrics(self, data: MetricsData) -> MetricsData | None:
         return data
 
-    def consume_traces(self, data: TracesData) -> TracesData | None:
+    def consume_traces(self, data: Any) -> Any:
         return data
 
-    def process(self, signal: Signal, data: Telemetry) -> Telemetry | None:
+    def process(self, signal: Signal, data: Any) -> Any:
         if signal is Signal.LOGS:
             return self.consume_logs(data)  # type: ignore[arg-type]
         if signal is Signal.METRICS:
@@ -221,17 +245,19 @@ class Exporter(Component):
     """
 
     kind = "exporter"
+    takes_records: ClassVar[bool] = False
+    """True: ``consume_logs``/``consume_traces`` take ``Logs``/``Traces``; False: protobuf."""
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
+    def consume_logs(self, data: Any, batch_id: str) -> None:
         pass
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         pass
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
+    def consume_traces(self, data: Any, batch_id: str) -> None:
         pass
 
-    def export(self, signal: Signal, data: Telemetry, batch_id: str) -> None:
+    def export(self, signal: Signal, data: Any, batch_id: str) -> None:
         if signal is Signal.LOGS:
             self.consume_logs(data, batch_id)  # type: ignore[arg-type]
         elif signal is Signal.METRICS:

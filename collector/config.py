@@ -178,20 +178,20 @@ def _parse_components(
             errors.append(f"{path}: expected a mapping of settings")
             continue
         try:
-            cfg = fac.config_class.model_validate(body)
+            config = fac.config_class.model_validate(body)
         except ValidationError as exc:
             errors.extend(_format_pydantic(path, exc))
             continue
-        errors.extend(_check_tree(cfg, path, ctx))
-        specs[key] = ComponentSpec(key, fac, cfg)
+        errors.extend(_check_tree(config, path, ctx))
+        specs[key] = ComponentSpec(key, fac, config)
     return specs
 
 
-def _check_tree(cfg: ComponentConfig, path: str, ctx: ConfigContext) -> list[str]:
+def _check_tree(config: ComponentConfig, path: str, ctx: ConfigContext) -> list[str]:
     """Run ``check`` on a config and every nested config section, each with its own path."""
-    errors = list(cfg.check(path, ctx))
-    for name in type(cfg).model_fields:
-        value = getattr(cfg, name)
+    errors = list(config.check(path, ctx))
+    for name in type(config).model_fields:
+        value = getattr(config, name)
         children: list[tuple[str, Any]] = []
         if isinstance(value, ComponentConfig):
             children = [(f"{path}.{name}", value)]
@@ -339,14 +339,10 @@ def parse(raw: Any, *, source: str, env: dict[str, str], base_dir: str) -> Confi
         raise ConfigError(errors)
     assert service is not None
     enabled = {name: extensions[name] for name in service.extensions if name in extensions}
-    return Config(
-        receivers, processors, exporters, pipelines, service, source, warnings, enabled
-    )
+    return Config(receivers, processors, exporters, pipelines, service, source, warnings, enabled)
 
 
-def _check_service_extensions(
-    service: ServiceConfig, raw: Any, warnings: list[str]
-) -> list[str]:
+def _check_service_extensions(service: ServiceConfig, raw: Any, warnings: list[str]) -> list[str]:
     """``service.extensions`` may only name defined extensions, each once; a defined but
     unlisted extension does not run, which is worth a warning (as with otelcol)."""
     declared = set(raw) if isinstance(raw, dict) else set()

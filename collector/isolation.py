@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from collector.component import LogsData, MetricsData, Telemetry, TracesData
+from collector.records import Logs, Traces
 
 T = TypeVar("T", LogsData, MetricsData, TracesData)
+Convertible = TypeVar("Convertible", Logs, Traces, LogsData, MetricsData, TracesData)
 
 
 def items(data: Telemetry) -> Iterator[Any]:
@@ -99,20 +101,28 @@ def merge(parts: list[T], empty: T) -> T:
     return merged
 
 
-def partition(data: T, attempt: Callable[[T], object]) -> tuple[T, list[BaseException]]:
-    """``data`` without the items on which ``attempt`` raises, and what each one raised.
+def partition(
+    data: Convertible, attempt: Callable[[Convertible], object]
+) -> tuple[Convertible, list[BaseException]]:
+    """``data`` (records or a protobuf request) without the items on which ``attempt`` raises,
+    and what each one raised.
 
     ``attempt`` must have no side effects (a conversion): it runs once per item.
     """
-    good: list[T] = []
+    parts: Iterator[Convertible] = (
+        data.singles() if isinstance(data, Logs | Traces) else singles(data)
+    )
+    good: list[Convertible] = []
     errors: list[BaseException] = []
-    for one in singles(data):
+    for one in parts:
         try:
             attempt(one)
         except Exception as exc:
             errors.append(exc)
             continue
         good.append(one)
+    if isinstance(data, Logs | Traces):
+        return type(data).concat(good), errors
     return merge(good, type(data)()), errors
 
 

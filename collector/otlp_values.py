@@ -1,4 +1,4 @@
-"""OTLP ``AnyValue`` to Python, and point counts, in one place.
+"""OTLP ``AnyValue`` to Python and back, and point counts, in one place: the value codec.
 
 Processors and exporters read the same attributes with different needs: a normaliser wants
 every value (lists and maps included), a rule engine and a metric label want text, a counter
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Mapping, MutableSequence
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 
 Scalar = str | int | float | bool
@@ -20,17 +21,87 @@ Scalar = str | int | float | bool
 _SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 
 
-def any_value(value: AnyValue) -> Any:
+def decode_value(value: AnyValue) -> Any:
     """The Python value of an ``AnyValue``: lists and dicts for arrays and maps, ``bytes`` for
     bytes, ``None`` for an empty one (Codex sends those)."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
     if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
+        return [decode_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+        return {kv.key: decode_value(kv.value) for kv in value.kvlist_value.values}
     return getattr(value, kind)
+
+
+any_value = decode_value  # transitional name, replaced by decode_value everywhere
+
+
+def decode_attributes(key_values: Iterable[KeyValue]) -> dict[str, Any]:
+    """OTLP attributes as a dict of Python values: the one per-attribute pass of a record."""
+    out: dict[str, Any] = {}
+    for kv in key_values:  # the hot loop: strings first, no extra call
+        value = kv.value
+        text = value.string_value
+        if text:  # only a set string is non-empty: no WhichOneof for most values
+            out[kv.key] = text
+            continue
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            out[kv.key] = text
+        elif kind is None:
+            out[kv.key] = None
+        elif kind == "array_value" or kind == "kvlist_value":
+            out[kv.key] = decode_value(value)
+        else:
+            out[kv.key] = getattr(value, kind)
+    return out
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def encode_value(value: Any, out: AnyValue) -> None:
+    """Write a Python value into ``out``; ``None`` leaves it empty, ints beyond int64 and
+    other types are written as their text so encoding never fails."""
+    if isinstance(value, str):
+        out.string_value = value
+    elif value is None:
+        return
+    elif isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            out.int_value = value
+        else:
+            out.string_value = str(value)
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, bytes | bytearray):
+        out.bytes_value = bytes(value)
+    elif isinstance(value, list | tuple):
+        array = out.array_value
+        array.SetInParent()
+        for item in value:
+            encode_value(item, array.values.add())
+    elif isinstance(value, dict):
+        kvlist = out.kvlist_value
+        kvlist.SetInParent()
+        encode_attributes(value, kvlist.values)
+    else:
+        out.string_value = str(value)
+
+
+def encode_attributes(attributes: Mapping[str, Any], out: MutableSequence[KeyValue]) -> None:
+    """Append ``attributes`` to a repeated ``KeyValue`` field."""
+    for key, value in attributes.items():
+        kv = out.add(key=key)  # type: ignore[attr-defined]
+        if isinstance(value, str):
+            kv.value.string_value = value
+        elif value is None:
+            kv.value.SetInParent()  # an empty value, as agents send it
+        else:
+            encode_value(value, kv.value)
 
 
 def bytes_text(value: bytes) -> str:

@@ -18,14 +18,17 @@ from collector.component import (
     Exporter,
     ExporterConfig,
     ExportError,
+    LogsData,
     Processor,
     Refused,
     Signal,
     Telemetry,
+    TracesData,
     count_items,
 )
 from collector.isolation import describe, merge, singles
-from collector.queue import Batch, ExporterQueue, WalQueue
+from collector.queue import Batch, ExporterQueue, Queued, WalQueue
+from collector.records import Logs, Records, Traces
 
 log = logging.getLogger("agentwatch.pipeline")
 
@@ -68,7 +71,7 @@ class ExporterRunner:
         self._update_gauges()
         self._thread.start()
 
-    def offer(self, signal: Signal, data: Telemetry, items: int) -> None:
+    def offer(self, signal: Signal, data: Queued, items: int) -> None:
         self.queue.put(signal, data, items)
         self._update_gauges()
 
@@ -97,7 +100,8 @@ class ExporterRunner:
         """Send one batch until delivered, permanently refused, or retries run out."""
         retry = self.config.retry_on_failure
         signal = batch.signal.value
-        data = _merge(self.queue.load(batch))
+        merged = _merge(self.queue.load(batch))
+        data = merged if self.exporter.takes_records else as_proto(merged)
         started = time.monotonic()
         interval = retry.initial_interval
         attempt = 0
@@ -105,7 +109,7 @@ class ExporterRunner:
             attempt += 1
             t0 = time.monotonic()
             try:
-                self.exporter.export(batch.signal, data, batch.batch_id)
+                self.exporter.export(batch.signal, data, batch.batch_id)  # type: ignore[arg-type]
             except Exception as raised:
                 if isinstance(raised, ExportError):
                     exc = raised
@@ -189,13 +193,32 @@ class ExporterRunner:
         return drained and left == 0
 
 
-def _merge(parts: list[Telemetry]) -> Telemetry:
+def _merge(parts: list[Queued]) -> Queued:
     if len(parts) == 1:
         return parts[0]
-    merged = type(parts[0])()
+    first = parts[0]
+    if isinstance(first, Logs):
+        return Logs.concat(parts)  # type: ignore[arg-type]
+    if isinstance(first, Traces):
+        return Traces.concat(parts)  # type: ignore[arg-type]
+    merged = type(first)()
     for p in parts:
-        merged.MergeFrom(p)  # repeated resource_* fields concatenate
+        merged.MergeFrom(p)  # type: ignore[arg-type]  # repeated resource_* fields concatenate
     return merged
+
+
+def decode(request: Telemetry) -> Telemetry | Records:
+    """The one place a logs or traces request becomes the record model; metrics stay protobuf."""
+    if isinstance(request, LogsData):
+        return Logs.from_proto(request)
+    if isinstance(request, TracesData):
+        return Traces.from_proto(request)
+    return request
+
+
+def as_proto(data: Telemetry | Records) -> Telemetry:
+    """Protobuf for a component that still reads it (transitional) or for where data leaves."""
+    return data.to_proto() if isinstance(data, Logs | Traces) else data
 
 
 class Pipeline:
@@ -213,7 +236,7 @@ class Pipeline:
         self.processors = list(processors)
         self.runners = list(runners)
 
-    def process(self, data: Telemetry) -> tuple[Telemetry | None, int]:
+    def process(self, request: Telemetry) -> tuple[Telemetry | Records | None, int]:
         """The processed request (``None`` when processors dropped it all) and how many of its
         items were dropped because a processor failed on them.
 
@@ -223,11 +246,17 @@ class Pipeline:
         ``reason="processor_error"``) and reported to the client as a partial success. Dropping,
         not passing on, is what keeps a record whose redaction failed from being stored.
         ``Refused`` (derived telemetry refused by full queues) refuses the request as before.
+        ``request`` itself is never changed: logs and traces are decoded into new objects, and
+        metrics (processed in place) are copied first.
         """
         if not self.processors:
-            return data, 0
-        received = type(data)()
-        received.CopyFrom(data)  # processors change data in place; ~5 us per record
+            return decode(request), 0
+        data: Telemetry | Records
+        if isinstance(request, LogsData | TracesData):
+            data = decode(request)
+        else:
+            data = type(request)()
+            data.CopyFrom(request)  # metrics processors change data in place
         try:
             return self._run(data), 0
         except _ProcessorFailed as failed:
@@ -235,11 +264,11 @@ class Pipeline:
                 "processor failed on a request; processing it record by record",
                 extra={"component": failed.processor, "error": describe(failed.error)},
             )
-        outputs: list[Telemetry] = []
+        outputs: list[Telemetry | Records] = []
         dropped = 0
-        for one in singles(received):
+        for one in singles(request):
             try:
-                out = self._run(one)
+                out = self._run(decode(one) if isinstance(one, LogsData | TracesData) else one)
             except _ProcessorFailed as failed:
                 dropped += 1
                 telemetry.PROCESSOR_DROPPED.labels(
@@ -252,13 +281,21 @@ class Pipeline:
                 continue
             if out is not None and count_items(out):
                 outputs.append(out)
-        merged = merge(outputs, type(data)())
+        if not outputs:
+            return None, dropped
+        if isinstance(outputs[0], Logs | Traces):
+            return _merge(outputs), dropped  # type: ignore[arg-type]
+        merged = merge(outputs, type(request)())  # type: ignore[type-var, arg-type]
         return (merged if count_items(merged) else None), dropped
 
-    def _run(self, data: Telemetry) -> Telemetry | None:
+    def _run(self, data: Telemetry | Records) -> Telemetry | Records | None:
         for p in self.processors:
             try:
-                out = p.process(self.signal, data)
+                if p.takes_records or not isinstance(data, Logs | Traces):
+                    out = p.process(self.signal, data)  # type: ignore[arg-type]
+                else:
+                    out = p.process(self.signal, data.to_proto())
+                    out = None if out is None else decode(out)
             except Refused:
                 raise
             except Exception as exc:
@@ -289,7 +326,10 @@ class SignalRouter(Consumer):
         self.pipelines = list(pipelines)
         self._accepted = telemetry.RECEIVER_ACCEPTED.labels(receiver, signal.value)
 
-    def consume(self, signal: Signal, data: Telemetry) -> ConsumeResult:
+    def consume(self, signal: Signal, data: Telemetry | Records) -> ConsumeResult:
+        """``data`` is a receiver's protobuf request, or records a processor derived."""
+        if isinstance(data, Logs | Traces):
+            data = data.to_proto()  # derived records: rare, and isolation works on protobuf
         items_in = count_items(data)
         # The one refusal point is before processors run: stateful processors (cumulative-to-
         # delta, detection de-duplication) and derived telemetry must not act on a request the
@@ -299,15 +339,11 @@ class SignalRouter(Consumer):
         with ADMISSION_LOCK:
             runners = [r for p in self.pipelines for r in p.runners]
             full_names = self._admit([(r, items_in) for r in runners], items_in)
-        outputs: list[tuple[Pipeline, Telemetry, int]] = []
+        outputs: list[tuple[Pipeline, Telemetry | Records, int]] = []
         rejected = 0
-        for i, pipeline in enumerate(self.pipelines):
-            copy = data
-            if i < len(self.pipelines) - 1:
-                copy = type(data)()
-                copy.CopyFrom(data)
+        for pipeline in self.pipelines:
             try:
-                out, dropped = pipeline.process(copy)
+                out, dropped = pipeline.process(data)
             except Refused:
                 # Telemetry a processor derived was refused (its queues are full): the client
                 # retries the request, and the derived part with it.

@@ -32,11 +32,19 @@ from collector.component import (
     Signal,
     Telemetry,
 )
+from collector.records import Logs, Records, Traces
 
 log = logging.getLogger("agentwatch.queue")
 
 _SIGNAL_CODES = {Signal.LOGS: 1, Signal.METRICS: 2, Signal.TRACES: 3}
-_CODE_SIGNALS = {v: k for k, v in _SIGNAL_CODES.items()}
+"""Payload codes of serialised OTLP protobuf requests (every entry written before the record
+model, and metrics still)."""
+_MODEL_CODES = {Signal.LOGS: 11, Signal.TRACES: 13}
+"""Payload codes of the record model's own encoding (``Logs.dump``/``Traces.dump``)."""
+_CODE_SIGNALS = {v: k for codes in (_SIGNAL_CODES, _MODEL_CODES) for k, v in codes.items()}
+_MODELS: dict[Signal, type[Logs] | type[Traces]] = {Signal.LOGS: Logs, Signal.TRACES: Traces}
+
+Queued = Telemetry | Records
 
 
 @dataclass
@@ -44,8 +52,8 @@ class Entry:
     seq: int
     signal: Signal
     items: int
-    data: Telemetry | None = None  # memory queue keeps the object; the wal reads bytes back
-    location: tuple[Path, int, int] | None = None  # wal: segment, payload offset, length
+    data: Queued | None = None  # memory queue keeps the object; the wal reads bytes back
+    location: tuple[Path, int, int, int] | None = None  # wal: segment, offset, length, code
     size: int = 0  # wal: bytes on disk (header + payload), counted until delivered
 
 
@@ -76,14 +84,14 @@ class ExporterQueue:
         with self._cond:
             return self._items == 0 or self._items + items <= self.config.queue_size
 
-    def put(self, signal: Signal, data: Telemetry, items: int) -> None:
+    def put(self, signal: Signal, data: Queued, items: int) -> None:
         with self._cond:
             entry = self._append(signal, data, items)
             self._entries.append(entry)
             self._items += entry.items
             self._cond.notify_all()
 
-    def _append(self, signal: Signal, data: Telemetry, items: int) -> Entry:
+    def _append(self, signal: Signal, data: Queued, items: int) -> Entry:
         raise NotImplementedError
 
     # --- consumer side (the exporter's worker thread) ---------------------------------------
@@ -93,7 +101,7 @@ class ExporterQueue:
         Returns None when stopped and empty. The batch stays counted in the queue until
         ``done`` is called, so the queue never looks emptier than what is undelivered.
         """
-        cfg = self.config
+        config = self.config
         with self._cond:
             if self._in_flight is not None:
                 return self._in_flight
@@ -102,8 +110,8 @@ class ExporterQueue:
                     return None
                 self._cond.wait(0.1)
                 self._idle()
-            deadline = time.monotonic() + cfg.batch_timeout
-            while self._items < cfg.batch_max_items and not stop.is_set():
+            deadline = time.monotonic() + config.batch_timeout
+            while self._items < config.batch_max_items and not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -115,7 +123,7 @@ class ExporterQueue:
             for e in self._entries:
                 if e.signal is not head.signal:
                     break
-                if chosen and (n + e.items > cfg.batch_max_items) and limit is None:
+                if chosen and (n + e.items > config.batch_max_items) and limit is None:
                     break
                 chosen.append(e)
                 n += e.items
@@ -126,7 +134,7 @@ class ExporterQueue:
             self._in_flight = batch
             return batch
 
-    def load(self, batch: Batch) -> list[Telemetry]:
+    def load(self, batch: Batch) -> list[Queued]:
         return [e.data for e in batch.entries if e.data is not None]
 
     def done(self, batch: Batch) -> None:
@@ -192,7 +200,7 @@ class MemoryQueue(ExporterQueue):
     def id_prefix(self) -> str:
         return self._prefix
 
-    def _append(self, signal: Signal, data: Telemetry, items: int) -> Entry:
+    def _append(self, signal: Signal, data: Queued, items: int) -> Entry:
         self._seq += 1
         return Entry(self._seq, signal, items, data=data)
 
@@ -275,7 +283,7 @@ class WalQueue(ExporterQueue):
                             seq,
                             _CODE_SIGNALS[code],
                             items,
-                            location=(seg, start, length),
+                            location=(seg, start, length, code),
                             size=_HEADER.size + length,
                         )
                     )
@@ -292,8 +300,11 @@ class WalQueue(ExporterQueue):
         if self._inflight_end is not None and self._inflight_end <= self._acked:
             self._inflight_end = None
 
-    def _append(self, signal: Signal, data: Telemetry, items: int) -> Entry:
-        payload = data.SerializeToString()
+    def _append(self, signal: Signal, data: Queued, items: int) -> Entry:
+        if isinstance(data, Logs | Traces):
+            payload, code = data.dump(), _MODEL_CODES[signal]
+        else:
+            payload, code = data.SerializeToString(), _SIGNAL_CODES[signal]
         seq = self._seq + 1
         if self._segment is None or self._segment.stat().st_size >= self._segment_bytes:
             self._close_segment()
@@ -303,7 +314,7 @@ class WalQueue(ExporterQueue):
             _fsync_dir(self.dir)
         fh = self._fh
         offset = fh.tell()
-        header = _HEADER.pack(len(payload), zlib.crc32(payload), seq, _SIGNAL_CODES[signal], items)
+        header = _HEADER.pack(len(payload), zlib.crc32(payload), seq, code, items)
         try:
             fh.write(header + payload)
             fh.flush()
@@ -324,27 +335,45 @@ class WalQueue(ExporterQueue):
             self._idle()
         size = _HEADER.size + len(payload)
         self._bytes += size
-        location = (self._segment, offset + _HEADER.size, len(payload))
+        location = (self._segment, offset + _HEADER.size, len(payload), code)
         return Entry(seq, signal, items, location=location, size=size)
 
-    def load(self, batch: Batch) -> list[Telemetry]:
-        """One request for the whole batch: serialised OTLP requests concatenated parse as their
-        merge (repeated fields append), which is much cheaper than parsing and merging each."""
-        chunks: list[bytes] = []
+    def load(self, batch: Batch) -> list[Queued]:
+        """The batch's entries read back: record-model entries each loaded, runs of protobuf
+        entries as one request (serialised OTLP requests concatenated parse as their merge),
+        which is much cheaper than parsing and merging each. Logs and traces come back as the
+        record model whatever encoding they were written in (a wal from before the model)."""
+        out: list[Queued] = []
+        protobuf: list[bytes] = []
         handles: dict[Path, BinaryIO] = {}
+        model = _MODELS.get(batch.signal)
+
+        def flush() -> None:
+            if protobuf:
+                request = REQUEST_TYPES[batch.signal].FromString(b"".join(protobuf))
+                out.append(model.from_proto(request) if model else request)  # type: ignore[arg-type]
+                protobuf.clear()
+
         try:
             for e in batch.entries:
                 assert e.location is not None
-                seg, offset, length = e.location
+                seg, offset, length, code = e.location
                 fh = handles.get(seg)
                 if fh is None:
                     fh = handles[seg] = open(seg, "rb")  # noqa: SIM115 - closed below
                 fh.seek(offset)
-                chunks.append(fh.read(length))
+                payload = fh.read(length)
+                if code in _SIGNAL_CODES.values():
+                    protobuf.append(payload)
+                    continue
+                flush()
+                assert model is not None
+                out.append(model.load(payload))
         finally:
             for fh in handles.values():
                 fh.close()
-        return [REQUEST_TYPES[batch.signal].FromString(b"".join(chunks))]
+        flush()
+        return out
 
     def _idle(self) -> None:
         """``fsync: interval``: at most one second of appends is ever unsynced."""

@@ -18,7 +18,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "processor": {
         "cost": "processors.cost:FACTORY",
         "cumulative_to_delta": "processors.cumulative_to_delta:FACTORY",
-        "detections": "processors.detections:FACTORY",
+        "detections": "processors.detections.processor:FACTORY",
         "normalize": "processors.normalize:FACTORY",
         "redaction": "processors.redaction:FACTORY",
     },

@@ -38,25 +38,25 @@ class Service:
 
     def start(self) -> None:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
-        cfg = self.config
+        config = self.config
         try:
-            for name, spec in cfg.exporters.items():
+            for name, spec in config.exporters.items():
                 exp = spec.factory.create(name, spec.config)
                 exp.start(self.host)
                 self.exporters[name] = exp
                 self.host.exporters[name] = exp
                 ecfg = exporter_config(spec)
-                for sig in sorted({p.signal for p in cfg.pipelines if name in p.exporters}):
+                for sig in sorted({p.signal for p in config.pipelines if name in p.exporters}):
                     queue = make_queue(ecfg.sending_queue, self.data_dir, name, sig)
                     runner = ExporterRunner(exp, ecfg, queue, sig)
                     runner.start()
                     self.runners[(name, sig)] = runner
                 log.info("exporter started", extra={"component": name})
-            for name, spec in cfg.processors.items():
+            for name, spec in config.processors.items():
                 proc = spec.factory.create(name, spec.config)
                 proc.start(self.host)
                 self.processors[name] = proc
-            for p in cfg.pipelines:
+            for p in config.pipelines:
                 self.pipelines.append(
                     Pipeline(
                         p.name,
@@ -66,17 +66,17 @@ class Service:
                     )
                 )
             self.host.extras["pipelines"] = self.pipelines
-            for name, spec in cfg.extensions.items():
+            for name, spec in config.extensions.items():
                 ext = spec.factory.create(name, spec.config)
                 ext.start(self.host)
                 self.extensions[name] = ext
                 log.info("extension started", extra={"component": name})
-            for name, spec in cfg.receivers.items():
+            for name, spec in config.receivers.items():
                 rec = spec.factory.create(name, spec.config)
                 for sig in Signal:
                     feeds = [
                         pl
-                        for pl, ps in zip(self.pipelines, cfg.pipelines, strict=True)
+                        for pl, ps in zip(self.pipelines, config.pipelines, strict=True)
                         if ps.signal is sig and name in ps.receivers
                     ]
                     if feeds:

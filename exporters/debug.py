@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from pydantic import Field
 
@@ -20,13 +20,12 @@ from collector.component import (
     ExporterConfig,
     Factory,
     Host,
-    LogsData,
     MetricsData,
     Signal,
     Telemetry,
-    TracesData,
 )
 from collector.config import resolve_path
+from collector.records import Logs, Traces
 
 
 class DebugConfig(ExporterConfig):
@@ -41,17 +40,22 @@ class DebugConfig(ExporterConfig):
 
 
 class DebugExporter(Exporter):
+    config: DebugConfig
+
+    """Takes records and writes them as OTLP JSON, encoded once per batch."""
+
+    takes_records: ClassVar[bool] = True
+
     def __init__(self, name: str, config: DebugConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self._out: TextIO | None = None
         self._lock = threading.Lock()
 
     def start(self, host: Host) -> None:
-        if self.cfg.path == "-":
+        if self.config.path == "-":
             self._out = sys.stdout
         else:
-            target = Path(self.cfg.path).expanduser()
+            target = Path(self.config.path).expanduser()
             self._out = open(target, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
 
     def _write(self, signal: Signal, data: Telemetry, batch_id: str) -> None:
@@ -70,14 +74,14 @@ class DebugExporter(Exporter):
             self._out.write(line + "\n")
             self._out.flush()
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
-        self._write(Signal.LOGS, data, batch_id)
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
+        self._write(Signal.LOGS, data.to_proto(), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._write(Signal.METRICS, data, batch_id)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
-        self._write(Signal.TRACES, data, batch_id)
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
+        self._write(Signal.TRACES, data.to_proto(), batch_id)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -90,5 +94,5 @@ FACTORY = Factory(
     type_name="debug",
     kind="exporter",
     config_class=DebugConfig,
-    create=lambda name, cfg: DebugExporter(name, cfg),
+    create=lambda name, config: DebugExporter(name, config),
 )

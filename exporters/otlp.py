@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import grpc
 import urllib3
@@ -43,14 +43,13 @@ from collector.component import (
     ExportError,
     Factory,
     Host,
-    LogsData,
     MetricsData,
     PermanentExportError,
     Signal,
     Telemetry,
-    TracesData,
 )
 from collector.config import resolve_path
+from collector.records import Logs, Traces
 
 log = logging.getLogger("agentwatch.exporter.otlp")
 
@@ -186,17 +185,21 @@ def _count_partial_success(exporter: str, signal: Signal, response: Message, rej
 
 
 class _OtlpExporter(Exporter):
+    """Takes records: what leaves as OTLP is encoded here, once per batch."""
+
+    takes_records: ClassVar[bool] = True
+
     def _send(self, signal: Signal, data: Telemetry) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
-        self._send(Signal.LOGS, data)
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
+        self._send(Signal.LOGS, data.to_proto())
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._send(Signal.METRICS, data)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
-        self._send(Signal.TRACES, data)
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
+        self._send(Signal.TRACES, data.to_proto())
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,16 +247,17 @@ def _retry_info(err: grpc.RpcError) -> float | None:
 
 
 class OtlpGrpcExporter(_OtlpExporter):
+    config: OtlpGrpcConfig
+
     def __init__(self, name: str, config: OtlpGrpcConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self._channel: grpc.Channel | None = None
         self._calls: dict[Signal, Callable[..., Message]] = {}
         self._metadata = tuple((k.lower(), v) for k, v in config.headers.items())
 
     def start(self, host: Host) -> None:
-        target, secure = grpc_target(self.cfg)
-        tls = self.cfg.tls
+        target, secure = grpc_target(self.config)
+        tls = self.config.tls
         options: list[tuple[str, Any]] = [
             ("grpc.primary_user_agent", USER_AGENT),
             ("grpc.max_send_message_length", -1),
@@ -262,7 +266,7 @@ class OtlpGrpcExporter(_OtlpExporter):
             options.append(("grpc.ssl_target_name_override", tls.server_name_override))
         compression = (
             grpc.Compression.Gzip
-            if self.cfg.compression == "gzip"
+            if self.config.compression == "gzip"
             else grpc.Compression.NoCompression
         )
         if secure:
@@ -284,7 +288,7 @@ class OtlpGrpcExporter(_OtlpExporter):
     def _send(self, signal: Signal, data: Telemetry) -> None:
         call = self._calls[signal]
         try:
-            response = call(data, timeout=self.cfg.timeout, metadata=self._metadata)
+            response = call(data, timeout=self.config.timeout, metadata=self._metadata)
         except grpc.RpcError as err:
             raise grpc_export_error(err) from None
         _count_partial_success(self.name, signal, response, REJECTED)
@@ -330,9 +334,10 @@ def _error_message(status: int, content_type: str, body: bytes) -> str:
 
 
 class OtlpHttpExporter(_OtlpExporter):
+    config: OtlpHttpConfig
+
     def __init__(self, name: str, config: OtlpHttpConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self._pool: urllib3.PoolManager | None = None
         content_type = "application/json" if config.encoding == "json" else "application/x-protobuf"
         self._headers = {
@@ -344,7 +349,7 @@ class OtlpHttpExporter(_OtlpExporter):
             self._headers["Content-Encoding"] = "gzip"
 
     def start(self, host: Host) -> None:
-        tls = self.cfg.tls
+        tls = self.config.tls
         kwargs: dict[str, Any] = {}
         if tls.ca_file:
             kwargs["ca_certs"] = str(Path(tls.ca_file).expanduser())
@@ -357,24 +362,24 @@ class OtlpHttpExporter(_OtlpExporter):
             num_pools=4,
             maxsize=1,
             retries=False,
-            timeout=urllib3.Timeout(total=self.cfg.timeout),
+            timeout=urllib3.Timeout(total=self.config.timeout),
             **kwargs,
         )
 
     def _encode(self, data: Telemetry) -> bytes:
-        if self.cfg.encoding == "json":
+        if self.config.encoding == "json":
             from collector import otlp_json
 
             body = otlp_json.encode(data)
         else:
             body = data.SerializeToString()
-        if self.cfg.compression == "gzip":
+        if self.config.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
         return body
 
     def _send(self, signal: Signal, data: Telemetry) -> None:
         assert self._pool is not None, "exporter not started"
-        url = self.cfg.url(signal)
+        url = self.config.url(signal)
         try:
             resp = self._pool.request(
                 "POST",
@@ -427,13 +432,13 @@ FACTORY = Factory(
     type_name="otlp",
     kind="exporter",
     config_class=OtlpGrpcConfig,
-    create=lambda name, cfg: OtlpGrpcExporter(name, cfg),
+    create=lambda name, config: OtlpGrpcExporter(name, config),
     signals=ALL_SIGNALS,
 )
 HTTP_FACTORY = Factory(
     type_name="otlphttp",
     kind="exporter",
     config_class=OtlpHttpConfig,
-    create=lambda name, cfg: OtlpHttpExporter(name, cfg),
+    create=lambda name, config: OtlpHttpExporter(name, config),
     signals=ALL_SIGNALS,
 )

@@ -2,7 +2,7 @@
 
 Shared by the redaction processor (every kept value) and the detections processor (evidence).
 Patterns are data (``secret_patterns.yaml`` plus optional user files, validated by
-``PatternSpec``). They are compiled once; each value is first searched for the patterns' literal
+``PatternFileSpec``). They are compiled once; each value is first searched for the patterns' literal
 anchors in one C-level pass, and only the patterns whose anchors occur run, each in its own pass
 (one big alternation would defeat the regex engine's literal-prefix scan). Most telemetry values
 contain no anchor at all and cost a single regex search.
@@ -21,6 +21,7 @@ from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 DEFAULT_PATTERNS_FILE = Path(__file__).with_name("secret_patterns.yaml")
 REDACTED_PREFIX = "[REDACTED:"
@@ -93,8 +94,17 @@ class PatternSpec(BaseModel):
         )
 
 
+class PatternFileSpec(BaseModel):
+    """A pattern file: a ``patterns`` list (other top-level keys are left to the author)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    patterns: list[PatternSpec]
+
+
 def load_patterns(path: str | Path) -> list[SecretPattern]:
-    """Read and validate a pattern file; errors name the file and the pattern's position."""
+    """Read and validate a pattern file; errors name the file, the pattern and the exact path
+    of the bad field."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
@@ -104,30 +114,35 @@ def load_patterns(path: str | Path) -> list[SecretPattern]:
         raise PatternFileError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
         raise PatternFileError(f"{path}: expected a mapping with a 'patterns' list")
-    return [_parse_pattern(path, i, raw) for i, raw in enumerate(doc["patterns"], start=1)]
-
-
-def _parse_pattern(path: str | Path, index: int, raw: object) -> SecretPattern:
-    where = f"{path}: pattern {index}"
-    if not isinstance(raw, dict):
-        raise PatternFileError(f"{where}: expected a mapping")
-    if isinstance(raw.get("kind"), str):
-        where += f" (kind {raw['kind']!r})"
     try:
-        return PatternSpec.model_validate(raw).to_pattern()
+        spec = PatternFileSpec.model_validate(doc)
     except ValidationError as e:
-        raise PatternFileError(f"{where}: {_first_problem(e)}") from None
+        problems = [_problem(error, doc["patterns"]) for error in e.errors()]
+        raise PatternFileError(f"{path}: " + "; ".join(problems)) from None
+    return [pattern.to_pattern() for pattern in spec.patterns]
 
 
-def _first_problem(error: ValidationError) -> str:
-    """The first validation error in the words a pattern-file author needs."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "pattern"
-    if first["type"] == "extra_forbidden":
-        return f"unknown field {field!r}"
-    if first["type"] == "value_error":  # ours: the message already says what is wrong
-        return str(first["msg"]).removeprefix("Value error, ")
-    return f"{field!r}: {first['msg']}"
+def _problem(error: ErrorDetails, patterns: list[object]) -> str:
+    """One validation error in the words a pattern-file author needs, with where it is."""
+    loc = error["loc"]
+    index = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+    raw = patterns[index]
+    where = f"pattern {index + 1}"
+    if isinstance(raw, dict) and isinstance(raw.get("kind"), str):
+        where += f" (kind {raw['kind']!r})"
+    at = f"patterns[{index}]" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[2:]
+    )
+    field = loc[2] if len(loc) > 2 else None
+    if field is None:
+        problem = "expected a mapping"
+    elif error["type"] == "extra_forbidden":
+        problem = f"unknown field {field!r}"
+    elif error["type"] == "value_error":  # ours: the message already says what is wrong
+        problem = str(error["msg"]).removeprefix("Value error, ")
+    else:
+        problem = f"{field!r}: {error['msg']}"
+    return f"{where}: {problem} (at {at})"
 
 
 @lru_cache(maxsize=1)
@@ -183,7 +198,7 @@ class SecretScrubber:
             for a in anchor_to_patterns
         }
         self._anchor_re = (
-            re.compile(f"(?=({_trie_regex(list(anchor_to_patterns))}))")
+            re.compile(f"(?=({trie_regex(list(anchor_to_patterns))}))")
             if anchor_to_patterns
             else None
         )
@@ -303,7 +318,7 @@ class SecretScrubber:
         return shannon_entropy(token.rstrip("=")) >= self.entropy_threshold
 
 
-def _trie_regex(words: list[str]) -> str:
+def trie_regex(words: list[str]) -> str:
     """An alternation of ``words`` shaped as a trie, so the regex engine never backtracks
     through many alternatives that share a first character."""
     trie: dict[str, dict] = {}  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector.component import LogsData
+from collector.records import Logs
 
 
 def attr(key: str, value: str | int | float | bool) -> KeyValue:
@@ -41,7 +42,9 @@ def logs(
     )
 
 
-def seqs(data: LogsData) -> list[int]:
+def seqs(data: LogsData | Logs) -> list[int]:
+    if isinstance(data, Logs):
+        return [r.attributes["seq"] for r in data.records]
     return [
         next(a.value.int_value for a in r.attributes if a.key == "seq")
         for rl in data.resource_logs

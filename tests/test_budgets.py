@@ -17,6 +17,7 @@ from collector import agent_model as am
 from collector import telemetry
 from collector.component import Host
 from collector.config import ConfigError, parse
+from collector.records import Logs
 from extensions.budgets.config import BudgetsConfig, WebhookConfig, WebhookRetryConfig
 from extensions.budgets.extension import BudgetsExtension
 from extensions.budgets.internal.notify import Outbox, WebhookSender
@@ -283,7 +284,7 @@ BUDGETS = [
 @pytest.fixture
 def stored(clickhouse_schema: ClickHouseDatabase, tmp_path: Path) -> Any:
     exporter = make_exporter(clickhouse_schema, str(tmp_path / "exp"))
-    exporter.consume_logs(logs_request(RECORDS), "budget-records")
+    exporter.consume_logs(Logs.from_proto(logs_request(RECORDS)), "budget-records")
     yield exporter
     exporter.shutdown()
 

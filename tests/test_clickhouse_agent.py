@@ -14,6 +14,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from collector import agent_model as am
 from collector.component import TracesData
+from collector.records import Logs, Traces
 from exporters.clickhouse import schema
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
@@ -140,7 +141,7 @@ def test_every_event_type_lands_in_its_table(
     ]
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_logs(logs_request(records), "agent-batch-1")
+        exporter.consume_logs(Logs.from_proto(logs_request(records)), "agent-batch-1")
     finally:
         exporter.shutdown()
 
@@ -289,28 +290,42 @@ def test_sessions_and_rollups_aggregate_across_batches(
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         exporter.consume_logs(
-            logs_request(
-                [
-                    _api_call("a1", T0 + 10, "s1", cost=0.25),
-                    _api_call("a2", T0 + HOUR_NS + 10, "s1", cost=0.75),  # next hour
-                ]
+            Logs.from_proto(
+                logs_request(
+                    [
+                        _api_call("a1", T0 + 10, "s1", cost=0.25),
+                        _api_call("a2", T0 + HOUR_NS + 10, "s1", cost=0.75),  # next hour
+                    ]
+                )
             ),
             "b1",
         )
         exporter.consume_logs(
-            logs_request(
-                [
-                    _api_call(
-                        "a3", T0 + 20, "s1", cost=1.0, user_email=""
-                    ),  # a record without e-mail
-                    _api_call("a4", T0 + 30, "s2", cost=None),  # unknown model: no price
-                    _api_call(
-                        "a5", T0 + 40, "s3", cost=None, user_id="u-2", user_email="bo@example.com"
-                    ),
-                    _api_call(
-                        "a6", T0 + 50, "s3", cost=2.0, user_id="u-2", user_email="bo@example.com"
-                    ),
-                ]
+            Logs.from_proto(
+                logs_request(
+                    [
+                        _api_call(
+                            "a3", T0 + 20, "s1", cost=1.0, user_email=""
+                        ),  # a record without e-mail
+                        _api_call("a4", T0 + 30, "s2", cost=None),  # unknown model: no price
+                        _api_call(
+                            "a5",
+                            T0 + 40,
+                            "s3",
+                            cost=None,
+                            user_id="u-2",
+                            user_email="bo@example.com",
+                        ),
+                        _api_call(
+                            "a6",
+                            T0 + 50,
+                            "s3",
+                            cost=2.0,
+                            user_id="u-2",
+                            user_email="bo@example.com",
+                        ),
+                    ]
+                )
             ),
             "b2",
         )
@@ -390,7 +405,7 @@ def test_spans_with_agent_events_become_rows(
     )
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_traces(request, "t1")
+        exporter.consume_traces(Traces.from_proto(request), "t1")
     finally:
         exporter.shutdown()
     rows = _q(
@@ -426,10 +441,12 @@ def test_unparsable_values_become_null_and_are_counted(
     )
     try:
         exporter.consume_logs(
-            logs_request(
-                [
-                    _api_call("x1", T0, "s", cost=None, cost_usd="n/a", input_tokens="many"),
-                ]
+            Logs.from_proto(
+                logs_request(
+                    [
+                        _api_call("x1", T0, "s", cost=None, cost_usd="n/a", input_tokens="many"),
+                    ]
+                )
             ),
             "bad-values",
         )

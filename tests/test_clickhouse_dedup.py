@@ -15,6 +15,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import ExportError, PermanentExportError
+from collector.records import Logs
 from exporters.clickhouse import rows
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
@@ -82,10 +83,10 @@ def test_same_batch_id_twice_is_stored_once(
     batch = logs_request(_calls(20))
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_logs(batch, "batch-1")
+        exporter.consume_logs(Logs.from_proto(batch), "batch-1")
         first = _counts(clickhouse_schema)
-        exporter.consume_logs(batch, "batch-1")
-        exporter.consume_logs(batch, "batch-1")
+        exporter.consume_logs(Logs.from_proto(batch), "batch-1")
+        exporter.consume_logs(Logs.from_proto(batch), "batch-1")
     finally:
         exporter.shutdown()
     assert _subset(first) == _expected(20)
@@ -97,7 +98,7 @@ def test_insert_token_alone_deduplicates_tables_and_their_views(
 ) -> None:
     """ClickHouse's own layer, without the exporter's event-id check: the same token twice
     leaves raw, agent, event-id, session and rollup tables unchanged."""
-    batch = rows.convert_logs(logs_request(_calls(5)))
+    batch = rows.convert_logs(Logs.from_proto(logs_request(_calls(5))))
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         client = exporter._ensure_ready()
@@ -122,11 +123,11 @@ def test_event_resent_in_another_batch_is_not_counted_twice(
         table="agent_api_calls",
     )
     try:
-        exporter.consume_logs(logs_request(_calls(10)), "batch-a")
+        exporter.consume_logs(Logs.from_proto(logs_request(_calls(10))), "batch-a")
         # A client re-sends events 5..9 together with new events 10..14 in a new request;
         # the same event also appears twice within that request.
         resend = _calls(10, start=5) + _calls(1, start=12)
-        exporter.consume_logs(logs_request(resend), "batch-b")
+        exporter.consume_logs(Logs.from_proto(logs_request(resend)), "batch-b")
     finally:
         exporter.shutdown()
     counts = _counts(clickhouse_schema)
@@ -173,17 +174,19 @@ def test_retry_after_lost_response_does_not_duplicate(
     try:
         proxy.arm(cut_table, times)
         if times == 1:
-            exporter.consume_logs(batch, "batch-lost")  # the client library's replay succeeded
+            # the client library's replay succeeded
+            exporter.consume_logs(Logs.from_proto(batch), "batch-lost")
         else:
             with pytest.raises(ExportError) as failure:
-                exporter.consume_logs(batch, "batch-lost")
+                exporter.consume_logs(Logs.from_proto(batch), "batch-lost")
             assert failure.value.retryable and not isinstance(failure.value, PermanentExportError)
             # The server did commit what the client saw fail.
             committed = clickhouse_schema.scalar(
                 f"SELECT count() FROM {clickhouse_schema.name}.{cut_table}"
             )
             assert committed == 8
-            exporter.consume_logs(batch, "batch-lost")  # the queue's retry: same batch id
+            # the queue's retry: same batch id
+            exporter.consume_logs(Logs.from_proto(batch), "batch-lost")
         assert proxy.cuts == times
     finally:
         exporter.shutdown()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from collector.component import ExportError, Host
+from collector.records import Logs
 from exporters.clickhouse import schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import EmbeddedClickHouse, EmbeddedStartError, http_query
@@ -208,7 +209,7 @@ def test_exporter_runs_its_own_embedded_server(tmp_path: Path) -> None:
         record = agent_record(
             "api_call", "emb-1", time.time_ns(), session_id="s", agent="gemini_cli", input_tokens=3
         )
-        exporter.consume_logs(logs_request([record]), "emb-batch")
+        exporter.consume_logs(Logs.from_proto(logs_request([record])), "emb-batch")
         with open_store(cfg, str(tmp_path)) as client:
             assert client.query("SELECT count() FROM api_calls").result_rows == [(1,)]
         assert exporter.embedded is not None and exporter.embedded.healthy()
@@ -216,7 +217,7 @@ def test_exporter_runs_its_own_embedded_server(tmp_path: Path) -> None:
         exporter.shutdown()
     assert not exporter.ready()
     with pytest.raises(ExportError):
-        exporter.consume_logs(logs_request([]), "after-shutdown")
+        exporter.consume_logs(Logs.from_proto(logs_request([])), "after-shutdown")
     # With nothing running, the CLI starts the server for the command and stops it again.
     with open_store(cfg, str(tmp_path)) as client:
         assert client.query("SELECT count() FROM agentwatch.otel_logs").result_rows == [(1,)]

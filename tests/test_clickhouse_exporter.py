@@ -38,6 +38,7 @@ from collector.component import (
     PermanentExportError,
     TracesData,
 )
+from collector.records import Logs, Traces
 from exporters.clickhouse import FACTORY, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import free_port
@@ -124,7 +125,7 @@ def test_server_down_is_retryable_and_start_does_not_fail(
     try:
         assert not exporter.ready()
         with pytest.raises(ExportError) as failure:
-            exporter.consume_logs(batch, "outage-1")
+            exporter.consume_logs(Logs.from_proto(batch), "outage-1")
         assert failure.value.retryable
         # The server comes back on the configured address.
         proxy = ResponseDroppingProxy(
@@ -132,7 +133,7 @@ def test_server_down_is_retryable_and_start_does_not_fail(
         )
         try:
             assert exporter.ready()
-            exporter.consume_logs(batch, "outage-1")
+            exporter.consume_logs(Logs.from_proto(batch), "outage-1")
         finally:
             proxy.close()
     finally:
@@ -146,7 +147,8 @@ def test_missing_schema_is_retryable(clickhouse_db: ClickHouseDatabase, tmp_path
     try:
         with pytest.raises(ExportError) as failure:
             exporter.consume_logs(
-                logs_request([agent_record("api_call", "m-1", time.time_ns())]), "no-schema"
+                Logs.from_proto(logs_request([agent_record("api_call", "m-1", time.time_ns())])),
+                "no-schema",
             )
         assert failure.value.retryable
         assert "otel_logs" in str(failure.value)
@@ -166,7 +168,7 @@ def test_data_the_server_cannot_take_is_permanent(
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         with pytest.raises(PermanentExportError):
-            exporter.consume_logs(logs_request([record]), "bad-type")
+            exporter.consume_logs(Logs.from_proto(logs_request([record])), "bad-type")
     finally:
         exporter.shutdown()
 
@@ -221,11 +223,11 @@ def test_timestamps_clickhouse_cannot_hold_do_not_stop_the_exporter(
     )
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_logs(logs_request([with_observed, without]), "far-logs")
-        exporter.consume_traces(traces, "far-traces")
+        exporter.consume_logs(Logs.from_proto(logs_request([with_observed, without])), "far-logs")
+        exporter.consume_traces(Traces.from_proto(traces), "far-traces")
         exporter.consume_metrics(metrics, "far-metrics")
         normal = agent_record("api_call", "near-1", now, session_id="near")
-        exporter.consume_logs(logs_request([normal]), "near-logs")
+        exporter.consume_logs(Logs.from_proto(logs_request([normal])), "near-logs")
     finally:
         exporter.shutdown()
     done = time.time_ns()
@@ -385,7 +387,7 @@ def test_tls_files_under_home_and_relative_are_checked_and_used(
         exporter.start(Host(str(tmp_path)))
         try:
             record = agent_record("api_call", "tls-1", time.time_ns(), session_id="s")
-            exporter.consume_logs(logs_request([record]), "tls-batch")
+            exporter.consume_logs(Logs.from_proto(logs_request([record])), "tls-batch")
         finally:
             exporter.shutdown()
     finally:
@@ -402,7 +404,8 @@ def test_view_reader_reads_the_public_views_and_cannot_write(
     exporter = make_exporter(clickhouse_db, str(tmp_path))
     try:
         exporter.consume_logs(
-            logs_request([agent_record("api_call", "m-1", time.time_ns())]), "reader-1"
+            Logs.from_proto(logs_request([agent_record("api_call", "m-1", time.time_ns())])),
+            "reader-1",
         )
         reader = exporter.view_reader()
         try:

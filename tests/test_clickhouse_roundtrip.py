@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from collector.component import MetricsData
+from collector.records import Logs, Traces
 from tests.clickhouse_fixture import ClickHouseDatabase, kv, make_exporter
 
 HOUR_NS = 3600 * 10**9
@@ -74,7 +75,7 @@ def test_logs_round_trip(clickhouse_schema: ClickHouseDatabase, tmp_path: Path) 
 
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_logs(request, "batch-logs-1")
+        exporter.consume_logs(Logs.from_proto(request), "batch-logs-1")
     finally:
         exporter.shutdown()
 
@@ -150,7 +151,7 @@ def test_traces_round_trip(clickhouse_schema: ClickHouseDatabase, tmp_path: Path
 
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_traces(request, "batch-traces-1")
+        exporter.consume_traces(Traces.from_proto(request), "batch-traces-1")
     finally:
         exporter.shutdown()
 

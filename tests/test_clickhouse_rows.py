@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector import agent_model as am
+from collector.otlp_values import decode_attributes
+from collector.records import Logs
 from exporters.clickhouse import rows, schema
 from tests.clickhouse_fixture import agent_record, kv, logs_request
 
@@ -38,7 +40,7 @@ def test_attribute_text_matches_the_go_exporter() -> None:
         ),
         KeyValue(key="unset", value=AnyValue()),
     ]
-    assert rows.attributes_text(attributes) == {
+    assert rows.attributes_text(decode_attributes(attributes)) == {
         "s": "text",
         "empty": "",
         "i": "-42",
@@ -82,7 +84,7 @@ def test_agent_routing_ids_and_fallbacks() -> None:
     twice = agent_record("tool_call", "t-1", 7, tool_name="Read")
     request = logs_request([unknown, no_id, same_again, other, twice, twice])
     request.resource_logs[0].resource.attributes.append(kv(am.TEAM, "from-resource"))
-    batch = rows.convert_logs(request)
+    batch = rows.convert_logs(Logs.from_proto(request))
 
     assert len(batch.raw[0]) == 6  # every record reaches the raw table
     assert set(batch.agent) == {"agent_api_calls", "agent_tool_calls"}
@@ -102,7 +104,9 @@ def test_agent_routing_ids_and_fallbacks() -> None:
 
 def test_agent_columns_follow_the_table_layout() -> None:
     for event, table in schema.AGENT_TABLES.items():
-        batch = rows.convert_logs(logs_request([agent_record(event, f"id-{event}", 1)]))
+        batch = rows.convert_logs(
+            Logs.from_proto(logs_request([agent_record(event, f"id-{event}", 1)]))
+        )
         agent_rows = batch.agent[table.table]
         # Every insertable column, each once; named, so columns added later need no position.
         assert sorted(agent_rows.names) == sorted(n for n, _ in rows.flat_columns(table.spec()))
@@ -123,7 +127,7 @@ def test_times_past_what_the_tables_hold_are_replaced() -> None:
     no_observed = agent_record("api_call", "none", last + 1)
     no_observed.observed_time_unix_nano = 0
     before = time.time_ns()
-    batch = rows.convert_logs(logs_request([kept, late, no_observed]))
+    batch = rows.convert_logs(Logs.from_proto(logs_request([kept, late, no_observed])))
     after = time.time_ns()
     stamps = batch.raw[0].columns[batch.raw[0].names.index("Timestamp")]
     assert stamps[:2] == [last, 42]

@@ -12,6 +12,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from collector import agent_model as am
+from collector.records import Logs
 from exporters.clickhouse import rows, schema
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
@@ -97,7 +98,7 @@ def test_migrate_from_each_earlier_version(
             )
             for i in range(3)
         ]
-        batch = rows.convert_logs(logs_request(records))
+        batch = rows.convert_logs(Logs.from_proto(logs_request(records)))
         exporter = make_exporter(clickhouse_db, str(tmp_path), create_schema=False)
         try:
             client = exporter._ensure_ready()
@@ -144,7 +145,7 @@ def test_interrupted_migration_is_rerun_without_double_backfill(
             am.EventType.API_CALL, "only", T0, agent="codex", session_id="s", input_tokens=5
         )
     ]
-    batch = rows.convert_logs(logs_request(records))
+    batch = rows.convert_logs(Logs.from_proto(logs_request(records)))
     exporter = make_exporter(clickhouse_db, str(tmp_path), create_schema=False)
     try:
         client = exporter._ensure_ready()

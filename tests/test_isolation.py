@@ -10,6 +10,7 @@ import pytest
 from collector import otlp_json, telemetry
 from collector.component import Signal, Telemetry, count_items
 from collector.isolation import describe, items, merge, partition, singles
+from collector.records import Logs
 from exporters.clickhouse import rows
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.exporter import ClickHouseExporter
@@ -75,7 +76,7 @@ def test_partition_sets_aside_only_the_items_that_fail() -> None:
         for item in items(one):
             if any(kv.key == "poison" for kv in item.attributes):
                 raise ValueError("secret content must not reach the log")
-        return rows.convert_logs(one)  # type: ignore[arg-type]
+        return rows.convert_logs(Logs.from_proto(one))  # type: ignore[arg-type]
 
     good, errors = partition(data, convert)
     assert len(errors) == 2
@@ -91,17 +92,16 @@ def test_clickhouse_conversion_drops_and_counts_only_the_unconvertible_items(
     exporter = ClickHouseExporter(
         "clickhouse/isolation", ClickHouseExporterConfig.model_validate({"endpoint": ""})
     )
-    data = captured(Signal.LOGS)
-    poison = next(iter(items(data)))
-    poison.attributes.add(key="poison").value.string_value = "x"
+    data = Logs.from_proto(captured(Signal.LOGS))  # type: ignore[arg-type]
+    data.records[0].attributes["poison"] = "x"
 
-    def convert(request: Telemetry) -> rows.Batch:
-        if any(kv.key == "poison" for i in items(request) for kv in i.attributes):
+    def convert(records: Logs) -> rows.Batch:
+        if any("poison" in record.attributes for record in records.records):
             raise OverflowError("a value the conversion cannot take")
-        return rows.convert_logs(request)  # type: ignore[arg-type]
+        return rows.convert_logs(records)
 
     labels = {"exporter": "clickhouse/isolation", "signal": "logs", "reason": "conversion_error"}
     before = telemetry.value("agentwatch_exporter_dropped_items_total", **labels)
     batch = exporter._convert(convert, data, Signal.LOGS)
-    assert sum(len(t) for t in batch.raw) == count_items(data) - 1
+    assert sum(len(t) for t in batch.raw) == len(data) - 1
     assert telemetry.value("agentwatch_exporter_dropped_items_total", **labels) == before + 1

@@ -4,20 +4,31 @@ rollup, rollups corrected) on a real ClickHouse holding imported session files."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from collector import agent_model as am
 from collector.config import load
 from collector.receivers.sessionfiles import importer
-from exporters.clickhouse import schema
-from tests.clickhouse_fixture import new_client
+from collector.records import Logs
+from exporters.clickhouse import lifecycle, schema
+from tests.clickhouse_fixture import (
+    ClickHouseDatabase,
+    agent_record,
+    logs_request,
+    make_exporter,
+    new_client,
+)
 from tests.sessionfiles_support import claude_tree, codex_tree, gemini_tree, write_config
 
 
@@ -215,3 +226,116 @@ def test_delete_a_user_everywhere_and_import_again(store: tuple[str, Any], tmp_p
     assert again.returncode == 0, again.stderr
     assert scalar(client, "SELECT count() FROM api_calls WHERE agent = 'claude_code'") == 9
     rollups_agree(client)
+
+
+def test_delete_rebuilds_a_session_as_the_current_views_count_it(
+    clickhouse_db: ClickHouseDatabase, tmp_path: Path
+) -> None:
+    """A rebuilt session keeps what the views of the latest schema count for its remaining
+    rows: tool invocations (not events), premium requests and AI credits, repriced cost."""
+    db = clickhouse_db
+    kept = (datetime.now(UTC) - timedelta(days=3)).replace(hour=12, minute=0, second=0)
+    gone = kept + timedelta(days=1)
+    who = {"agent": "copilot", "session_id": "s-rebuild", "user_id": "u-1", "team": "t"}
+
+    def ns(day: datetime, second: int) -> int:
+        return int(day.timestamp()) * 10**9 + second * 10**9
+
+    def tool(event_id: str, call: str, ts: int, phase: str) -> LogRecord:
+        return agent_record(
+            am.EventType.TOOL_CALL,
+            event_id,
+            ts,
+            **who,
+            tool_name="Bash",
+            tool_call_id=call,
+            tool_phase=phase,
+        )
+
+    def call(event_id: str, ts: int, **billing: float | int) -> LogRecord:
+        return agent_record(
+            am.EventType.API_CALL,
+            event_id,
+            ts,
+            **who,
+            provider="github",
+            model="gpt-5",
+            input_tokens=100,
+            output_tokens=20,
+            cost_usd=0.25,
+            **billing,
+        )
+
+    remaining = [
+        tool("d-a", "a", ns(kept, 1), "decision"),
+        tool("r-a", "a", ns(kept, 2), "result"),  # one invocation, two events
+        tool("d-b", "b", ns(kept, 3), "decision"),  # a second invocation
+        call("c-1", ns(kept, 4), premium_requests=1.5, nano_aiu=2_000_000_000),
+        call("c-2", ns(kept, 5)),  # an api call that is not a Copilot one
+        agent_record(am.EventType.USER_PROMPT, "p-1", ns(kept, 6), **who, prompt_length=9),
+        agent_record(am.EventType.CODE_CHANGE, "l-1", ns(kept, 7), **who, lines_added=4),
+    ]
+    other_day = [
+        call("c-3", ns(gone, 1), premium_requests=1.0, nano_aiu=500_000_000),
+        tool("d-z", "z", ns(gone, 2), "decision"),
+        tool("r-z", "z", ns(gone, 3), "result"),
+    ]
+    exporter = make_exporter(db, str(tmp_path))
+    try:
+        exporter.consume_logs(Logs.from_proto(logs_request(remaining)), "remaining")
+        # reprice's correction of c-1: a revision the views count as a change of its cost
+        db.client.command(
+            f"INSERT INTO {db.name}.agent_api_calls SELECT * REPLACE "
+            "(toUInt32(1) AS revision, cost_usd AS previous_cost_usd, 0.75 AS cost_usd) "
+            f"FROM {db.name}.agent_api_calls WHERE event_id = 'c-1'"
+        )
+        session = f"SELECT * FROM {db.name}.sessions WHERE session_id = 's-rebuild'"
+        before = db.rows(session)
+        exporter.consume_logs(Logs.from_proto(logs_request(other_day)), "other-day")
+    finally:
+        exporter.shutdown()
+
+    # What the remaining rows say, so that the expectation could not hold by accident.
+    day = f"toDate(timestamp) = '{kept.date()}'"
+    calls = f"{db.name}.agent_api_calls WHERE {day}"
+    expected = db.rows(
+        f"SELECT (SELECT uniqExact(tool_call_id) FROM {db.name}.agent_tool_calls WHERE {day}), "
+        f"(SELECT sumIf(premium_requests, revision = 0) FROM {calls}), "
+        f"(SELECT sumIf(nano_aiu, revision = 0) FROM {calls}), "
+        f"(SELECT argMax(cost_usd, revision) FROM {calls} AND event_id = 'c-1') + 0.25"
+    )
+    assert expected == [(2, 1.5, 2_000_000_000, 1.0)]
+    columns = [c[0] for c in db.rows(f"DESCRIBE TABLE {db.name}.sessions")]
+    figures = ("tool_calls", "premium_requests", "nano_aiu", "cost_usd")
+    assert [tuple(before[0][columns.index(name)] for name in figures)] == expected
+    assert db.rows(session) != before  # the other day counted until it is deleted
+
+    selection = lifecycle.Selection(gone.date(), gone.date())
+    plan = lifecycle.plan_delete(db.client, db.settings, selection)
+    assert plan.sessions == [("copilot", "s-rebuild")]
+    lifecycle.delete(db.client, db.settings, selection, plan)
+
+    after = db.rows(session)
+    assert dict(zip(columns, after[0], strict=True)) == dict(zip(columns, before[0], strict=True))
+    assert len(after) == 1
+
+
+def test_session_rebuild_runs_the_query_of_each_sessions_view_as_migrated() -> None:
+    """For every agent table, the rebuild's SELECT is the query its sessions view runs after
+    the last migration that (re)defined it, read from the rendered migrations themselves."""
+    settings = schema.SchemaSettings(database="db")
+    migrations = schema.render_migrations(settings)
+    rebuilds = schema.session_rebuild_statements(settings)
+    tables = [t.table for t in schema.AGENT_TABLES.values()]
+    assert len(rebuilds) == len(tables)
+    for table, rebuild in zip(tables, rebuilds, strict=True):
+        view = settings.local(f"{table}_sessions_mv")
+        defined = [sql for sql in migrations if f" {view} " in sql]
+        assert defined, table
+        query = re.split(r" AS (?=SELECT)| MODIFY QUERY ", defined[-1], maxsplit=1)[1]
+        select = rebuild[rebuild.index(") SELECT ") + 2 :]
+        rows = re.search(
+            r"FROM (\(SELECT \* FROM (\S+) WHERE .*? LIMIT 1 BY [^)]*\)) AS src", select
+        )
+        assert rows and rows.group(2) == settings.qualified(table), rebuild
+        assert select.replace(rows.group(1), settings.local(table)) == query, table

@@ -41,6 +41,7 @@ from collector import otlp_json, telemetry
 from collector.component import Signal, Telemetry, count_items
 from collector.config import parse
 from collector.isolation import items
+from collector.pipeline import decode
 from collector.service import Service
 from exporters.clickhouse import rows
 from exporters.clickhouse.exporter import ClickHouseExporter
@@ -366,7 +367,7 @@ def push(
             Signal.TRACES: rows.convert_traces,
             Signal.METRICS: rows.convert_metrics,
         }[sig]
-        batch = convert(out)  # type: ignore[operator]
+        batch = convert(decode(out))  # type: ignore[operator]
         assert sum(len(t) for t in batch.raw) == count_items(out)
     # what the client is told it lost is what processors failed on
     assert result.rejected == processor_drops(signal, "processor_error") - errors
@@ -440,7 +441,8 @@ def test_what_odd_values_become_is_stored_by_a_real_clickhouse(
         table = RAW_TABLES.get(sig)
         labels = {"exporter": "clickhouse/odd", "table": table or ""}
         before = telemetry.value("agentwatch_clickhouse_inserted_rows_total", **labels)
-        clickhouse_exporter.export(sig, out, f"odd-{uuid.uuid4().hex}")  # raises on any failure
+        # records, as the pipeline hands them to it; raises on any failure
+        clickhouse_exporter.export(sig, decode(out), f"odd-{uuid.uuid4().hex}")
         if table:  # (the server's TTL may then drop rows of old samples at once)
             after = telemetry.value("agentwatch_clickhouse_inserted_rows_total", **labels)
             assert after - before == count_items(out), name

@@ -53,8 +53,9 @@ from collector.component import (
     count_items,
 )
 from collector.config import parse
-from collector.pipeline import ExporterRunner
+from collector.pipeline import ExporterRunner, decode
 from collector.queue import MemoryQueue
+from collector.records import Logs, Traces
 from collector.service import Service
 from exporters.otlp import (
     OtlpGrpcConfig,
@@ -312,7 +313,7 @@ class Runner:
 
     def __init__(self, exporter: OtlpGrpcExporter | OtlpHttpExporter, tmp_path: Path) -> None:
         self.exporter = exporter
-        cfg = exporter.cfg
+        cfg = exporter.config
         self.runners = {
             sig: ExporterRunner(exporter, cfg, MemoryQueue(cfg.sending_queue), sig)
             for sig in Signal
@@ -322,7 +323,8 @@ class Runner:
             runner.start()
 
     def offer(self, signal: Signal, data: Telemetry) -> None:
-        self.runners[signal].offer(signal, data, count_items(data))
+        """Queue ``data`` as the pipeline does: logs and traces as records."""
+        self.runners[signal].offer(signal, decode(data), count_items(data))
 
     def close(self) -> None:
         deadline = time.monotonic() + 10
@@ -608,14 +610,14 @@ def test_grpc_status_codes_map_to_retryable_or_permanent(
         for code, retryable in cases.items():
             upstream.script.append((code, None))
             with pytest.raises(ExportError) as err:
-                exp.consume_logs(logs(1), "b")
+                exp.consume_logs(Logs.from_proto(logs(1)), "b")
             assert err.value.retryable is retryable, code
             assert isinstance(err.value, PermanentExportError) is not retryable
             assert code.name in str(err.value)
             assert err.value.retry_after is None
         upstream.script.append((grpc.StatusCode.RESOURCE_EXHAUSTED, 2.5))
         with pytest.raises(ExportError) as err:
-            exp.consume_logs(logs(1), "b")
+            exp.consume_logs(Logs.from_proto(logs(1)), "b")
         assert err.value.retryable and err.value.retry_after == pytest.approx(2.5)
     finally:
         exp.shutdown()
@@ -627,7 +629,7 @@ def test_grpc_unreachable_endpoint_is_retryable(tmp_path: Path) -> None:
     exp = started(grpc_exporter("otlp/nowhere", free_port(), timeout=2), tmp_path)
     try:
         with pytest.raises(ExportError) as err:
-            exp.consume_logs(logs(1), "b")
+            exp.consume_logs(Logs.from_proto(logs(1)), "b")
         assert err.value.retryable
     finally:
         exp.shutdown()
@@ -642,16 +644,16 @@ def test_http_statuses_map_to_retryable_or_permanent(
         for status in (429, 502, 503, 504):
             upstream.script.append((status, {"Retry-After": "7"}, b""))
             with pytest.raises(ExportError) as err:
-                exp.consume_traces(traces(1), "b")
+                exp.consume_traces(Traces.from_proto(traces(1)), "b")
             assert err.value.retryable and err.value.retry_after == 7.0, status
         for status in (400, 401, 403, 404, 413, 500):
             upstream.script.append((status, {"Content-Type": "text/plain"}, b"nope"))
             with pytest.raises(PermanentExportError) as perm:
-                exp.consume_traces(traces(1), "b")
+                exp.consume_traces(Traces.from_proto(traces(1)), "b")
             assert f"HTTP {status}: nope" in str(perm.value)
         upstream.script.append((503, {}, b""))
         with pytest.raises(ExportError) as err:
-            exp.consume_traces(traces(1), "b")
+            exp.consume_traces(Traces.from_proto(traces(1)), "b")
         assert err.value.retryable and err.value.retry_after is None
     finally:
         exp.shutdown()
@@ -663,7 +665,7 @@ def test_http_unreachable_endpoint_is_retryable(tmp_path: Path) -> None:
     exp = started(http_exporter("otlphttp/nowhere", free_port()), tmp_path)
     try:
         with pytest.raises(ExportError) as err:
-            exp.consume_logs(logs(1), "b")
+            exp.consume_logs(Logs.from_proto(logs(1)), "b")
         assert err.value.retryable and not isinstance(err.value, PermanentExportError)
     finally:
         exp.shutdown()
@@ -688,7 +690,7 @@ def test_grpc_partial_success_is_counted_not_retried(
     upstream.script.append(("partial", 3, "3 records too large"))
     exp = started(grpc_exporter("otlp/partial", port), tmp_path)
     try:
-        exp.consume_logs(logs(10), "b")
+        exp.consume_logs(Logs.from_proto(logs(10)), "b")
     finally:
         exp.shutdown()
     assert upstream.attempts == 1
@@ -718,6 +720,7 @@ def test_http_sends_headers_gzip_and_the_chosen_encoding(
     tmp_path: Path, http_upstream: tuple[ScriptedHttp, int]
 ) -> None:
     upstream, port = http_upstream
+    records = Traces.from_proto(traces(2))
     for encoding, compression in (("proto", "gzip"), ("json", "none")):
         exp = started(
             http_exporter(
@@ -730,7 +733,7 @@ def test_http_sends_headers_gzip_and_the_chosen_encoding(
             tmp_path,
         )
         try:
-            exp.consume_traces(traces(2), "b")
+            exp.consume_traces(records, "b")
         finally:
             exp.shutdown()
         sent = upstream.headers[-1]
@@ -740,7 +743,9 @@ def test_http_sends_headers_gzip_and_the_chosen_encoding(
             "application/x-protobuf" if encoding == "proto" else "application/json"
         )
         assert sent.get("content-encoding") == ("gzip" if compression == "gzip" else None)
-    assert [d for _, d in upstream.accepted] == [traces(2), traces(2)]
+    # what arrives is the records' OTLP (to_proto writes the empty resource, scope and status
+    # the hand-built request leaves out)
+    assert [d for _, d in upstream.accepted] == [records.to_proto(), records.to_proto()]
 
 
 def test_http_signal_endpoints_override_the_default_paths(
@@ -750,7 +755,7 @@ def test_http_signal_endpoints_override_the_default_paths(
     override = f"http://127.0.0.1:{port}/v1/logs?tenant=override"
     exp = started(http_exporter("otlphttp/paths", port, logs_endpoint=override), tmp_path)
     try:
-        exp.consume_logs(logs(1), "b")
+        exp.consume_logs(Logs.from_proto(logs(1)), "b")
         exp.consume_metrics(metrics(1), "b")
     finally:
         exp.shutdown()
@@ -763,7 +768,7 @@ def test_grpc_sends_headers_as_lowercase_metadata(
     upstream, port = grpc_upstream
     exp = started(grpc_exporter("otlp/meta", port, headers={"X-Tenant": "acme"}), tmp_path)
     try:
-        exp.consume_logs(logs(1), "b")
+        exp.consume_logs(Logs.from_proto(logs(1)), "b")
     finally:
         exp.shutdown()
     assert upstream.headers[-1]["x-tenant"] == "acme"
@@ -882,7 +887,7 @@ def test_mutual_tls_into_a_second_agentwatch(tmp_path: Path, pki: Pki, transport
             )
         exp.start(Host(str(tmp_path)))
         try:
-            exp.consume_logs(logs(4), "b")
+            exp.consume_logs(Logs.from_proto(logs(4)), "b")
             # without the client certificate the server refuses the connection
             no_client = {"ca_file": str(pki.ca)}
             bare: OtlpGrpcExporter | OtlpHttpExporter = (
@@ -898,7 +903,7 @@ def test_mutual_tls_into_a_second_agentwatch(tmp_path: Path, pki: Pki, transport
             bare.start(Host(str(tmp_path)))
             try:
                 with pytest.raises(ExportError):
-                    bare.consume_logs(logs(1, start=99), "b")
+                    bare.consume_logs(Logs.from_proto(logs(1, start=99)), "b")
             finally:
                 bare.shutdown()
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -337,6 +337,86 @@ discounts:
     assert usd(haiku) == Decimal("0.08")
     assert book.multiplier("anthropic", "claude-never-heard-of", DAY) == Decimal("0.8")
     assert book.multiplier("openai", "gpt-5-codex", DAY) == 1
+
+
+# --- one call's cost: usage_of and call_cost ---------------------------------------------------
+
+
+def test_usage_of_reads_the_counts_a_record_carries() -> None:
+    assert pricing.usage_of() is Unpriced.NO_TOKENS
+    assert pricing.usage_of(reasoning_tokens=5) is Unpriced.NO_TOKENS  # part of output
+    assert pricing.usage_of(input_tokens=0) == Usage()
+    # Without a total, the cache writes are the sum of the split.
+    assert pricing.usage_of(cache_write_5m_tokens=30, cache_write_1h_tokens=70) == Usage(
+        cache_write=100, cache_write_1h=70
+    )
+    assert pricing.usage_of(cache_write_tokens=100, cache_write_1h_tokens=40) == Usage(
+        cache_write=100, cache_write_1h=40
+    )
+    assert (
+        pricing.usage_of(cache_write_tokens=100, cache_write_5m_tokens=61, cache_write_1h_tokens=40)
+        is Unpriced.INVALID_USAGE
+    )
+
+
+def test_call_cost_bills_the_chosen_figure_and_falls_back(small: pricing.PriceBook) -> None:
+    u = Usage(input=1_000_000)
+    computed = pricing.call_cost(small, "anthropic", "claude-sonnet-4-5", DAY, u, 5.0)
+    assert computed.computed_usd == computed.cost_usd == Decimal(2)
+    assert computed.reported_usd == Decimal(5) and computed.cost_source == "computed"
+    reported = pricing.call_cost(
+        small, "anthropic", "claude-sonnet-4-5", DAY, u, 5.0, cost_source="reported"
+    )
+    assert reported.cost_usd == Decimal(5) and reported.cost_source == "reported"
+    unknown = pricing.call_cost(small, "anthropic", "claude-opus-9", DAY, u, 5.0)
+    assert unknown.outcome is Unpriced.UNKNOWN_MODEL and unknown.computed_usd is None
+    assert unknown.cost_usd == Decimal(5) and unknown.cost_source == "reported"
+    strict = pricing.call_cost(small, "anthropic", "claude-opus-9", DAY, u, 5.0, fallback=False)
+    assert strict.cost_usd is None and strict.cost_source is None
+
+
+def test_call_cost_reasons_and_split_unknown(small: pricing.PriceBook) -> None:
+    u = Usage(input=1_000_000)
+    assert pricing.call_cost(small, "anthropic", "", DAY, u, None).outcome is Unpriced.NO_MODEL
+    no_tokens = pricing.call_cost(small, "anthropic", "x", DAY, Unpriced.NO_TOKENS, None)
+    assert no_tokens.outcome is Unpriced.NO_TOKENS and no_tokens.cost_usd is None
+    split = pricing.call_cost(
+        small, "anthropic", "claude-sonnet-4-5", DAY, u, 5.0, cache_split_unknown=True
+    )
+    assert split.computed_usd == Decimal(2)
+    assert split.cost_usd == Decimal(5) and split.cost_source == pricing.SPLIT_UNKNOWN_SOURCE
+
+
+def test_call_cost_prices_a_sum_at_base_rates(small: pricing.PriceBook) -> None:
+    big = Usage(input=300_000)
+    one = pricing.call_cost(small, "gemini", "gemini-2.5-pro", DAY, big, None)
+    summed = pricing.call_cost(small, "gemini", "gemini-2.5-pro", DAY, big, None, one_request=False)
+    assert one.cost_usd == Decimal("0.75") and summed.cost_usd == Decimal("0.375")
+
+
+def test_call_cost_applies_the_discount_to_the_reported_figure(tmp_path: Path) -> None:
+    f = tmp_path / "mine.yaml"
+    f.write_text("discounts:\n  - {provider: anthropic, multiplier: 0.5}\n")
+    book = pricing.load(f)
+    cost = pricing.call_cost(
+        book,
+        "anthropic",
+        "claude-sonnet-4-5",
+        DAY,
+        Usage(input=100_000),
+        0.4,
+        cost_source="reported",
+    )
+    assert cost.reported_usd == cost.cost_usd == Decimal("0.2")
+    assert cost.computed_usd == Decimal("0.15")
+
+
+def test_day_of_is_the_utc_day_or_today() -> None:
+    assert pricing.day_of(1_780_000_000 * 10**9) == date(2026, 5, 28)
+    for missing_or_absurd in (0, -1, 10**30):
+        before = datetime.now(UTC).date()
+        got = pricing.day_of(missing_or_absurd)
+        assert got in {before, datetime.now(UTC).date()}
 
 
 # --- LiteLLM import ---------------------------------------------------------------------------

@@ -45,8 +45,11 @@ from collector.component import (
     signal_of,
 )
 from collector.config import ConfigError, parse
+from collector.records import Logs
 from collector.service import Service
-from exporters.prometheus import OVERFLOW, PrometheusConfig, PrometheusExporter
+from exporters.prometheus import PrometheusConfig, PrometheusExporter
+from exporters.prometheus.families import OVERFLOW
+from processors.vendors import vendor_for
 from tests.components import InjectReceiver, RecordingExporter
 from tests.otlp_factory import attr
 from tests.polling import wait_for
@@ -95,6 +98,11 @@ def logs(events: list[Attrs], resource: Attrs | None = None, extra_records: int 
             )
         ]
     )
+
+
+def records(events: list[Attrs], resource: Attrs | None = None, extra_records: int = 0) -> Logs:
+    """``logs`` in the record model, as the pipeline hands it to the exporter."""
+    return Logs.from_proto(logs(events, resource, extra_records))
 
 
 def api_call(agent: str, model: str, user: str, team: str, **attrs: Any) -> Attrs:
@@ -544,7 +552,7 @@ def test_promtool_accepts_every_metric_family_populated(make_exporter: Any) -> N
     exp = make_exporter(
         claude_code_compat=True, claude_code_compat_session_id=True, user_label="email"
     )
-    exp.consume_logs(logs(_one_of_each("claude_code")), "b1")
+    exp.consume_logs(records(_one_of_each("claude_code")), "b1")
     exp.consume_metrics(claude_metrics(), "b2")
     body = scrape(exp)
     for name in (
@@ -560,6 +568,25 @@ def test_promtool_accepts_every_metric_family_populated(make_exporter: Any) -> N
     # OpenMetrics, which Prometheus negotiates by default, is served too
     om = scrape(exp, accept="application/openmetrics-text; version=1.0.0")
     assert om.rstrip().endswith(b"# EOF")
+
+
+def test_claude_code_names_come_from_its_vendor_class(make_exporter: Any) -> None:
+    """Vendor knowledge stays in processors/vendors: the compatible names the endpoint serves
+    are exactly those on the Claude Code vendor class, found through the registry."""
+    vendor = vendor_for("claude-code")
+    assert vendor is not None and vendor.compat_metric_names
+    exp = make_exporter(claude_code_compat=True, user_label="email")
+    exp.consume_logs(records(_one_of_each("claude_code")), "b1")
+    exp.consume_metrics(claude_metrics(), "b2")
+    served = {f.name for f in text_string_to_metric_families(scrape(exp).decode())}
+    compat = {name for name in served if name.startswith("claude_code_")}
+    assert compat == set(vendor.compat_metric_names.values())
+    assert set(vendor.delta_metrics) == {
+        "claude_code.lines_of_code.count",
+        "claude_code.commit.count",
+        "claude_code.pull_request.count",
+        "claude_code.active_time.total",
+    }
 
 
 # --- (2) cardinality ------------------------------------------------------------------------
@@ -583,10 +610,10 @@ def test_ten_thousand_users_fold_beyond_the_cap(make_exporter: Any) -> None:
         for i in range(10_000)
     ]
     for i in range(0, len(events), 1000):
-        exp.consume_logs(logs(events[i : i + 1000]), f"b{i}")
+        exp.consume_logs(records(events[i : i + 1000]), f"b{i}")
     # a user admitted before the cap keeps its own series after the cap is reached
     exp.consume_logs(
-        logs(
+        records(
             [
                 api_call(
                     "codex", "gpt-5-codex", "user0@example.com", "team-a", **{am.INPUT_TOKENS: 5}
@@ -641,7 +668,9 @@ def _tokens_users(exp: PrometheusExporter) -> set[str | None]:
 
 def test_user_label_email(make_exporter: Any) -> None:
     exp = make_exporter(user_label="email")
-    exp.consume_logs(logs([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b")
+    exp.consume_logs(
+        records([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
+    )
     assert _tokens_users(exp) == {EMAIL}
 
 
@@ -649,13 +678,15 @@ def test_user_label_falls_back_to_the_vendor_user_id(make_exporter: Any) -> None
     exp = make_exporter(user_label="email")
     ev = api_call("codex", "m", "", "t", **{am.INPUT_TOKENS: 3, am.USER_ID: "install-42"})
     del ev[am.USER_EMAIL]
-    exp.consume_logs(logs([ev]), "b")
+    exp.consume_logs(records([ev]), "b")
     assert _tokens_users(exp) == {"install-42"}
 
 
 def test_user_label_hashed_with_configured_key(make_exporter: Any) -> None:
     exp = make_exporter(user_label="hashed", user_hash_key="s3cret", user_hash_length=20)
-    exp.consume_logs(logs([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b")
+    exp.consume_logs(
+        records([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
+    )
     expected = hmac.new(b"s3cret", EMAIL.encode(), hashlib.sha256).hexdigest()[:20]
     assert _tokens_users(exp) == {expected}
     assert EMAIL.encode() not in scrape(exp)
@@ -666,7 +697,7 @@ def test_user_label_hashed_key_is_generated_once_and_kept(
 ) -> None:
     first = make_exporter(user_label="hashed")
     first.consume_logs(
-        logs([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
+        records([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
     )
     hashed = _tokens_users(first)
     first.shutdown()
@@ -676,14 +707,16 @@ def test_user_label_hashed_key_is_generated_once_and_kept(
     assert hashed == {expected.hexdigest()[:16]}
     second = make_exporter(user_label="hashed")  # a restart: same data dir, same hashes
     second.consume_logs(
-        logs([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
+        records([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
     )
     assert _tokens_users(second) == hashed
 
 
 def test_user_label_none_removes_the_label(make_exporter: Any) -> None:
     exp = make_exporter(user_label="none", claude_code_compat=True)
-    exp.consume_logs(logs([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b")
+    exp.consume_logs(
+        records([api_call("claude_code", "m", EMAIL, "t", **{am.INPUT_TOKENS: 3})]), "b"
+    )
     assert _tokens_users(exp) == {None}
     compat = samples(exp, "claude_code_token_usage_tokens_total")
     assert compat and all("user_email" not in dict(k) for k in compat)
@@ -704,8 +737,8 @@ def test_the_same_event_delivered_twice_counts_once(make_exporter: Any) -> None:
     ev = api_call(
         "claude_code", "claude-sonnet-4-5", EMAIL, "t", **{am.INPUT_TOKENS: 100, am.COST_USD: 0.25}
     )
-    exp.consume_logs(logs([ev]), "batch-1")
-    exp.consume_logs(logs([ev]), "batch-2")  # e.g. redelivered by an agent's retry
+    exp.consume_logs(records([ev]), "batch-1")
+    exp.consume_logs(records([ev]), "batch-2")  # e.g. redelivered by an agent's retry
     assert sum(samples(exp, "agentwatch_cost_usd_total").values()) == 0.25
     assert sum(samples(exp, "agentwatch_tokens_total").values()) == 100
     after = telemetry.value(
@@ -726,8 +759,8 @@ def test_an_id_raised_again_and_again_stays_remembered(make_exporter: Any) -> No
         am.EventType.DETECTION, **who, **{am.RULE_ID: "permission-bypass", am.SEVERITY: "high"}
     )
     for i in range(5):
-        exp.consume_logs(logs([bypass]), f"b{i}")
-        exp.consume_logs(logs([event(am.EventType.USER_PROMPT, **who)]), f"p{i}")
+        exp.consume_logs(records([bypass]), f"b{i}")
+        exp.consume_logs(records([event(am.EventType.USER_PROMPT, **who)]), f"p{i}")
     assert samples(exp, "agentwatch_detections_total") == {
         key(agent="claude_code", rule="permission-bypass", severity="high"): 1.0
     }
@@ -781,7 +814,7 @@ def _one_of_each(agent: str) -> list[Attrs]:
 
 def test_each_event_type_feeds_its_metric(make_exporter: Any) -> None:
     exp = make_exporter(user_label="email")
-    exp.consume_logs(logs(_one_of_each("codex")), "b")
+    exp.consume_logs(records(_one_of_each("codex")), "b")
     assert samples(exp, "agentwatch_api_calls_total") == {
         key(agent="codex", model="claude-sonnet-4-5", status="ok"): 1.0,
         key(agent="codex", model="claude-sonnet-4-5", status="429"): 1.0,
@@ -827,7 +860,7 @@ def test_records_that_are_not_agent_events_are_skipped_and_counted(make_exporter
         signal="logs",
         reason="not_agent_event",
     )
-    exp.consume_logs(logs([], extra_records=4), "b")
+    exp.consume_logs(records([], extra_records=4), "b")
     after = telemetry.value(
         "agentwatch_prometheus_skipped_items_total",
         exporter="prometheus/skip",
@@ -842,7 +875,7 @@ def test_identity_on_the_resource_is_used(make_exporter: Any) -> None:
     exp = make_exporter(user_label="email")
     ev = event(am.EventType.API_CALL, **{am.MODEL: "m", am.INPUT_TOKENS: 9})
     exp.consume_logs(
-        logs([ev], resource={am.AGENT: "gemini_cli", am.TEAM: "data", am.USER_EMAIL: EMAIL}), "b"
+        records([ev], resource={am.AGENT: "gemini_cli", am.TEAM: "data", am.USER_EMAIL: EMAIL}), "b"
     )
     ((labels, value),) = samples(exp, "agentwatch_tokens_total").items()
     assert dict(labels) == {
@@ -859,11 +892,11 @@ def test_active_users_counts_a_sliding_window(make_exporter: Any) -> None:
     now = [1000.0]
     exp = make_exporter(user_label="none", active_users_window="15m", clock=lambda: now[0])
     exp.consume_logs(
-        logs([api_call("codex", "m", "a@x", "t1"), api_call("codex", "m", "b@x", "t1")]), "b1"
+        records([api_call("codex", "m", "a@x", "t1"), api_call("codex", "m", "b@x", "t1")]), "b1"
     )
     now[0] += 600
     exp.consume_logs(
-        logs([api_call("codex", "m", "c@x", "t1"), api_call("codex", "m", "a@x", "t1")]), "b2"
+        records([api_call("codex", "m", "c@x", "t1"), api_call("codex", "m", "a@x", "t1")]), "b2"
     )
     assert by_label(samples(exp, "agentwatch_active_users"), "team") == {"t1": 3.0}
     now[0] += 400  # b was last seen 1000 s ago, a and c 400 s ago
@@ -1003,7 +1036,7 @@ def test_claude_code_compat_names_and_labels_match_dashboard_25255(make_exporter
     events = _one_of_each("claude_code") + _one_of_each("codex")  # codex must not show up
     for ev in events[len(events) // 2 :]:
         ev[am.SESSION_ID] = "codex-session"
-    exp.consume_logs(logs(events), "b")
+    exp.consume_logs(records(events), "b")
     who = {"organization_id": "org-1", "user_email": EMAIL}
     assert samples(exp, "claude_code_token_usage_tokens_total") == {
         key(**who, model="claude-sonnet-4-5", type="input"): 1200.0,
@@ -1028,7 +1061,7 @@ def test_claude_code_compat_session_ids_are_opt_in(make_exporter: Any) -> None:
     exp = make_exporter(
         user_label="email", claude_code_compat=True, claude_code_compat_session_id=True
     )
-    exp.consume_logs(logs(_one_of_each("claude_code")), "b")
+    exp.consume_logs(records(_one_of_each("claude_code")), "b")
     (labels,) = samples(exp, "claude_code_session_count_total")
     assert dict(labels)["session_id"] == "s-1"
     (labels,) = samples(exp, "claude_code_cost_usage_USD_total")
@@ -1091,7 +1124,7 @@ def test_a_tool_invocation_is_counted_once_whatever_events_arrive(make_exporter:
         )
 
     exp.consume_logs(
-        logs(
+        records(
             [
                 tool("a", "decision", "d-a", **{am.DECISION: "accept"}),
                 tool("b", "result", "r-b", **{am.SUCCESS: True}),  # result before decision
@@ -1102,7 +1135,7 @@ def test_a_tool_invocation_is_counted_once_whatever_events_arrive(make_exporter:
         "b1",
     )
     exp.consume_logs(
-        logs(
+        records(
             [
                 tool("a", "result", "r-a", **{am.SUCCESS: False}),
                 tool("b", "decision", "d-b", **{am.DECISION: "accept"}),

@@ -38,6 +38,7 @@ from collector.component import (
     TracesData,
 )
 from collector.config import ConfigError, parse
+from collector.receivers import otlp_http
 from collector.receivers.otlp import FACTORY, OtlpReceiver, OtlpReceiverConfig
 from tests.otlp_factory import logs
 
@@ -613,6 +614,59 @@ def test_health_and_readiness(port: int, readiness: dict[str, bool]) -> None:
     assert post(port, "/ready", b"", method="GET")[0] == 200
 
 
+def test_a_blocked_pipeline_holds_up_neither_health_nor_other_requests(
+    port: int, consumer: RecordingConsumer
+) -> None:
+    consumer.gate.clear()
+    result: dict[str, Any] = {}
+    sender = threading.Thread(
+        target=lambda: result.update(
+            answer=post(port, "/v1/logs", json_log("blocked"), {"Content-Type": JSON})
+        )
+    )
+    sender.start()
+    try:
+        assert consumer.entered.wait(10)
+        assert post(port, "/health", b"", method="GET")[0] == 200
+        # decoded and refused on another pipeline thread while the first one waits
+        assert post(port, "/v1/logs", b"{", {"Content-Type": JSON})[0] == 400
+    finally:
+        consumer.gate.set()
+        sender.join(10)
+    assert result["answer"][0] == 200
+    assert len(consumer.of(Signal.LOGS)) == 1
+
+
+def test_connections_past_the_limit_are_answered_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp_http, "MAX_CONNECTIONS", 2)
+    full_consumer = RecordingConsumer()
+    rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, full_consumer, name="otlp/full")
+    try:
+        assert rx.http_port
+        port = rx.http_port
+        held = []
+        for _ in range(2):  # two keep-alive connections, each known to the server
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock.makefile("rb"))[0] == 200
+            held.append(sock)
+        status, headers, _ = post(port, "/health", b"", method="GET")
+        assert status == 503 and headers["retry-after"] == "1"
+        assert telemetry.value(
+            "agentwatch_receiver_refused_requests_total", receiver="otlp/full",
+            transport="http", reason="too_many_connections",
+        ) == 1
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while post(port, "/health", b"", method="GET")[0] != 200:  # once the server saw them go
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert_still_serving(port, full_consumer)
+    finally:
+        rx.shutdown()
+
+
 # --------------------------------------------------------------------------------------------
 # Transport: chunked bodies, keep-alive, compression
 # --------------------------------------------------------------------------------------------
@@ -677,6 +731,25 @@ def test_chunked_gzip_protobuf(port: int, consumer: RecordingConsumer) -> None:
     assert status == 200
     (data,) = consumer.of(Signal.LOGS)
     assert data == logs(50)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_large_uncompressed_body_arrives_intact(
+    port: int, consumer: RecordingConsumer, framing: str
+) -> None:
+    """Read in many pieces off the socket (into one buffer of its Content-Length, or grown)."""
+    request = logs(10_000)
+    body = request.SerializeToString()
+    assert 256 * 1024 < len(body) < LIMIT
+    head = (b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if framing == "chunked":
+            sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, [70_000]))
+        else:
+            sock.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        status, _, response = read_response(sock.makefile("rb"))
+    assert status == 200, response
+    assert consumer.of(Signal.LOGS) == [request]
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate", "zstd", "gzip-members"])
@@ -928,6 +1001,82 @@ def test_gzip_bomb_is_refused_with_bounded_memory() -> None:
         assert_still_serving(rx.http_port, bomb_consumer)
     finally:
         rx.shutdown()
+
+
+def test_a_client_that_stalls_mid_request_is_disconnected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(otlp_http, "IDLE_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(otlp_http, "STALL_CHECK_SECONDS", 0.1)
+    stall_consumer = RecordingConsumer()
+    rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, stall_consumer, name="otlp/stall")
+    try:
+        assert rx.http_port
+        port = rx.http_port
+        for stalled in (
+            b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{",  # a body that stops
+            b"POST /v1/logs HTTP/1.1\r\nHost",  # a head that never ends
+            b"",  # a connection that never says anything
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(stalled)
+                assert sock.recv(1) == b""  # closed by the server, not left open
+        assert telemetry.value(
+            "agentwatch_receiver_refused_requests_total", receiver="otlp/stall",
+            transport="http", reason="timeout",
+        ) == 3
+        # a pipeline slower than the timeout is the server's delay, not a stalled client
+        stall_consumer.gate.clear()
+        result: dict[str, Any] = {}
+        sender = threading.Thread(
+            target=lambda: result.update(
+                answer=post(port, "/v1/logs", json_log("slow"), {"Content-Type": JSON})
+            )
+        )
+        sender.start()
+        assert stall_consumer.entered.wait(10)
+        time.sleep(1.0)
+        stall_consumer.gate.set()
+        sender.join(10)
+        assert result["answer"][0] == 200
+        assert_still_serving(port, stall_consumer)
+    finally:
+        rx.shutdown()
+
+
+def test_zstd_bomb_is_refused_with_bounded_memory() -> None:
+    bomb_consumer = RecordingConsumer()
+    rx = start_receiver({"http": {"endpoint": "127.0.0.1:0"}}, bomb_consumer)  # 20 MiB default
+    try:
+        assert rx.http_port
+        frame = zstandard.ZstdCompressor().compress(b"\0" * (1 << 20))
+        bomb = frame * 1024  # 1 GiB of zeros in 1,024 frames of a few dozen bytes each
+        assert len(bomb) < 1024 * 1024
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        rss_before = vm_kib("VmRSS")
+        status, _, response = post(rx.http_port, "/v1/logs", bomb,
+                                   {"Content-Type": PROTOBUF, "Content-Encoding": "zstd"})
+        peak_growth_mib = (vm_kib("VmHWM") - rss_before) / 1024
+        assert status == 413, response
+        message = status_pb2.Status.FromString(response).message
+        assert message == "request body exceeds the limit of 20971520 bytes when decompressed"
+        assert peak_growth_mib < 100, f"peak RSS grew {peak_growth_mib:.0f} MiB"
+        assert_still_serving(rx.http_port, bomb_consumer)
+    finally:
+        rx.shutdown()
+
+
+def test_malformed_http_is_answered_with_a_status_and_counted(port: int) -> None:
+    before = refused_requests("bad_framing")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: abc\r\n\r\n")
+        status, headers, body = read_response(sock.makefile("rb"))
+    assert status == 400 and headers["connection"] == "close"
+    assert status_of(body, JSON).code == code_pb2.INVALID_ARGUMENT
+    assert refused_requests("bad_framing") == before + 1
 
 
 def test_malformed_http_framing_is_refused_and_server_keeps_serving(

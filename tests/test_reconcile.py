@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from collector import agent_model as am
+from collector.records import Logs
 from exporters.clickhouse import reconcile
 from tests.clickhouse_fixture import agent_record, logs_request, make_exporter, new_client
 
@@ -42,7 +43,7 @@ def test_reconciliation_per_session_and_user(clickhouse_db: Any, tmp_path: Path)
     # tables and every copy in the raw table, from which the sources are counted.
     exporter = make_exporter(db, str(tmp_path))
     try:
-        exporter.consume_logs(logs_request(records, service="codex_exec"), "b-1")
+        exporter.consume_logs(Logs.from_proto(logs_request(records, service="codex_exec")), "b-1")
     finally:
         exporter.shutdown()
     client = new_client(db.server, db.name)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from collector import agent_model as am
+from collector.records import Logs
 from exporters.clickhouse import reprice, schema
 from processors.cost import CostConfig
 from tests.clickhouse_fixture import ClickHouseDatabase, agent_record, logs_request, make_exporter
@@ -117,7 +118,7 @@ def store(db: ClickHouseDatabase, tmp_path: Path, cost: CostConfig | None = None
     exporter = make_exporter(db, str(tmp_path))
     try:
         for i, logs in enumerate((claude, codex, usage)):
-            exporter.consume_logs(logs, f"ingest-{i}")
+            exporter.consume_logs(Logs.from_proto(logs), f"ingest-{i}")
     finally:
         exporter.shutdown()
 

@@ -664,6 +664,15 @@ def test_bad_pattern_files_are_rejected_with_file_and_position(
     assert str(bad) in str(e.value) and problem in str(e.value)
 
 
+def test_bad_pattern_file_errors_give_the_exact_path_of_the_bad_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("patterns: [{kind: ok, regex: a}, {kind: y, regex: a, anchors: [x, '']}]")
+    with pytest.raises(PatternFileError) as e:
+        load_patterns(bad)
+    assert str(e.value).startswith(f"{bad}: pattern 2 (kind 'y'): ")
+    assert str(e.value).endswith("(at patterns[1].anchors[1])")
+
+
 def test_default_file_loads() -> None:
     assert {p.kind for p in load_patterns(DEFAULT_PATTERNS_FILE)} == set(CASES)
 

@@ -46,6 +46,7 @@ from collector.component import (
     Signal,
     Telemetry,
     count_items,
+    parse_endpoint,
 )
 
 if TYPE_CHECKING:
@@ -56,19 +57,6 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------------------------
-
-
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) -> (host, port)."""
-    host, sep, port_text = endpoint.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"expected host:port, got {endpoint!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", port
 
 
 class BearerAuthConfig(ComponentConfig):
@@ -156,6 +144,13 @@ class HttpConfig(ComponentConfig):
     )
     max_request_body_size_mib: float = Field(
         default=20, gt=0, description="Largest body accepted, measured decompressed."
+    )
+    pipeline_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Requests decoded and handed to the pipeline at once, each on its own"
+        " thread; more wait their turn with their bodies read.",
     )
     auth: BearerAuthConfig | None = None
     tls: TLSConfig | None = None
@@ -356,9 +351,10 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 class OtlpReceiver(Receiver):
     """Starts the enabled transports; ``grpc_port``/``http_port`` are the bound ports."""
 
+    config: OtlpReceiverConfig
+
     def __init__(self, name: str, config: OtlpReceiverConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self.grpc_port: int | None = None
         self.http_port: int | None = None
         self._grpc: OtlpGrpcServer | None = None
@@ -366,7 +362,7 @@ class OtlpReceiver(Receiver):
         self._lock = threading.Lock()
 
     def start(self, host: Host) -> None:
-        protocols = self.cfg.protocols
+        protocols = self.config.protocols
         try:
             if protocols.grpc is not None:
                 from collector.receivers.otlp_grpc import OtlpGrpcServer
@@ -399,5 +395,5 @@ FACTORY = Factory(
     type_name="otlp",
     kind="receiver",
     config_class=OtlpReceiverConfig,
-    create=lambda name, cfg: OtlpReceiver(name, cfg),
+    create=lambda name, config: OtlpReceiver(name, config),
 )

@@ -10,7 +10,7 @@ FACTORY: Factory[ClickHouseExporter] = Factory(
     type_name="clickhouse",
     kind="exporter",
     config_class=ClickHouseExporterConfig,
-    create=lambda name, cfg: ClickHouseExporter(name, cfg),
+    create=lambda name, config: ClickHouseExporter(name, config),
 )
 
 __all__ = ["FACTORY", "ClickHouseExporter", "ClickHouseExporterConfig"]

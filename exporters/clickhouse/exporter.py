@@ -20,9 +20,9 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -35,13 +35,12 @@ from collector.component import (
     Exporter,
     ExportError,
     Host,
-    LogsData,
     MetricsData,
     PermanentExportError,
     Signal,
-    TracesData,
 )
-from collector.isolation import describe, partition
+from collector.isolation import Convertible, describe, partition
+from collector.records import Logs, Traces
 from exporters.clickhouse import rows, schema
 from exporters.clickhouse.config import ClickHouseExporterConfig
 from exporters.clickhouse.embedded import PID_FILE, EmbeddedClickHouse, ping
@@ -113,7 +112,7 @@ def _tsv_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def connect(cfg: ClickHouseExporterConfig, url: str) -> Client:
+def connect(config: ClickHouseExporterConfig, url: str) -> Client:
     """A clickhouse-connect client for ``url`` with the config's credentials, TLS and timeouts.
 
     The client has no default database, so it works before migrations create one; the
@@ -124,12 +123,12 @@ def connect(cfg: ClickHouseExporterConfig, url: str) -> Client:
     kwargs: dict[str, Any] = {
         "host": parts.hostname,
         "port": parts.port or (8443 if secure else 8123),
-        "username": cfg.username,
-        "password": cfg.password.get_secret_value(),
+        "username": config.username,
+        "password": config.password.get_secret_value(),
         "secure": secure,
-        "connect_timeout": cfg.connect_timeout,
-        "send_receive_timeout": cfg.send_timeout,
-        "compress": False if cfg.compression == "none" else cfg.compression,
+        "connect_timeout": config.connect_timeout,
+        "send_receive_timeout": config.send_timeout,
+        "compress": False if config.compression == "none" else config.compression,
         "autogenerate_session_id": False,  # one client serves several threads
         "dedicated_pool": True,  # close() really closes: the embedded server stops at once
         "query_retries": 0,
@@ -137,18 +136,18 @@ def connect(cfg: ClickHouseExporterConfig, url: str) -> Client:
     if parts.path and parts.path != "/":
         kwargs["proxy_path"] = parts.path.rstrip("/")
     if secure:
-        kwargs["verify"] = cfg.tls.verify
+        kwargs["verify"] = config.tls.verify
         base_dir = os.getcwd()  # what config.load checked relative paths against
-        if cfg.tls.ca_file:
-            kwargs["ca_cert"] = cfg.tls.file("ca_file", base_dir)
-        if cfg.tls.cert_file:
-            kwargs["client_cert"] = cfg.tls.file("cert_file", base_dir)
-            kwargs["client_cert_key"] = cfg.tls.file("key_file", base_dir)
+        if config.tls.ca_file:
+            kwargs["ca_cert"] = config.tls.file("ca_file", base_dir)
+        if config.tls.cert_file:
+            kwargs["client_cert"] = config.tls.file("cert_file", base_dir)
+            kwargs["client_cert_key"] = config.tls.file("key_file", base_dir)
     return clickhouse_connect.get_client(**kwargs)
 
 
-def embedded_root(cfg: ClickHouseExporterConfig, data_dir: str) -> Path:
-    return Path(cfg.embedded.dir) if cfg.embedded.dir else Path(data_dir) / "clickhouse"
+def embedded_root(config: ClickHouseExporterConfig, data_dir: str) -> Path:
+    return Path(config.embedded.dir) if config.embedded.dir else Path(data_dir) / "clickhouse"
 
 
 def running_embedded_url(root: Path) -> str | None:
@@ -165,7 +164,7 @@ def running_embedded_url(root: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]:
+def open_store(config: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]:
     """A client for CLI commands (``db migrate|status``, ``query``) on the configured store.
 
     With no endpoint it joins the embedded server of a running ``agentwatch serve`` or, if
@@ -173,25 +172,25 @@ def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]
     the configured one once it exists, so ``SELECT * FROM api_calls`` works unqualified.
     """
     server: EmbeddedClickHouse | None = None
-    url = cfg.endpoint
+    url = config.endpoint
     if not url:
-        root = embedded_root(cfg, data_dir)
+        root = embedded_root(config, data_dir)
         url = running_embedded_url(root) or ""
         if not url:
             server = EmbeddedClickHouse(
-                root, port=cfg.embedded.port, startup_timeout=cfg.embedded.startup_timeout
+                root, port=config.embedded.port, startup_timeout=config.embedded.startup_timeout
             )
             server.start()
             url = server.url
     try:
-        client = connect(cfg, url)
+        client = connect(config, url)
         try:
             exists = client.query(
                 "SELECT count() FROM system.databases WHERE name = {db:String}",
-                parameters={"db": cfg.database},
+                parameters={"db": config.database},
             ).result_rows[0][0]
             if exists:
-                client.database = cfg.database
+                client.database = config.database
             yield client
         finally:
             client.close()
@@ -201,9 +200,11 @@ def open_store(cfg: ClickHouseExporterConfig, data_dir: str) -> Iterator[Client]
 
 
 class ClickHouseExporter(Exporter):
+    takes_records: ClassVar[bool] = True
+    config: ClickHouseExporterConfig
+
     def __init__(self, name: str, config: ClickHouseExporterConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self.settings = config.schema_settings()
         self.embedded: EmbeddedClickHouse | None = None
         self.url = config.endpoint
@@ -218,14 +219,14 @@ class ClickHouseExporter(Exporter):
     def start(self, host: Host) -> None:
         """Start the embedded server if needed and apply the schema; a remote server that is
         down does not stop agentwatch from starting: the queue holds data until it is back."""
-        if not self.cfg.endpoint:
+        if not self.config.endpoint:
             self.embedded = EmbeddedClickHouse(
-                embedded_root(self.cfg, host.data_dir),
-                port=self.cfg.embedded.port,
-                startup_timeout=self.cfg.embedded.startup_timeout,
+                embedded_root(self.config, host.data_dir),
+                port=self.config.embedded.port,
+                startup_timeout=self.config.embedded.startup_timeout,
             )
             self.embedded.start()
-            self.embedded.watch(self.cfg.embedded.health_interval)
+            self.embedded.watch(self.config.embedded.health_interval)
             self.url = self.embedded.url
             log.info(
                 "%s: embedded ClickHouse pid %s on %s (started in %.2fs)",
@@ -263,16 +264,16 @@ class ClickHouseExporter(Exporter):
         budgets): clients are not shared across threads, the configured database is its
         default, and the server refuses every write on it (``readonly = 2`` still lets the
         client set per-query limits)."""
-        client = connect(self.cfg, self.url)
+        client = connect(self.config, self.url)
         client.set_client_setting("readonly", 2)
-        client.database = self.cfg.database
+        client.database = self.config.database
         return client
 
     def _get_client(self) -> Client:
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = connect(self.cfg, self.url)
+                    self._client = connect(self.config, self.url)
                 except Exception as exc:
                     raise classify(exc, "connect") from exc
             return self._client
@@ -295,20 +296,22 @@ class ClickHouseExporter(Exporter):
 
     # --- export ---------------------------------------------------------------------------
 
-    def consume_logs(self, data: LogsData, batch_id: str) -> None:
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
         self._store(self._convert(rows.convert_logs, data, Signal.LOGS), batch_id)
 
-    def consume_traces(self, data: TracesData, batch_id: str) -> None:
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
         self._store(self._convert(rows.convert_traces, data, Signal.TRACES), batch_id)
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         self._store(self._convert(rows.convert_metrics, data, Signal.METRICS), batch_id)
 
-    def _convert(self, convert: Any, data: Any, signal: Signal) -> rows.Batch:
+    def _convert(
+        self, convert: Callable[[Convertible], rows.Batch], data: Convertible, signal: Signal
+    ) -> rows.Batch:
         """Rows of ``data``; an item that cannot be converted is dropped and counted
         (``reason="conversion_error"``), never the batch it came in."""
         try:
-            batch: rows.Batch = convert(data)
+            batch = convert(data)
         except Exception as exc:
             good, errors = partition(data, convert)
             if not errors:

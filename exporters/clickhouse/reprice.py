@@ -8,22 +8,24 @@ and the ``FINAL`` views show it), ``revision + 1``, the new ``cost_usd`` /
 
 Sessions and hourly rollups need no rebuild: their materialized views count a revision-0 row in
 full and a later revision only as the change it makes (new cost minus previous cost, and +1/-1
-priced), see schema.py. A correction and its effect on every rollup are therefore one INSERT,
+priced), see schema/. A correction and its effect on every rollup are therefore one INSERT,
 which ClickHouse deduplicates as a whole on retry (``insert_deduplication_token``), and the
 corrections add up with rows the collector inserts meanwhile instead of racing with them (a
 rebuild of rollup partitions would lose or double what arrives during the rebuild). A run cut
 off half-way is simply run again: rows already corrected now carry their new cost and are
 left alone.
 
-Costs are recomputed by the ``cost`` processor's own code from the stored, normalised tokens, so
-``cost_source``, ``fallback``, discounts, tiers and ``effective_from`` dates apply exactly as
-they do on ingest. Rows are read per UTC day in ``event_id`` order, a page at a time.
+Costs are recomputed from the stored, normalised tokens by the pricing functions the ``cost``
+processor uses (``processors.pricing.usage_of`` and ``call_cost``), so ``cost_source``,
+``fallback``, discounts, tiers and ``effective_from`` dates apply exactly as they do on ingest.
+No telemetry record is built. Rows are read per UTC day in ``event_id`` order, a page at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -32,12 +34,11 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from clickhouse_connect.driver.external import ExternalData
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector import agent_model as am
-from collector.component import Signal
 from exporters.clickhouse import schema
-from processors.cost import CostConfig, CostProcessor
+from processors import pricing
+from processors.cost import CostConfig
 
 log = logging.getLogger("agentwatch.reprice")
 
@@ -47,23 +48,22 @@ REPRICE_VERSION = 5
 """The schema version that introduced revisions; older stores must be migrated first."""
 
 _TOKEN_COLUMNS = (
-    ("input_tokens", am.INPUT_TOKENS),
-    ("cache_read_tokens", am.CACHE_READ_TOKENS),
-    ("cache_write_tokens", am.CACHE_WRITE_TOKENS),
-    ("output_tokens", am.OUTPUT_TOKENS),
-    ("reasoning_tokens", am.REASONING_TOKENS),
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
 )
-_SPLIT_COLUMNS = (
-    ("cache_write_5m_tokens", am.CACHE_WRITE_5M_TOKENS),
-    ("cache_write_1h_tokens", am.CACHE_WRITE_1H_TOKENS),
-)
+"""Read in this order: ``_price`` unpacks them."""
 _READ_COLUMNS = (
     "src.event_id",
     "src.revision",
     "toUnixTimestamp64Nano(src.timestamp)",
     "src.provider",
     "src.model",
-    *(f"src.{name}" for name, _ in _TOKEN_COLUMNS + _SPLIT_COLUMNS),
+    *(f"src.{name}" for name in _TOKEN_COLUMNS),
     "src.cost_usd_reported",
     "src.cost_usd",
     "src.cost_usd_computed",
@@ -156,14 +156,14 @@ def reprice(
             f"the schema of database {settings.database!r} is older than version "
             f"{REPRICE_VERSION}: run `agentwatch db migrate` first"
         )
-    pricer = CostProcessor("reprice", cost)
+    book = pricing.load(cost.resolved_pricing_file(), include_shipped=cost.include_shipped)
     summary = RepriceSummary(start, end)
     for event in REPRICED_EVENTS:
         table = schema.AGENT_TABLES[event]
         stats = TableReprice(table.table)
         for day in _days(start, end):
             for page in _pages(client, settings, table.table, day, page_size):
-                changes = _reprice_page(pricer, event, page, stats)
+                changes = _reprice_page(book, cost, event, page, stats)
                 if changes:
                     _insert_corrections(client, settings, table, day, changes)
                     stats.rows_repriced += len(changes)
@@ -215,13 +215,17 @@ def _pages(
 
 
 def _reprice_page(
-    pricer: CostProcessor, event: str, page: Sequence[Sequence[Any]], stats: TableReprice
+    book: pricing.PriceBook,
+    config: CostConfig,
+    event: am.EventType,
+    page: Sequence[Sequence[Any]],
+    stats: TableReprice,
 ) -> list[_Change]:
     changes = []
     for row in page:
         event_id, revision, ts, provider, model, *tokens, reported, cost, computed = row
         new_cost, new_computed = _price(
-            pricer, event, provider, model, tokens, reported, int(ts)
+            book, config, event, provider, model, tokens, reported, int(ts)
         )
         stats.rows_scanned += 1
         stats.cost_usd_before += cost or 0.0
@@ -234,8 +238,9 @@ def _reprice_page(
 
 
 def _price(
-    pricer: CostProcessor,
-    event: str,
+    book: pricing.PriceBook,
+    config: CostConfig,
+    event: am.EventType,
     provider: str,
     model: str,
     tokens: Sequence[int],
@@ -247,27 +252,37 @@ def _price(
     Storage keeps 0 for an absent count, so a row with no tokens at all is treated as a record
     that had none (unpriced, as on ingest), and a cache-write split only when it is non-zero.
     """
-    # The event type matters: api_usage (an interval's total) is priced at base rates.
-    attrs = [KeyValue(key=am.EVENT, value=AnyValue(string_value=str(event)))]
-    if provider:
-        attrs.append(KeyValue(key=am.PROVIDER, value=AnyValue(string_value=provider)))
-    if model:
-        attrs.append(KeyValue(key=am.MODEL, value=AnyValue(string_value=model)))
-    main, split = tokens[: len(_TOKEN_COLUMNS)], tokens[len(_TOKEN_COLUMNS) :]
+    usage: pricing.Usage | pricing.Unpriced = pricing.Unpriced.NO_TOKENS
     if any(tokens):
-        for (_, key), count in zip(_TOKEN_COLUMNS, main, strict=True):
-            attrs.append(KeyValue(key=key, value=AnyValue(int_value=int(count))))
-        for (_, key), count in zip(_SPLIT_COLUMNS, split, strict=True):
-            if count:
-                attrs.append(KeyValue(key=key, value=AnyValue(int_value=int(count))))
-    if reported is not None:
-        attrs.append(KeyValue(key=am.COST_USD_REPORTED, value=AnyValue(double_value=reported)))
-    pricer.enrich(attrs, time_unix_nano, Signal.LOGS)
-    out = {kv.key: kv.value.double_value for kv in attrs if kv.key in _OUTPUT_KEYS}
-    return out.get(am.COST_USD), out.get(am.COST_USD_COMPUTED)
-
-
-_OUTPUT_KEYS = frozenset({am.COST_USD, am.COST_USD_COMPUTED})
+        inputs, cache_read, cache_write, output, reasoning, written_5m, written_1h = map(
+            int, tokens
+        )
+        usage = pricing.usage_of(
+            input_tokens=inputs,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            cache_write_5m_tokens=written_5m or None,
+            cache_write_1h_tokens=written_1h or None,
+            output_tokens=output,
+            reasoning_tokens=reasoning,
+        )
+    cost = pricing.call_cost(
+        book,
+        provider,
+        model,
+        pricing.day_of(time_unix_nano),
+        usage,
+        reported if reported is not None and math.isfinite(reported) else None,
+        # The event type matters: api_usage (an interval's total) is priced at base rates.
+        one_request=event != am.EventType.API_USAGE,
+        cost_source=config.cost_source,
+        fallback=config.fallback,
+    )
+    computed = cost.computed_usd
+    return (
+        None if cost.cost_usd is None else float(cost.cost_usd),
+        None if computed is None else float(computed),
+    )
 
 
 def _tsv(value: object) -> str:

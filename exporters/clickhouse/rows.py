@@ -1,10 +1,12 @@
-"""OTLP export requests to column-oriented rows for the raw and agent tables.
+"""Logs and traces records (and metrics requests) to ClickHouse column arrays.
 
-This is the exporter's hot path. Each attribute list is turned into a ``{key: text}`` dict
-exactly once (the raw tables need that text anyway) and agent columns are parsed from the same
-dict, so no record is walked twice. Raw rows are built column by column (one list per
-column) and agent rows are pivoted once per batch, because clickhouse-connect serialises
-columns without pivoting them again.
+This is the exporter's hot path. The record model has already decoded every attribute once;
+here each record's attributes become a ``{key: text}`` dict exactly once (the raw tables store
+text) and the agent columns are read from the same record, typed values straight from the
+model. Whatever belongs to a resource or a scope (its text attributes, service name, its
+``agentwatch.*`` fallbacks) is computed once per shared object, not once per record. Raw rows
+are built column by column (one list per column) and agent rows are pivoted once per batch,
+because clickhouse-connect's column-oriented insert serialises columns as they are.
 
 Values become text as the Go ``clickhouseexporter`` does (``pcommon.Value.AsString``): strings
 as they are, integers in decimal, doubles in shortest form, booleans ``true``/``false``, bytes
@@ -15,18 +17,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
-import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from collector import agent_model as am
-from collector.component import LogsData, MetricsData, TracesData
+from collector.component import MetricsData
+from collector.otlp_values import decode_attributes
+from collector.records import LogRecord, Logs, Resource, Scope, Span, Traces
 from exporters.clickhouse import schema
 
 SERVICE_NAME = "service.name"
@@ -36,19 +40,24 @@ MAX_TIME_NS = 2**32 * 10**9 - 1
 tables derive DateTime from it for partitions, sort keys and TTLs, which wraps after 2^32 s
 (2106). A later time (valid OTLP, up to 2^64-1) is replaced, see docs/data-model.md."""
 
-_SPAN_KIND = {v.number: v.name for v in Span.SpanKind.DESCRIPTOR.values}
+_SPAN_KIND = {v.number: v.name for v in SpanProto.SpanKind.DESCRIPTOR.values}
 _STATUS_CODE = {v.number: v.name for v in Status.StatusCode.DESCRIPTOR.values}
 
 
+_FLOAT_SPECIALS = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
 def float_text(value: float) -> str:
-    """Shortest text that reads back as the same double; integral values without ``.0``."""
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+    """Shortest text that reads back as the same double; integral values without ``.0``.
+
+    ``repr`` writes every integral double below 1e16 as digits and ``.0`` and larger ones
+    with an exponent, so one ``repr`` and a look at its end is all it takes."""
+    text = repr(value)
+    if text[-2:] == ".0":
+        return text[:-2] if value else "0"  # -0.0 is "0"
+    if text[-1] in "nf":  # nan, inf, -inf
+        return _FLOAT_SPECIALS[text]
+    return text
 
 
 def _times(times: list[int], fallback: int) -> list[int]:
@@ -58,57 +67,47 @@ def _times(times: list[int], fallback: int) -> list[int]:
     return times
 
 
-def any_raw(value: AnyValue) -> Any:
-    """An AnyValue as plain Python, for JSON of arrays and maps."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if which == "array_value":
-        return [any_raw(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: any_raw(kv.value) for kv in value.kvlist_value.values}
-    return None
+def _json_bytes(value: Any) -> Any:
+    """Bytes inside an array or map as base64, as the Go exporter writes them."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    return str(value)
 
 
-def _other_text(value: AnyValue, which: str | None) -> str:
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return str(value.int_value)
-    if which == "double_value":
-        return float_text(value.double_value)
-    if which == "bool_value":
-        return "true" if value.bool_value else "false"
-    if which is None:
+def value_text(value: Any) -> str:
+    """An attribute's (or body's) Python value as the raw tables store it; ``None`` (an empty
+    ``AnyValue``) is the empty string."""
+    cls = value.__class__
+    if cls is str:
+        return value  # type: ignore[no-any-return]
+    if cls is int:
+        return str(value)
+    if cls is float:
+        return float_text(value)
+    if cls is bool:
+        return "true" if value else "false"
+    if value is None:
         return ""
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    return json.dumps(any_raw(value), separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):  # an int subclass (an enum) is written as its number
+        return str(int(value))
+    if isinstance(value, float):
+        return float_text(float(value))
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_bytes)
+    return str(value)
 
 
-def any_text(value: AnyValue) -> str:
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    return _other_text(value, which)
-
-
-def attributes_text(attributes: Iterable[KeyValue]) -> dict[str, str]:
-    """``{key: text}`` of an attribute list. Strings dominate, so a non-empty string value is
-    taken without asking which field is set (25% faster than WhichOneof on every value)."""
-    out: dict[str, str] = {}
-    for kv in attributes:
-        value = kv.value
-        out[kv.key] = value.string_value or _other_text(value, value.WhichOneof("value"))
-    return out
+def attributes_text(attributes: dict[str, Any]) -> dict[str, str]:
+    """``{key: text}`` of a decoded attribute dict. Strings dominate, so they are taken
+    without a call."""
+    return {
+        key: value if value.__class__ is str else value_text(value)
+        for key, value in attributes.items()
+    }
 
 
 def flat_columns(table: schema.Table) -> list[tuple[str, str]]:
@@ -202,18 +201,96 @@ def _bool(text: str) -> tuple[bool | None, bool]:
     return None, False
 
 
+def _uint_column(
+    texts: Sequence[str], values: Sequence[Any], limit: int, nullable: bool
+) -> tuple[list[Any], int]:
+    """A UInt column and how many values were invalid: an int value is clamped as it is,
+    anything else is parsed from its text; empty is 0 (NULL when ``nullable``)."""
+    out: list[Any] = []
+    invalid = 0
+    append = out.append
+    for text, value in zip(texts, values, strict=True):
+        if value.__class__ is int:
+            if 0 <= value <= limit:
+                append(value)
+            else:
+                append(0 if value < 0 else limit)
+                invalid += value < 0
+        elif not text:
+            append(None if nullable else 0)
+        else:
+            number, ok = _uint(text, limit)
+            append(number)
+            invalid += not ok
+    return out, invalid
+
+
+def _float_column(texts: Sequence[str], values: Sequence[Any]) -> tuple[list[Any], int]:
+    """A Nullable(Float64) column: a float or int value as it is (``-0.0`` as ``0.0``, which
+    is what its text ``"0"`` reads as), anything else parsed from its text; empty is NULL."""
+    out: list[Any] = []
+    invalid = 0
+    append = out.append
+    for text, value in zip(texts, values, strict=True):
+        cls = value.__class__
+        if cls is float:
+            append(value if value else 0.0)
+        elif cls is int:
+            append(float(value))
+        elif not text:
+            append(None)
+        else:
+            try:
+                append(float(text))
+            except ValueError:
+                append(None)
+                invalid += 1
+    return out, invalid
+
+
+def _bool_column(texts: Sequence[str], values: Sequence[Any]) -> tuple[list[Any], int]:
+    """A Nullable(Bool) column: a bool value as it is, text ``true``/``1``/``yes`` and
+    ``false``/``0``/``no`` otherwise; empty or anything else is NULL."""
+    out: list[Any] = []
+    invalid = 0
+    for text, value in zip(texts, values, strict=True):
+        if value.__class__ is bool:
+            out.append(value)
+        elif not text:
+            out.append(None)
+        else:
+            flag, ok = _bool(text)
+            out.append(flag)
+            invalid += not ok
+    return out, invalid
+
+
+def _list_column(texts: Sequence[str]) -> list[list[str]]:
+    """An Array(String) column from comma-separated text."""
+    return [[part.strip() for part in text.split(",") if part.strip()] for text in texts]
+
+
+_EMPTY = itertools.repeat("")
+"""The default of every ``text.get`` of an agent row: an absent attribute is empty text."""
+
+
 @dataclass
 class _TablePlan:
-    """How one agent table's rows are built: values are read with one ``map(attrs.get, keys)``
-    per record and kept as row tuples; only typed fields are parsed one by one, and the rows
-    are turned into columns once per batch (``zip``), which keeps Python work per field low."""
+    """How one agent table's rows are built. Per record, the fields' text is read with one
+    ``map(text.get, keys)`` and the typed fields' own values with one ``map(attrs.get, ...)``;
+    rows are turned into columns once per batch (``zip``), and typed columns are converted a
+    column at a time, taking the record's value where it already has the column's type (what
+    the normaliser writes) and parsing the text otherwise: the same result as parsing the
+    text of every value, at a fraction of the cost."""
 
     table: schema.AgentTable
     keys: list[str]
+    typed_keys: list[str]
     typed: list[tuple[int, str, int]]
-    """(position, kind, upper bound) of every field that is not plain text."""
-    text_positions: list[int]
+    """(position, kind, upper bound) of every field that is not plain text, in the order of
+    ``typed_keys``."""
     rows: list[tuple[Any, ...]] = field(default_factory=list)
+    typed_values: list[list[Any]] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
 
     @classmethod
@@ -224,10 +301,10 @@ class _TablePlan:
             for i, f in enumerate(fields)
             if f.kind != "str"
         ]
-        text = [i for i, f in enumerate(fields) if f.kind == "str"]
-        return cls(spec, [f.key for f in fields], typed, text)
+        return cls(spec, [f.key for f in fields], [fields[i].key for i, _, _ in typed], typed)
 
-    def finish(self) -> AgentRows:
+    def finish(self) -> tuple[AgentRows, int]:
+        """The rows as columns, and how many typed values were invalid."""
         types = dict(flat_columns(self.table.spec()))
         names = [
             *(c.name for c in schema.ENVELOPE_COLUMNS),
@@ -235,32 +312,55 @@ class _TablePlan:
             *(c.name for c in schema.TRAILER_COLUMNS),
         ]  # the row tuple's order; columns a later migration added are named, not positional
         columns = [list(column) for column in zip(*self.rows, strict=True)]
-        for i in self.text_positions:  # absent text attributes are empty strings
-            columns[2 + i] = [value or "" for value in columns[2 + i]]
-        return AgentRows(
-            self.table.table,
-            names,
-            [types[n] for n in names],
-            columns,
-            event_ids=self.event_ids,
+        typed_columns = zip(*self.typed_values, strict=True)
+        invalid = 0
+        for (i, kind, limit), values in zip(self.typed, typed_columns, strict=True):
+            texts = columns[2 + i]
+            if kind == "uint" or kind == "nullable_uint":
+                columns[2 + i], bad = _uint_column(texts, values, limit, kind == "nullable_uint")
+            elif kind == "float":
+                columns[2 + i], bad = _float_column(texts, values)
+            elif kind == "bool":
+                columns[2 + i], bad = _bool_column(texts, values)
+            else:
+                columns[2 + i], bad = _list_column(texts), 0
+            invalid += bad
+        rows = AgentRows(
+            self.table.table, names, [types[n] for n in names], columns, event_ids=self.event_ids
         )
+        return rows, invalid
 
 
 class AgentRowBuilder:
-    """Routes agent events to their table's rows and parses each typed field by its kind."""
+    """Routes agent events to their table's rows; typed fields are converted per column."""
 
     def __init__(self) -> None:
         self.invalid = 0
         self._seen: set[str] = set()
-        self._plans: dict[am.EventType, _TablePlan] = {}
+        self._plans: dict[str, _TablePlan | None] = {}
+        """Per ``agentwatch.event`` text: its table's plan, None for a type without one."""
 
     def finish(self) -> dict[str, AgentRows]:
         """The rows gathered so far, per agent table, as columns."""
-        return {plan.table.table: plan.finish() for plan in self._plans.values() if plan.rows}
+        out: dict[str, AgentRows] = {}
+        for plan in self._plans.values():
+            if plan is not None and plan.rows:
+                out[plan.table.table], invalid = plan.finish()
+                self.invalid += invalid
+        return out
+
+    def _plan(self, event: str) -> _TablePlan | None:
+        try:
+            spec = schema.AGENT_TABLES.get(am.EventType(event))
+        except ValueError:
+            spec = None
+        plan = self._plans[event] = None if spec is None else _TablePlan.of(spec)
+        return plan
 
     def add(
         self,
-        attrs: dict[str, str],
+        attrs: dict[str, Any],
+        text: dict[str, str],
         resource: dict[str, str],
         timestamp: int,
         fallback_id: Callable[[], str],
@@ -272,68 +372,91 @@ class AgentRowBuilder:
     ) -> bool:
         """Add one record carrying ``agentwatch.event``; False when its type has no table.
 
-        ``resource`` holds only the resource's ``agentwatch.*`` keys (fallbacks for the
-        record's own); ``defaults`` fills what neither has (a span's duration).
+        ``attrs`` are the record's attributes and ``text`` the same as text; ``resource``
+        holds only the resource's ``agentwatch.*`` keys as text (fallbacks for the record's
+        own); ``defaults`` fills what neither has (a span's duration).
         """
-        try:
-            event = am.EventType(attrs[am.EVENT])
-        except ValueError:
+        event = text[am.EVENT]
+        plan = self._plans[event] if event in self._plans else self._plan(event)
+        if plan is None:  # a type without a table: raw tables only
             return False
-        if event not in schema.AGENT_TABLES:  # a type without a table: raw tables only
-            return False
-        event_id = attrs.get(am.EVENT_ID) or fallback_id()
+        event_id = text.get(am.EVENT_ID) or fallback_id()
         if event_id in self._seen:  # the same event twice in one batch: keep the first
             return True
         self._seen.add(event_id)
-        plan = self._plans.get(event)
-        if plan is None:
-            plan = self._plans[event] = _TablePlan.of(schema.AGENT_TABLES[event])
-        values: list[Any] = list(map(attrs.get, plan.keys))
-        for fallback in (resource, defaults):
-            if fallback:
-                values = [
-                    fallback.get(key) if value is None else value
-                    for key, value in zip(plan.keys, values, strict=True)
-                ]
-        for i, kind, limit in plan.typed:
-            text = values[i]
-            if not text:
-                values[i] = [] if kind == "list" else (0 if kind == "uint" else None)
-            elif kind == "uint" or kind == "nullable_uint":
-                values[i], ok = _uint(text, limit)
-                self.invalid += not ok
-            elif kind == "float":
-                try:
-                    values[i] = float(text)
-                except ValueError:
-                    values[i] = None
-                    self.invalid += 1
-            elif kind == "bool":
-                values[i], ok = _bool(text)
-                self.invalid += not ok
-            else:
-                values[i] = [part.strip() for part in text.split(",") if part.strip()]
+        keys = plan.keys
+        if resource or defaults:
+            values: list[Any] = list(map(text.get, keys))
+            for fallback in (resource, defaults):
+                if fallback:
+                    values = [
+                        fallback.get(key) if value is None else value
+                        for key, value in zip(keys, values, strict=True)
+                    ]
+            values = ["" if value is None else value for value in values]
+        else:
+            values = list(map(text.get, keys, _EMPTY))
         plan.rows.append((timestamp, event_id, *values, service, trace_id, span_id, record_kind))
+        plan.typed_values.append(list(map(attrs.get, plan.typed_keys)))
         plan.event_ids.append(event_id)
         return True
 
 
-def agent_resource_keys(resource: dict[str, str]) -> dict[str, str]:
-    """The resource's ``agentwatch.*`` attributes: usually none, so lookups are skipped."""
-    return {k: v for k, v in resource.items() if k.startswith(am.P)}
-
-
-def _digest_id(message: Any) -> Callable[[], str]:
-    """Event id of a record that has none: a digest of its bytes, equal for an exact resend."""
-    return lambda: hashlib.blake2b(
+def _digest(message: Any) -> str:
+    """Event id of a record that has none: a digest of its OTLP bytes, equal for an exact
+    resend (and to what earlier versions, which read protobuf, computed)."""
+    return hashlib.blake2b(
         message.SerializeToString(deterministic=True), digest_size=16
     ).hexdigest()
+
+
+def _log_digest(record: LogRecord) -> Callable[[], str]:
+    """The digest of ``record`` as OTLP, encoded only when asked (records rarely lack ids)."""
+    return lambda: _digest(Logs([record]).to_proto().resource_logs[0].scope_logs[0].log_records[0])
+
+
+def _span_digest(span: Span) -> Callable[[], str]:
+    """The digest of ``span`` as OTLP, encoded only when asked."""
+    return lambda: _digest(Traces([span]).to_proto().resource_spans[0].scope_spans[0].spans[0])
+
+
+@dataclass
+class _ResourceValues:
+    """What every record of one resource shares, computed once per resource object."""
+
+    text: dict[str, str]
+    agent: dict[str, str]
+    """The resource's ``agentwatch.*`` attributes (fallbacks for its records'): usually none,
+    so per-record lookups are skipped."""
+    service: str
+
+    @classmethod
+    def of(cls, resource: Resource) -> _ResourceValues:
+        text = attributes_text(resource.attributes)
+        agent = {k: v for k, v in text.items() if k.startswith(am.P)}
+        return cls(text, agent, text.get(SERVICE_NAME, ""))
+
+
+Shared = TypeVar("Shared")
+
+
+def _once(cache: dict[int, Shared], shared: Any, compute: Callable[[Any], Shared]) -> Shared:
+    """``compute(shared)`` once per resource or scope object of a batch (the objects live as
+    long as the batch, so their ids are stable keys)."""
+    value = cache.get(id(shared))
+    if value is None:
+        value = cache[id(shared)] = compute(shared)
+    return value
+
+
+def _scope_text(scope: Scope) -> dict[str, str]:
+    return attributes_text(scope.attributes)
 
 
 # --- logs -----------------------------------------------------------------------------------
 
 
-def convert_logs(data: LogsData) -> Batch:
+def convert_logs(data: Logs) -> Batch:
     raw = TableRows.for_table(schema.OTEL_LOGS)
     (
         ts,
@@ -356,57 +479,63 @@ def convert_logs(data: LogsData) -> Batch:
     agents = AgentRowBuilder()
     event_key = am.EVENT
     now = time.time_ns()
-    for resource_logs in data.resource_logs:
-        resource = attributes_text(resource_logs.resource.attributes)
-        resource_agent = agent_resource_keys(resource)
-        service = resource.get(SERVICE_NAME, "")
-        resource_url = resource_logs.schema_url
-        for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope
-            s_attrs = attributes_text(scope.attributes)
-            s_name, s_version, s_url = scope.name, scope.version, scope_logs.schema_url
-            for record in scope_logs.log_records:
-                attrs = attributes_text(record.attributes)
-                timestamp = record.time_unix_nano or record.observed_time_unix_nano
-                if timestamp > MAX_TIME_NS:
-                    observed = record.observed_time_unix_nano
-                    timestamp = observed if 0 < observed <= MAX_TIME_NS else now
-                trace_hex = record.trace_id.hex()
-                span_hex = record.span_id.hex()
-                ts.append(timestamp)
-                trace.append(trace_hex)
-                span.append(span_hex)
-                flags.append(record.flags & 0xFF)
-                sev_text.append(record.severity_text)
-                sev_num.append(record.severity_number & 0xFF)
-                service_col.append(service)
-                body.append(any_text(record.body))
-                res_url.append(resource_url)
-                res_attrs.append(resource)
-                scope_url.append(s_url)
-                scope_name.append(s_name)
-                scope_version.append(s_version)
-                scope_attrs.append(s_attrs)
-                log_attrs.append(attrs)
-                event_name.append(record.event_name)
-                if event_key in attrs:
-                    agents.add(
-                        attrs,
-                        resource_agent,
-                        timestamp,
-                        _digest_id(record),
-                        service,
-                        trace_hex,
-                        span_hex,
-                        "log",
-                    )
+    resources: dict[int, _ResourceValues] = {}
+    scopes: dict[int, dict[str, str]] = {}
+    resource: Resource | None = None
+    scope: Scope | None = None
+    shared = _ResourceValues({}, {}, "")
+    scope_text: dict[str, str] = {}
+    for record in data.records:
+        if record.resource is not resource:
+            resource = record.resource
+            shared = _once(resources, resource, _ResourceValues.of)
+        if record.scope is not scope:
+            scope = record.scope
+            scope_text = _once(scopes, scope, _scope_text)
+        attrs = record.attributes
+        text = attributes_text(attrs)
+        timestamp = record.time_unix_nano or record.observed_time_unix_nano
+        if timestamp > MAX_TIME_NS:
+            observed = record.observed_time_unix_nano
+            timestamp = observed if 0 < observed <= MAX_TIME_NS else now
+        trace_hex = record.trace_id.hex()
+        span_hex = record.span_id.hex()
+        ts.append(timestamp)
+        trace.append(trace_hex)
+        span.append(span_hex)
+        flags.append(record.flags & 0xFF)
+        sev_text.append(record.severity_text)
+        sev_num.append(record.severity_number & 0xFF)
+        service_col.append(shared.service)
+        value = record.body
+        body.append(value if value.__class__ is str else value_text(value))
+        res_url.append(resource.schema_url)
+        res_attrs.append(shared.text)
+        scope_url.append(scope.schema_url)
+        scope_name.append(scope.name)
+        scope_version.append(scope.version)
+        scope_attrs.append(scope_text)
+        log_attrs.append(text)
+        event_name.append(record.event_name)
+        if event_key in attrs:
+            agents.add(
+                attrs,
+                text,
+                shared.agent,
+                timestamp,
+                _log_digest(record),
+                shared.service,
+                trace_hex,
+                span_hex,
+                "log",
+            )
     return Batch([raw] if len(raw) else [], agents.finish(), agents.invalid)
 
 
 # --- traces ---------------------------------------------------------------------------------
 
 
-def convert_traces(data: TracesData) -> Batch:
+def convert_traces(data: Traces) -> Batch:
     raw = TableRows.for_table(schema.OTEL_TRACES)
     (
         ts,
@@ -435,61 +564,69 @@ def convert_traces(data: TracesData) -> Batch:
     agents = AgentRowBuilder()
     event_key = am.EVENT
     now = time.time_ns()
-    for resource_spans in data.resource_spans:
-        resource = attributes_text(resource_spans.resource.attributes)
-        resource_agent = agent_resource_keys(resource)
-        service = resource.get(SERVICE_NAME, "")
-        for scope_spans in resource_spans.scope_spans:
-            s_name, s_version = scope_spans.scope.name, scope_spans.scope.version
-            for span in scope_spans.spans:
-                attrs = attributes_text(span.attributes)
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
-                stored_start = start if start <= MAX_TIME_NS else now
-                ts.append(stored_start)
-                trace.append(trace_hex)
-                span_col.append(span_hex)
-                parent.append(span.parent_span_id.hex())
-                state.append(span.trace_state)
-                name.append(span.name)
-                kind.append(_SPAN_KIND.get(span.kind, ""))
-                service_col.append(service)
-                res_attrs.append(resource)
-                scope_name.append(s_name)
-                scope_version.append(s_version)
-                span_attrs.append(attrs)
-                duration.append(max(end - start, 0))
-                status_code.append(_STATUS_CODE.get(span.status.code, ""))
-                status_message.append(span.status.message)
-                ev_ts.append(_times([e.time_unix_nano for e in span.events], stored_start))
-                ev_name.append([e.name for e in span.events])
-                ev_attrs.append([attributes_text(e.attributes) for e in span.events])
-                ln_trace.append([link.trace_id.hex() for link in span.links])
-                ln_span.append([link.span_id.hex() for link in span.links])
-                ln_state.append([link.trace_state for link in span.links])
-                ln_attrs.append([attributes_text(link.attributes) for link in span.links])
-                if event_key in attrs:
-                    defaults = {am.DURATION_MS: float_text(max(end - start, 0) / 1e6)}
-                    agents.add(
-                        attrs,
-                        resource_agent,
-                        stored_start,
-                        _digest_id(span),
-                        service,
-                        trace_hex,
-                        span_hex,
-                        "span",
-                        defaults,
-                    )
+    resources: dict[int, _ResourceValues] = {}
+    resource: Resource | None = None
+    shared = _ResourceValues({}, {}, "")
+    for span in data.spans:
+        if span.resource is not resource:
+            resource = span.resource
+            shared = _once(resources, resource, _ResourceValues.of)
+        attrs = span.attributes
+        text = attributes_text(attrs)
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
+        stored_start = start if start <= MAX_TIME_NS else now
+        ts.append(stored_start)
+        trace.append(trace_hex)
+        span_col.append(span_hex)
+        parent.append(span.parent_span_id.hex())
+        state.append(span.trace_state)
+        name.append(span.name)
+        kind.append(_SPAN_KIND.get(span.kind, ""))
+        service_col.append(shared.service)
+        res_attrs.append(shared.text)
+        scope_name.append(span.scope.name)
+        scope_version.append(span.scope.version)
+        span_attrs.append(text)
+        duration.append(max(end - start, 0))
+        status_code.append(_STATUS_CODE.get(span.status_code, ""))
+        status_message.append(span.status_message)
+        events, links = span.events, span.links
+        ev_ts.append(_times([e.time_unix_nano for e in events], stored_start))
+        ev_name.append([e.name for e in events])
+        ev_attrs.append([attributes_text(e.attributes) for e in events])
+        ln_trace.append([link.trace_id.hex() for link in links])
+        ln_span.append([link.span_id.hex() for link in links])
+        ln_state.append([link.trace_state for link in links])
+        ln_attrs.append([attributes_text(link.attributes) for link in links])
+        if event_key in attrs:
+            defaults = {am.DURATION_MS: float_text(max(end - start, 0) / 1e6)}
+            agents.add(
+                attrs,
+                text,
+                shared.agent,
+                stored_start,
+                _span_digest(span),
+                shared.service,
+                trace_hex,
+                span_hex,
+                "span",
+                defaults,
+            )
     return Batch([raw] if len(raw) else [], agents.finish(), agents.invalid)
 
 
 # --- metrics --------------------------------------------------------------------------------
 
 
+def _proto_text(attributes: Any) -> dict[str, str]:
+    """Text of a protobuf attribute list (metrics are not in the record model yet)."""
+    return attributes_text(decode_attributes(attributes))
+
+
 def _exemplars(point: Any, columns: list[list[Any]], first: int) -> None:
     exemplars = point.exemplars
-    columns[first].append([attributes_text(e.filtered_attributes) for e in exemplars])
+    columns[first].append([_proto_text(e.filtered_attributes) for e in exemplars])
     point_time = columns[13][-1]  # already within range
     columns[first + 1].append(_times([e.time_unix_nano for e in exemplars], point_time))
     columns[first + 2].append(
@@ -520,7 +657,7 @@ def convert_metrics(data: MetricsData) -> Batch:
     tables = {kind: TableRows.for_table(table) for kind, table in METRIC_TABLES.items()}
     now = time.time_ns()
     for resource_metrics in data.resource_metrics:
-        resource = attributes_text(resource_metrics.resource.attributes)
+        resource = _proto_text(resource_metrics.resource.attributes)
         service = resource.get(SERVICE_NAME, "")
         for scope_metrics in resource_metrics.scope_metrics:
             scope = scope_metrics.scope
@@ -529,7 +666,7 @@ def convert_metrics(data: MetricsData) -> Batch:
                 resource_metrics.schema_url,
                 scope.name,
                 scope.version,
-                attributes_text(scope.attributes),
+                _proto_text(scope.attributes),
                 scope.dropped_attributes_count,
                 scope_metrics.schema_url,
                 service,
@@ -545,7 +682,7 @@ def convert_metrics(data: MetricsData) -> Batch:
                 for point in body.data_points:
                     for i, value in enumerate(common):
                         columns[i].append(value)
-                    columns[11].append(attributes_text(point.attributes))
+                    columns[11].append(_proto_text(point.attributes))
                     start_time, point_time = point.start_time_unix_nano, point.time_unix_nano
                     columns[12].append(start_time if start_time <= MAX_TIME_NS else now)
                     columns[13].append(point_time if point_time <= MAX_TIME_NS else now)

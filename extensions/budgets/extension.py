@@ -85,9 +85,10 @@ def _us(t: dt.datetime | float) -> int:
 
 
 class BudgetsExtension(Extension):
+    config: BudgetsConfig
+
     def __init__(self, name: str, config: BudgetsConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader_source: Any = None
@@ -99,22 +100,22 @@ class BudgetsExtension(Extension):
     def attach(self, host: Host) -> Outbox:
         """Find the store and load the outbox, without starting any thread (tests call
         ``evaluate`` themselves after this)."""
-        exporter = host.exporter("clickhouse", self.cfg.clickhouse)
+        exporter = host.exporter("clickhouse", self.config.clickhouse)
         if not hasattr(exporter, "view_reader"):
             raise LookupError(f"{exporter.name} cannot hand out a view reader")
         self._reader_source = exporter
         state = Path(host.data_dir) / "budgets" / f"{self.name.replace('/', '_')}.json"
         self.outbox = Outbox(state, self.name)
-        for b in self.cfg.budgets:
+        for b in self.config.budgets:
             LIMIT.labels(b.name).set(b.amount_usd)
         return self.outbox
 
     def start(self, host: Host) -> None:
-        if self.cfg.only_on_host and self.cfg.only_on_host != socket.gethostname():
-            log.info("%s: idle, runs on %s only", self.name, self.cfg.only_on_host)
+        if self.config.only_on_host and self.config.only_on_host != socket.gethostname():
+            log.info("%s: idle, runs on %s only", self.name, self.config.only_on_host)
             return
         outbox = self.attach(host)
-        self.sender = WebhookSender(outbox, self.cfg.notify.webhook, self.name)
+        self.sender = WebhookSender(outbox, self.config.notify.webhook, self.name)
         self.sender.start()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
@@ -142,7 +143,7 @@ class BudgetsExtension(Extension):
                 if self._client is not None:
                     self._client.close()
                     self._client = None
-            self._stop.wait(self.cfg.evaluation_interval)
+            self._stop.wait(self.config.evaluation_interval)
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         if self._client is None:
@@ -152,7 +153,7 @@ class BudgetsExtension(Extension):
     def evaluate(self, now: dt.datetime) -> None:
         """One pass: every budget, then the silences; notifications go to the outbox."""
         assert self.outbox is not None
-        for b in self.cfg.budgets:
+        for b in self.config.budgets:
             status = self.budget_status(b.name, now)
             SPEND.labels(b.name).set(status.spend)
             FORECAST.labels(b.name).set(status.forecast)
@@ -161,13 +162,13 @@ class BudgetsExtension(Extension):
             PERIOD_END.labels(b.name).set(status.window.end.timestamp())
             for n in budget_notifications(status):
                 self.outbox.decide(n.key, n.body, n.forget_after)
-        if self.cfg.silence.enabled:
+        if self.config.silence.enabled:
             self._silences(now.timestamp())
         self.outbox.forget_expired(now.timestamp())
 
     def budget_status(self, name: str, now: dt.datetime) -> BudgetStatus:
-        b = next(b for b in self.cfg.budgets if b.name == name)
-        window = period_window(b.period, now, ZoneInfo(b.timezone or self.cfg.timezone))
+        b = next(b for b in self.config.budgets if b.name == name)
+        window = period_window(b.period, now, ZoneInfo(b.timezone or self.config.timezone))
         recent_start = now.timestamp() - b.burn_rate_window
         scope = b.scope.values()
         params: dict[str, Any] = {
@@ -191,7 +192,7 @@ class BudgetsExtension(Extension):
 
     def _silences(self, now: float) -> None:
         assert self.outbox is not None
-        s = self.cfg.silence
+        s = self.config.silence
         rows = self._query(queries.LAST_SEEN, {"since_us": _us(now - s.lookback)})
         agents, found = silences([(a, u, ms / 1000.0) for a, u, ms in rows], now, s.after)
         silent_agents = {x.name for x in found if x.subject == "agent"}

@@ -133,16 +133,16 @@ class Console:
     def __init__(
         self,
         store: Store,
-        cfg: ConsoleConfig,
+        config: ConsoleConfig,
         directory: Directory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
-        self.cfg = cfg
+        self.config = config
         self.directory = directory
         self.clock = clock
         self.templates = make_templates()
-        self.auth = Authenticator(cfg.auth)
+        self.auth = Authenticator(config.auth)
 
     def app(self) -> ASGIApp:
         api = self._api
@@ -239,7 +239,7 @@ class Console:
                 raw=f.raw if f else {},
                 ranges=RANGES,
                 range_values=[f"now-{v}" for v, _ in RANGES],
-                refresh_s=self.cfg.refresh_interval,
+                refresh_s=self.config.refresh_interval,
                 path=request.url.path,
                 version=collector.__version__,
                 **context,
@@ -303,10 +303,10 @@ class Console:
         if self.directory is None:
             out["unused_seats"] = None
         else:
-            idle = timedelta(seconds=self.cfg.unused_after)
+            idle = timedelta(seconds=self.config.unused_after)
             seats = unused_seats(self.directory, self.store.last_seen(), self.clock(), idle)
             out["unused_seats"] = jsonable(seats)
-        out["unused_after_days"] = self.cfg.unused_after / 86400
+        out["unused_after_days"] = self.config.unused_after / 86400
         return out
 
     def api_people(self, request: Request, get: dict[str, list[str]]) -> Any:
@@ -331,8 +331,8 @@ class Console:
             "self_metrics": health.self_metrics(),
             "unpriced_models": self.store.unpriced_models(f),
             "coverage": self.store.coverage(f),
-            "silent": self.store.silent(timedelta(seconds=self.cfg.silent_after)),
-            "silent_after_s": self.cfg.silent_after,
+            "silent": self.store.silent(timedelta(seconds=self.config.silent_after)),
+            "silent_after_s": self.config.silent_after,
         }
 
     def api_health(self, request: Request, get: dict[str, list[str]]) -> Any:

@@ -9,10 +9,9 @@ import time
 
 import uvicorn
 
-from collector.component import Extension, Host
+from collector.component import Extension, Host, parse_endpoint
 from collector.config import resolve_path
 from exporters.clickhouse.exporter import ClickHouseExporter
-from exporters.prometheus import parse_endpoint
 from extensions.console.app import Console
 from extensions.console.config import ConsoleConfig, is_loopback
 from extensions.console.internal.queries import ClientPool, Store
@@ -22,29 +21,30 @@ log = logging.getLogger(__name__)
 
 
 class ConsoleExtension(Extension):
+    config: ConsoleConfig
+
     def __init__(self, name: str, config: ConsoleConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self.port = 0
         self._pool: ClientPool | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, host: Host) -> None:
-        bind_host, port = parse_endpoint(self.cfg.endpoint)
-        if not is_loopback(bind_host) and not self.cfg.auth.configured():
+        bind_host, port = parse_endpoint(self.config.endpoint)
+        if not is_loopback(bind_host) and not self.config.auth.configured():
             # The config check says the same; this guards configs built in code.
             raise RuntimeError(
                 f"{self.name}: refusing to serve on {bind_host} without auth (see README)"
             )
-        exporter = host.exporter("clickhouse", self.cfg.clickhouse)
+        exporter = host.exporter("clickhouse", self.config.clickhouse)
         if not isinstance(exporter, ClickHouseExporter):
             raise LookupError(f"{exporter.name} is not a clickhouse exporter")
         directory = None
-        if self.cfg.directory_file:
-            directory = Directory.load(resolve_path(self.cfg.directory_file, "."))
+        if self.config.directory_file:
+            directory = Directory.load(resolve_path(self.config.directory_file, "."))
         self._pool = ClientPool(exporter.view_reader)
-        console = Console(Store(self._pool, self.cfg.query_timeout), self.cfg, directory)
+        console = Console(Store(self._pool, self.config.query_timeout), self.config, directory)
         family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -52,7 +52,9 @@ class ConsoleExtension(Extension):
             sock.bind((bind_host, port))
         except OSError as exc:
             sock.close()
-            raise RuntimeError(f"{self.name}: cannot listen on {self.cfg.endpoint}: {exc}") from exc
+            raise RuntimeError(
+                f"{self.name}: cannot listen on {self.config.endpoint}: {exc}"
+            ) from exc
         sock.listen(128)
         self.port = sock.getsockname()[1]
         server = uvicorn.Server(

@@ -6,9 +6,8 @@ import ipaddress
 
 from pydantic import Field
 
-from collector.component import ComponentConfig, ConfigContext, Duration
+from collector.component import ComponentConfig, ConfigContext, Duration, parse_endpoint
 from collector.config import resolve_path
-from exporters.prometheus import parse_endpoint
 
 
 class TrustedHeaderConfig(ComponentConfig):

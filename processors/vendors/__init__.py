@@ -369,6 +369,17 @@ class Vendor:
     genai_operation: ClassVar[str] = "chat"
     derives_genai_metrics: ClassVar[bool] = False
     """True when the agent does not emit ``gen_ai.client.*`` metrics itself."""
+    delta_metrics: ClassVar[Mapping[str, str]] = {}
+    """The agent's delta metrics the Prometheus exporter counts itself -> the fact each carries
+    (``lines``, split by the point's ``type`` added/removed, ``commits``, ``pull_requests``,
+    ``active_time``): facts the agent reports only as metrics."""
+    compat_metric_names: ClassVar[Mapping[str, str]] = {}
+    """Derived fact -> the agent's own Prometheus metric name, as community dashboards query
+    it; the Prometheus exporter's compatibility option exposes these."""
+    compat_token_types: ClassVar[Mapping[str, str]] = {}
+    """The agent's own token ``type`` label values -> agentwatch token keys, in that order."""
+    compat_edit_tools: ClassVar[frozenset[str]] = frozenset()
+    """Tools whose permission decisions the agent's own metrics count as code edits."""
     identity_keys: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     """agentwatch identity key -> vendor keys, looked up on the record, then the resource."""
     version_keys: ClassVar[tuple[str, ...]] = ("service.version",)

@@ -195,6 +195,34 @@ class ClaudeCode(Vendor):
     agent = Agent.CLAUDE_CODE
     service_names = frozenset({"claude-code", "claude-code-desktop"})
     service_prefixes = ("claude-code",)
+    # What the Prometheus exporter reads as metrics and re-exposes under Claude Code's own names
+    # (Grafana dashboard 25255): lines, commits, pull requests and active time come only as
+    # delta metrics; tokens, cost, sessions and edit decisions are derived from the events.
+    delta_metrics: ClassVar[Mapping[str, str]] = {
+        "claude_code.lines_of_code.count": "lines",
+        "claude_code.commit.count": "commits",
+        "claude_code.pull_request.count": "pull_requests",
+        "claude_code.active_time.total": "active_time",
+    }
+    compat_metric_names: ClassVar[Mapping[str, str]] = {
+        "tokens": "claude_code_token_usage_tokens",
+        "cost": "claude_code_cost_usage_USD",
+        "sessions": "claude_code_session_count",
+        "lines": "claude_code_lines_of_code_count",
+        "commits": "claude_code_commit_count",
+        "pull_requests": "claude_code_pull_request_count",
+        "active_time": "claude_code_active_time_seconds",
+        "edit_decisions": "claude_code_code_edit_tool_decision",
+    }
+    compat_token_types: ClassVar[Mapping[str, str]] = {
+        "input": am.INPUT_TOKENS,
+        "output": am.OUTPUT_TOKENS,
+        "cacheRead": am.CACHE_READ_TOKENS,
+        "cacheCreation": am.CACHE_WRITE_TOKENS,
+    }
+    compat_edit_tools: ClassVar[frozenset[str]] = frozenset(
+        ("Edit", "MultiEdit", "Write", "NotebookEdit")
+    )
     provider = "anthropic"
     genai_operation = "chat"
     derives_genai_metrics = True

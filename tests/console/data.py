@@ -13,6 +13,7 @@ from typing import Any
 
 from collector import agent_model as am
 from collector.component import Host
+from collector.records import Logs
 from exporters.clickhouse.exporter import ClickHouseExporter
 from tests.clickhouse_fixture import ClickHouseDatabase, agent_record, logs_request, make_exporter
 
@@ -180,7 +181,8 @@ def seed(db: ClickHouseDatabase, data_dir: Path) -> Seeded:
     seeded = Seeded(exporter)
     for i, (sid, who, agent, model, start, costs, extra) in enumerate(plan):
         exporter.consume_logs(
-            logs_request(_session(sid, who, agent, model, start, costs, **extra)), f"seed-{i}"
+            Logs.from_proto(logs_request(_session(sid, who, agent, model, start, costs, **extra))),
+            f"seed-{i}",
         )
         seeded.sessions.append(sid)
     return seeded

@@ -106,7 +106,7 @@ MARKERS = (
 )
 EVIDENCE_KEY = "agentwatch.evidence"
 
-# --- prices, written here by hand from processors/pricebook.yaml -------------------------------
+# --- prices, written here by hand from processors/pricing/pricebook.yaml -----------------------
 
 D = Decimal
 RATES_PER_MTOK: dict[tuple[str, str], dict[str, Decimal]] = {

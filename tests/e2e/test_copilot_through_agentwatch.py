@@ -124,9 +124,10 @@ CASES = (
 )
 CASE_IDS = [c.name for c in CASES]
 
-# List prices per million tokens, written here by hand from processors/pricebook.yaml (checked
-# by test_hand_rates_are_the_shipped_price_book). Copilot reports no 1-hour cache write, so a
-# write is priced at the 5-minute rate; OpenAI has no write price: written tokens bill as input.
+# List prices per million tokens, written here by hand from processors/pricing/pricebook.yaml
+# (checked by test_hand_rates_are_the_shipped_price_book). Copilot reports no 1-hour cache write,
+# so a write is priced at the 5-minute rate; OpenAI has no write price: written tokens bill as
+# input.
 RATES_PER_MTOK: dict[tuple[str, str], dict[str, Decimal]] = {
     ("openai", "gpt-4.1"): {
         "input": D(2),

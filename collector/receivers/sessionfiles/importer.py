@@ -132,7 +132,7 @@ class SummaryTap(Processor):
         return data
 
 
-def import_config(cfg: Config, dry_run: bool) -> Config:
+def import_config(config: Config, dry_run: bool) -> Config:
     """The configured service as an import runs it: logs pipelines only, no receivers, only
     ClickHouse exporters (none for a dry run) on memory queues, sharing a running embedded
     ClickHouse, and no extensions (the console and budgets belong to ``serve``, which may be
@@ -141,7 +141,7 @@ def import_config(cfg: Config, dry_run: bool) -> Config:
 
     exporters: dict[str, ComponentSpec] = {}
     if not dry_run:
-        for name, spec in cfg.exporters.items():
+        for name, spec in config.exporters.items():
             if spec.factory.type_name != "clickhouse":
                 continue
             ch = spec.config
@@ -151,19 +151,19 @@ def import_config(cfg: Config, dry_run: bool) -> Config:
                 )
             }
             if not ch.endpoint:  # type: ignore[attr-defined]
-                url = running_embedded_url(embedded_root(ch, cfg.service.data_dir))  # type: ignore[arg-type]
+                url = running_embedded_url(embedded_root(ch, config.service.data_dir))  # type: ignore[arg-type]
                 if url:
                     update["endpoint"] = url
             exporters[name] = ComponentSpec(name, spec.factory, ch.model_copy(update=update))
     pipelines = [
         PipelineSpec(p.name, p.signal, [], p.processors, [e for e in p.exporters if e in exporters])
-        for p in cfg.pipelines
+        for p in config.pipelines
         if p.signal is Signal.LOGS
     ]
     used = {n for p in pipelines for n in p.processors}
-    processors = {n: s for n, s in cfg.processors.items() if n in used}
+    processors = {n: s for n, s in config.processors.items() if n in used}
     return dataclasses.replace(
-        cfg,
+        config,
         receivers={},
         processors=processors,
         exporters=exporters,
@@ -240,9 +240,9 @@ class Feeder:
                 time.sleep(exc.retry_after or 0.5)
 
 
-def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None) -> Summary:
+def run(config: Config, options: Options, log: Callable[[str], None] | None = None) -> Summary:
     summary = Summary()
-    ledger = Ledger(Path(cfg.service.data_dir) / LEDGER)
+    ledger = Ledger(Path(config.service.data_dir) / LEDGER)
     readers: list[tuple[Reader, list[Path]]] = []
     reader_agent_ids: dict[int, str] = {}
     for agent in options.agents:
@@ -256,7 +256,7 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
     progress = Progress(total_files, total_bytes, options.progress)
     low, high = _bounds(options.start, options.end)
     filtered = options.start is not None or options.end is not None
-    import_cfg = import_config(cfg, options.dry_run)
+    import_cfg = import_config(config, options.dry_run)
     if not options.dry_run and not import_cfg.exporters:
         raise ValueError("the configuration has no clickhouse exporter in a logs pipeline")
     service = Service(import_cfg)
@@ -294,7 +294,7 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
                 progress.advance(size)
     finally:
         store.close()
-        drained = service.shutdown(timeout=max(cfg.service.shutdown_timeout, 600))
+        drained = service.shutdown(timeout=max(config.service.shutdown_timeout, 600))
     if not options.dry_run:
         if not drained:
             raise RuntimeError("the store did not take every record; nothing marked as imported")
@@ -303,12 +303,12 @@ def run(cfg: Config, options: Options, log: Callable[[str], None] | None = None)
 
 
 @contextlib.contextmanager
-def _store(cfg: Config) -> Iterator[Client]:
+def _store(config: Config) -> Iterator[Client]:
     """A client on the store the import writes to (its first ClickHouse exporter)."""
     from exporters.clickhouse.exporter import open_store
 
-    spec = next(iter(cfg.exporters.values()))
-    with open_store(spec.config, cfg.service.data_dir) as client:  # type: ignore[arg-type]
+    spec = next(iter(config.exporters.values()))
+    with open_store(spec.config, config.service.data_dir) as client:  # type: ignore[arg-type]
         yield client
 
 

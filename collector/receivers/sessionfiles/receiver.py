@@ -15,24 +15,25 @@ from collector.receivers.sessionfiles.internal.events import Session
 
 
 class SessionFilesReceiver(Receiver):
+    config: SessionFilesConfig
+
     def __init__(self, name: str, config: SessionFilesConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
         self._thread: FollowerThread | None = None
 
     def start(self, host: Host) -> None:
         if Signal.LOGS not in self.consumers:
             raise ValueError(f"{self.name}: session files are logs; put it in a logs pipeline")
-        roots: dict[str, Path] = {agent: Path(path) for agent, path in self.cfg.paths.items()}
+        roots: dict[str, Path] = {agent: Path(path) for agent, path in self.config.paths.items()}
         follower = Follower(
-            list(self.cfg.agents),
+            list(self.config.agents),
             roots,
             host.data_dir,
             self._feed,
-            self.cfg.settle,
+            self.config.settle,
             self._twin_finder(),
         )
-        self._thread = FollowerThread(follower, self.cfg.poll_interval)
+        self._thread = FollowerThread(follower, self.config.poll_interval)
         self._thread.start()
 
     def _twin_finder(self) -> Callable[[str, list[Session]], int] | None:
@@ -45,8 +46,8 @@ class SessionFilesReceiver(Receiver):
             for runner in pipeline.runners:
                 exporter = runner.exporter
                 if isinstance(exporter, ClickHouseExporter) and exporter.url:
-                    client = connect(exporter.cfg, exporter.url)
-                    database = exporter.cfg.database
+                    client = connect(exporter.config, exporter.url)
+                    database = exporter.config.database
                     return lambda agent, sessions: twins.align(client, agent, sessions, database)
         return None
 
@@ -68,6 +69,6 @@ FACTORY = Factory(
     type_name="sessionfiles",
     kind="receiver",
     config_class=SessionFilesConfig,
-    create=lambda name, cfg: SessionFilesReceiver(name, cfg),
+    create=lambda name, config: SessionFilesReceiver(name, config),
     signals=frozenset({Signal.LOGS}),
 )

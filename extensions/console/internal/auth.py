@@ -45,8 +45,8 @@ class Decision:
 
 
 class Authenticator:
-    def __init__(self, cfg: AuthConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, config: AuthConfig) -> None:
+        self.config = config
         # A verified basic credential is remembered (as a digest) so that a page's dozen
         # requests do not each pay the deliberately slow hash.
         self._verified: dict[bytes, str] = {}
@@ -54,11 +54,13 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
-        return self.cfg.configured()
+        return self.config.configured()
 
     @property
     def challenge(self) -> str:
-        return 'Basic realm="agentwatch"' if self.cfg.basic_users else 'Bearer realm="agentwatch"'
+        return (
+            'Basic realm="agentwatch"' if self.config.basic_users else 'Bearer realm="agentwatch"'
+        )
 
     def decide(self, headers: dict[str, str]) -> Decision:
         if not self.enabled:
@@ -66,17 +68,17 @@ class Authenticator:
         authorization = headers.get("authorization", "")
         scheme, _, credentials = authorization.partition(" ")
         scheme = scheme.lower()
-        if scheme == "bearer" and self.cfg.bearer_tokens:
+        if scheme == "bearer" and self.config.bearer_tokens:
             token = credentials.strip().encode()
-            if any(hmac.compare_digest(token, t.encode()) for t in self.cfg.bearer_tokens):
+            if any(hmac.compare_digest(token, t.encode()) for t in self.config.bearer_tokens):
                 return Decision(200, user="token")
             return Decision(401, message="invalid bearer token")
-        if scheme == "basic" and self.cfg.basic_users:
+        if scheme == "basic" and self.config.basic_users:
             user = self._basic(credentials.strip())
             if user:
                 return Decision(200, user=user)
             return Decision(401, message="invalid user name or password")
-        header = self.cfg.trusted_header
+        header = self.config.trusted_header
         if header is not None:
             user = headers.get(header.user_header.lower(), "").strip()
             if user:
@@ -97,7 +99,7 @@ class Authenticator:
             user, _, password = base64.b64decode(credentials).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return ""
-        hashed = self.cfg.basic_users.get(user)
+        hashed = self.config.basic_users.get(user)
         if hashed is None or not verify_password(password, hashed):
             return ""
         with self._lock:

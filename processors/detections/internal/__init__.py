@@ -1,0 +1,1 @@
+"""Internals of the detections processor that know nothing about rules."""
