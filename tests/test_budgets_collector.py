@@ -5,7 +5,6 @@ scrapes the gauges."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import time
@@ -20,6 +19,7 @@ import pytest
 from collector import agent_model as am
 from collector import otlp_json
 from collector.component import LogsData, Signal
+from collector.records import Logs
 from extensions.budgets.internal.periods import period_window
 from processors.cost import CostConfig, CostProcessor
 from processors.normalize import NormalizeConfig, NormalizeProcessor
@@ -78,10 +78,10 @@ def recorded_session() -> LogsData:
 def session_cost(data: LogsData) -> float:
     """What the collector's own normalize and cost processors make of one session."""
     normalised = NormalizeProcessor("normalize/c", NormalizeConfig()).consume_logs(
-        copy.deepcopy(data)
+        Logs.from_proto(data)  # normalize takes records
     )
     assert normalised is not None
-    priced = CostProcessor("cost/c", CostConfig()).consume_logs(normalised)
+    priced = CostProcessor("cost/c", CostConfig()).consume_logs(normalised.to_proto())
     assert priced is not None
     costs = [
         kv.value.double_value
