@@ -179,7 +179,7 @@ class NormalizeProcessor(Processor):
 
     def __init__(self, name: str, config: NormalizeConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
+        self.config: NormalizeConfig = config
         self.directory: Directory | None = None
         self.emit_metrics: EMITTED | None = None
         self.emit_logs: EMITTED_LOGS | None = None
@@ -188,8 +188,8 @@ class NormalizeProcessor(Processor):
         self._labels_lock = threading.Lock()
 
     def start(self, host: Host) -> None:
-        if self.cfg.directory_file:
-            self.directory = Directory.load(self.cfg.directory_file)
+        if self.config.directory_file:
+            self.directory = Directory.load(self.config.directory_file)
             log.info(
                 "identity directory loaded",
                 extra={"component": self.name, "entries": len(self.directory)},
@@ -236,7 +236,7 @@ class NormalizeProcessor(Processor):
         with self._labels_lock:
             if service in self._unknown_labels:
                 return service
-            if len(self._unknown_labels) < self.cfg.max_unknown_service_labels:
+            if len(self._unknown_labels) < self.config.max_unknown_service_labels:
                 self._unknown_labels.add(service)
                 return service
         return OTHER_SERVICES
@@ -282,7 +282,7 @@ class NormalizeProcessor(Processor):
             _derive_from_event(derived, resource, vendor, keys, result, when or time.time_ns())
 
     def _derived_metrics(self) -> genai_semconv.DerivedClientMetrics | None:
-        if self.cfg.derive_genai_metrics and self.emit_metrics is not None:
+        if self.config.derive_genai_metrics and self.emit_metrics is not None:
             return genai_semconv.DerivedClientMetrics()
         return None
 
@@ -297,7 +297,7 @@ class NormalizeProcessor(Processor):
             for record in records:
                 result = vendor.log_event(resource.attributes, record.attributes, record)
                 if result is not None and result.drop_reason is not None:
-                    if self.cfg.drop_stream_chunks:
+                    if self.config.drop_stream_chunks:
                         drop.add(id(record))
                         dropped[result.drop_reason] += 1
                         continue
@@ -364,7 +364,7 @@ class NormalizeProcessor(Processor):
 
     # --- metrics ------------------------------------------------------------------------------
     def consume_metrics(self, data: MetricsData) -> MetricsData | None:
-        derive = self.cfg.derive_usage_from_metrics and self.emit_logs is not None
+        derive = self.config.derive_usage_from_metrics and self.emit_logs is not None
         groups: dict[tuple[object, ...], _UsageGroup] = {}
         skipped: Counter[tuple[str, str]] = Counter()
         for rm in data.resource_metrics:
@@ -588,5 +588,5 @@ FACTORY: Factory[NormalizeProcessor] = Factory(
     type_name="normalize",
     kind="processor",
     config_class=NormalizeConfig,
-    create=lambda name, cfg: NormalizeProcessor(name, cfg),
+    create=lambda name, config: NormalizeProcessor(name, config),
 )
