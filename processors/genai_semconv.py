@@ -86,12 +86,16 @@ def semconv_attributes(
 
 def usage_attributes(event: Mapping[str, Scalar]) -> dict[str, int]:
     """Token attributes in the conventions' sense: input includes both cache classes."""
-    uncached = _int(event.get(am.INPUT_TOKENS))
-    cache_read = _int(event.get(am.CACHE_READ_TOKENS))
-    cache_write = _int(event.get(am.CACHE_WRITE_TOKENS))
+    uncached = event.get(am.INPUT_TOKENS)
+    uncached = uncached if type(uncached) is int else _int(uncached)  # ints: no call
+    cache_read = event.get(am.CACHE_READ_TOKENS)
+    cache_read = cache_read if type(cache_read) is int else _int(cache_read)
+    cache_write = event.get(am.CACHE_WRITE_TOKENS)
+    cache_write = cache_write if type(cache_write) is int else _int(cache_write)
+    output = event.get(am.OUTPUT_TOKENS)
     out = {
         ga.GEN_AI_USAGE_INPUT_TOKENS: uncached + cache_read + cache_write,
-        ga.GEN_AI_USAGE_OUTPUT_TOKENS: _int(event.get(am.OUTPUT_TOKENS)),
+        ga.GEN_AI_USAGE_OUTPUT_TOKENS: output if type(output) is int else _int(output),
         ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
         ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write,
     }

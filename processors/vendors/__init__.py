@@ -396,6 +396,11 @@ class Vendor:
     def __init__(self) -> None:
         self.agent_name: str = self.agent.value
         """``agent.value`` as plain text, read on every record."""
+        self._identity_rows = tuple(
+            (key, vendor_keys[0], vendor_keys[1:])
+            for key, vendor_keys in self.identity_keys.items()
+            if vendor_keys
+        )
 
     def resource_identity(self, resource: Attrs) -> dict[str, str]:
         """The identity a resource carries, looked up once for all its records."""
@@ -413,15 +418,12 @@ class Vendor:
         """Who and which session: the record's own keys first, then its resource's."""
         out: dict[str, Scalar] = {am.AGENT: self.agent_name}
         get = attrs.get
-        for key, vendor_keys in self.identity_keys.items():
-            for vendor_key in vendor_keys:  # first_text, inlined: ten keys on every record
-                value = get(vendor_key)
-                if value is not None and value != "":
-                    if type(value) is not str:
-                        value = to_str(value)
-                    break
-            else:
-                value = None
+        for key, vendor_key, more_keys in self._identity_rows:  # first_text, inlined
+            value = get(vendor_key)
+            if value is None or value == "":
+                value = first(attrs, more_keys) if more_keys else None
+            if value is not None and type(value) is not str:
+                value = to_str(value)
             if value is None:
                 value = resource_identity.get(key)
             if value is not None:
