@@ -16,18 +16,22 @@ It also builds the two client histograms, ``gen_ai.client.token.usage`` and
 from __future__ import annotations
 
 import bisect
+import functools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from collector import agent_model as am
 from collector.agent_model import EventType
 from collector.component import MetricsData
+from collector.otlp_values import encode_attributes
+from collector.records import Resource
 from processors.vendors import DERIVED_SCOPE
 
 Scalar = str | bool | int | float
@@ -82,12 +86,16 @@ def semconv_attributes(
 
 def usage_attributes(event: Mapping[str, Scalar]) -> dict[str, int]:
     """Token attributes in the conventions' sense: input includes both cache classes."""
-    uncached = _int(event.get(am.INPUT_TOKENS))
-    cache_read = _int(event.get(am.CACHE_READ_TOKENS))
-    cache_write = _int(event.get(am.CACHE_WRITE_TOKENS))
+    uncached = event.get(am.INPUT_TOKENS)
+    uncached = uncached if type(uncached) is int else _int(uncached)  # ints: no call
+    cache_read = event.get(am.CACHE_READ_TOKENS)
+    cache_read = cache_read if type(cache_read) is int else _int(cache_read)
+    cache_write = event.get(am.CACHE_WRITE_TOKENS)
+    cache_write = cache_write if type(cache_write) is int else _int(cache_write)
+    output = event.get(am.OUTPUT_TOKENS)
     out = {
         ga.GEN_AI_USAGE_INPUT_TOKENS: uncached + cache_read + cache_write,
-        ga.GEN_AI_USAGE_OUTPUT_TOKENS: _int(event.get(am.OUTPUT_TOKENS)),
+        ga.GEN_AI_USAGE_OUTPUT_TOKENS: output if type(output) is int else _int(output),
         ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
         ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write,
     }
@@ -101,33 +109,102 @@ def _int(value: Scalar | None) -> int:
 
 
 # --- derived client metrics -------------------------------------------------------------------
-@dataclass
 class _Histogram:
-    bounds: tuple[float, ...]
-    counts: list[int]
-    count: int = 0
-    total: float = 0.0
-    minimum: float = float("inf")
-    maximum: float = float("-inf")
-    start: int = 0
-    end: int = 0
+    """The observations of one histogram point; bucketed once, when the batch is built."""
 
-    def record(self, value: float, time_unix_nano: int) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.count += 1
-        self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
-        self.start = time_unix_nano if not self.start else min(self.start, time_unix_nano)
-        self.end = max(self.end, time_unix_nano)
+    __slots__ = ("bounds", "times", "values")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.values: list[float] = []
+        self.times: list[int] = []
+
+    def point(self, point: metrics_pb2.HistogramDataPoint) -> None:
+        """Fill a DELTA point: bucket counts, count, sum, min, max and the time range."""
+        values, times = self.values, self.times
+        ordered = sorted(values)  # bucket i holds bounds[i-1] < value <= bounds[i]
+        below = [bisect.bisect_right(ordered, bound) for bound in self.bounds]
+        counts = [b - a for a, b in zip([0, *below], [*below, len(ordered)], strict=True)]
+        total = functools.reduce(operator.add, values, 0.0)  # in arrival order, as always
+        end = max(times)
+        if 0 in times:  # a time of 0 is left out of the start unless it comes first
+            start = 0
+            for when in times:
+                start = when if not start else min(start, when)
+        else:
+            start = min(times)
+        point.start_time_unix_nano = start
+        point.time_unix_nano = end
+        point.count = len(self.values)
+        point.sum = total
+        point.min = min(self.values)
+        point.max = max(self.values)
+        point.explicit_bounds.extend(float(b) for b in self.bounds)
+        point.bucket_counts.extend(counts)
+
+
+_HistogramKey = tuple[str, tuple[tuple[str, Scalar], ...]]
+"""(metric name, sorted attributes): one histogram point."""
 
 
 @dataclass
 class _ResourceSeries:
-    resource: Resource
-    histograms: dict[tuple[str, tuple[tuple[str, Scalar], ...]], _Histogram] = field(
-        default_factory=dict
-    )
+    resource: resource_pb2.Resource
+    histograms: dict[_HistogramKey, _Histogram] = field(default_factory=dict)
+
+
+class _Group:
+    """The histograms of one resource and low-cardinality attribute set (provider, model,
+    agent, team, cost centre): what every call of a batch with those values adds to."""
+
+    __slots__ = ("base", "histograms", "input_tokens", "output_tokens", "series")
+
+    def __init__(self, series: _ResourceSeries, base: dict[str, Scalar]) -> None:
+        self.series = series
+        self.base = base
+        self.histograms: dict[tuple[str, str | None], _Histogram] = {}
+        self.input_tokens: _Histogram | None = None  # made on the first call: a group of
+        self.output_tokens: _Histogram | None = None  # errors only has no token points
+
+    def histogram(self, metric: str, extra: str | None) -> _Histogram:
+        """``extra``: the token type of a usage point, the error type of a duration point."""
+        found = self.histograms.get((metric, extra))
+        if found is None:
+            attrs = dict(self.base)
+            if extra:
+                attrs[ga.GEN_AI_TOKEN_TYPE if metric == TOKEN_USAGE_METRIC else ERROR_TYPE] = extra
+            key = (metric, tuple(sorted(attrs.items())))
+            found = self.series.histograms.get(key)
+            if found is None:
+                bounds = TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
+                found = self.series.histograms[key] = _Histogram(bounds)
+            self.histograms[(metric, extra)] = found
+        return found
+
+    def add_call(self, event: Mapping[str, Scalar], time_unix_nano: int) -> None:
+        """Token usage of one ``api_call`` event (input counted the conventions' way)."""
+        uncached = event.get(am.INPUT_TOKENS)
+        cache_read = event.get(am.CACHE_READ_TOKENS)
+        cache_write = event.get(am.CACHE_WRITE_TOKENS)
+        output = event.get(am.OUTPUT_TOKENS)
+        total = (
+            (uncached if type(uncached) is int else _int(uncached))
+            + (cache_read if type(cache_read) is int else _int(cache_read))
+            + (cache_write if type(cache_write) is int else _int(cache_write))
+        )
+        input_tokens, output_tokens = self.input_tokens, self.output_tokens
+        if input_tokens is None or output_tokens is None:
+            input_tokens = self.input_tokens = self.histogram(TOKEN_USAGE_METRIC, "input")
+            output_tokens = self.output_tokens = self.histogram(TOKEN_USAGE_METRIC, "output")
+        input_tokens.values.append(float(total))
+        input_tokens.times.append(time_unix_nano)
+        output_tokens.values.append(float(output if type(output) is int else _int(output)))
+        output_tokens.times.append(time_unix_nano)
+
+    def add_duration(self, seconds: float, error_type: str | None, time_unix_nano: int) -> None:
+        hist = self.histogram(OPERATION_DURATION_METRIC, error_type)
+        hist.values.append(seconds)
+        hist.times.append(time_unix_nano)
 
 
 class DerivedClientMetrics:
@@ -140,74 +217,45 @@ class DerivedClientMetrics:
     def __init__(self) -> None:
         self._by_resource: dict[bytes, _ResourceSeries] = {}
         self._by_object: dict[int, tuple[Resource, _ResourceSeries]] = {}
+        self._groups: dict[tuple[object, ...], _Group] = {}
 
     def __bool__(self) -> bool:
         return bool(self._by_resource)
 
     def _series(self, resource: Resource) -> _ResourceSeries:
+        """The series of a resource: records of one request share their resource object, and
+        equal resources of different requests (or objects) share one series."""
         known = self._by_object.get(id(resource))
         if known is not None and known[0] is resource:
             return known[1]
-        key = resource.SerializeToString(deterministic=True)
+        message = resource_pb2.Resource(dropped_attributes_count=resource.dropped_attributes_count)
+        encode_attributes(resource.attributes, message.attributes)
+        key = message.SerializeToString(deterministic=True)
         series = self._by_resource.get(key)
         if series is None:
-            copy = Resource()
-            copy.CopyFrom(resource)
-            series = self._by_resource[key] = _ResourceSeries(copy)
+            series = self._by_resource[key] = _ResourceSeries(message)
         self._by_object[id(resource)] = (resource, series)
         return series
 
-    def _record(
-        self,
-        resource: Resource,
-        metric: str,
-        attributes: dict[str, Scalar],
-        value: float,
-        time_unix_nano: int,
-    ) -> None:
-        bounds: tuple[float, ...] = (
-            TOKEN_BUCKETS if metric == TOKEN_USAGE_METRIC else DURATION_BUCKETS
+    def group(
+        self, resource: Resource, event: Mapping[str, Scalar], provider: str, operation: str
+    ) -> _Group:
+        """The histograms an event adds to, looked up once per event (one tuple, one dict
+        get); the resource object is kept alive by the batch, so its id is stable."""
+        memo = (
+            id(resource),
+            event.get(am.PROVIDER) or provider,
+            operation,
+            event.get(am.MODEL),
+            event.get(am.AGENT),
+            event.get(am.TEAM),
+            event.get(am.COST_CENTER),
         )
-        key = (metric, tuple(sorted(attributes.items())))
-        series = self._series(resource)
-        hist = series.histograms.get(key)
-        if hist is None:
-            hist = series.histograms[key] = _Histogram(bounds, [0] * (len(bounds) + 1))
-        hist.record(value, time_unix_nano)
-
-    def add_call(
-        self,
-        resource: Resource,
-        event: Mapping[str, Scalar],
-        provider: str,
-        operation: str,
-        time_unix_nano: int,
-    ) -> None:
-        """Token usage of one ``api_call`` event (input counted the conventions' way)."""
-        base = _metric_attributes(event, provider, operation)
-        usage = usage_attributes(event)
-        for token_type, value in (
-            ("input", usage[ga.GEN_AI_USAGE_INPUT_TOKENS]),
-            ("output", usage[ga.GEN_AI_USAGE_OUTPUT_TOKENS]),
-        ):
-            attrs = dict(base)
-            attrs[ga.GEN_AI_TOKEN_TYPE] = token_type
-            self._record(resource, TOKEN_USAGE_METRIC, attrs, float(value), time_unix_nano)
-
-    def add_duration(
-        self,
-        resource: Resource,
-        event: Mapping[str, Scalar],
-        provider: str,
-        operation: str,
-        seconds: float,
-        error_type: str | None,
-        time_unix_nano: int,
-    ) -> None:
-        attrs = _metric_attributes(event, provider, operation)
-        if error_type:
-            attrs[ERROR_TYPE] = error_type
-        self._record(resource, OPERATION_DURATION_METRIC, attrs, seconds, time_unix_nano)
+        found = self._groups.get(memo)
+        if found is None:
+            base = _metric_attributes(event, provider, operation)
+            found = self._groups[memo] = _Group(self._series(resource), base)
+        return found
 
     def build(self, scope_version: str = "") -> MetricsData:
         data = MetricsData()
@@ -228,15 +276,8 @@ class DerivedClientMetrics:
                         metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
                     )
                 point = metric.histogram.data_points.add()
-                point.attributes.extend(_key_values(attributes))
-                point.start_time_unix_nano = hist.start
-                point.time_unix_nano = hist.end
-                point.count = hist.count
-                point.sum = hist.total
-                point.min = hist.minimum
-                point.max = hist.maximum
-                point.explicit_bounds.extend(float(b) for b in hist.bounds)
-                point.bucket_counts.extend(hist.counts)
+                encode_attributes(dict(attributes), point.attributes)
+                hist.point(point)
         return data
 
 
@@ -263,34 +304,3 @@ def _metric_attributes(
         if value:
             attrs[key] = value
     return attrs
-
-
-def _key_values(attributes: tuple[tuple[str, Scalar], ...]) -> list[KeyValue]:
-    out = []
-    for key, value in attributes:
-        kv = KeyValue(key=key)
-        set_any_value(kv, value)
-        out.append(kv)
-    return out
-
-
-_INT64 = range(-(2**63), 2**63)
-
-
-def set_any_value(kv: KeyValue, value: Scalar) -> None:
-    """Write a derived value; an int beyond int64 (a sum of huge counts) is written as its
-    decimal text, which OTLP can carry and the stores parse or count as invalid."""
-    kind = type(value)
-    if kind is str:
-        kv.value.string_value = value  # type: ignore[assignment]
-    elif kind is bool:
-        kv.value.bool_value = value  # type: ignore[assignment]
-    elif kind is int:
-        if value in _INT64:
-            kv.value.int_value = value  # type: ignore[assignment]
-        else:
-            kv.value.string_value = str(value)
-    elif kind is float:
-        kv.value.double_value = value  # type: ignore[assignment]
-    else:
-        kv.value.string_value = str(value)

@@ -31,14 +31,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.resource.v1 import resource_pb2
 from pydantic import Field
 
 from collector import agent_model as am
@@ -49,15 +49,14 @@ from collector.component import (
     ConfigContext,
     Factory,
     Host,
-    LogsData,
     MetricsData,
     Processor,
     Refused,
     Signal,
-    TracesData,
     count_items,
 )
-from collector.otlp_values import metric_points
+from collector.otlp_values import decode_attributes, encode_attributes, encode_value, metric_points
+from collector.records import LogRecord, Logs, Resource, Scope, Span, Traces
 from processors import genai_semconv
 from processors.directory import Directory, DirectoryError
 from processors.vendors import (
@@ -70,9 +69,8 @@ from processors.vendors import (
     SpanBatch,
     UsageTotals,
     Vendor,
-    attrs_dict,
     event_id,
-    first,
+    first_text,
     to_str,
     vendor_for,
     vendor_for_scope,
@@ -81,7 +79,8 @@ from processors.vendors import (
 log = logging.getLogger("agentwatch.normalize")
 
 EMITTED = Callable[[MetricsData], object]
-EMITTED_LOGS = Callable[[LogsData], object]
+EMITTED_LOGS = Callable[[Logs], object]
+Item = TypeVar("Item", LogRecord, Span)
 
 UNKNOWN_SERVICE = telemetry.counter(
     "agentwatch_normalize_unknown_service_items",
@@ -164,7 +163,7 @@ class NormalizeConfig(ComponentConfig):
 
 @dataclass
 class _UsageGroup:
-    resource: Resource
+    resource: resource_pb2.Resource
     vendor: Vendor
     kind: str
     identity: dict[str, Scalar]
@@ -176,9 +175,11 @@ class _UsageGroup:
 class NormalizeProcessor(Processor):
     """See the module docstring. ``emit_metrics``/``emit_logs`` are set by the service."""
 
+    takes_records: ClassVar[bool] = True
+
     def __init__(self, name: str, config: NormalizeConfig) -> None:
         super().__init__(name, config)
-        self.cfg = config
+        self.config: NormalizeConfig = config
         self.directory: Directory | None = None
         self.emit_metrics: EMITTED | None = None
         self.emit_logs: EMITTED_LOGS | None = None
@@ -187,8 +188,8 @@ class NormalizeProcessor(Processor):
         self._labels_lock = threading.Lock()
 
     def start(self, host: Host) -> None:
-        if self.cfg.directory_file:
-            self.directory = Directory.load(self.cfg.directory_file)
+        if self.config.directory_file:
+            self.directory = Directory.load(self.config.directory_file)
             log.info(
                 "identity directory loaded",
                 extra={"component": self.name, "entries": len(self.directory)},
@@ -196,14 +197,9 @@ class NormalizeProcessor(Processor):
 
     # --- dispatch -----------------------------------------------------------------------------
     def _vendor(
-        self, resource: Resource, signal: Signal, items: int, scopes: Iterable[str] = ()
+        self, service: str, signal: Signal, items: int, scopes: Iterable[str] = ()
     ) -> Vendor | None:
         """By ``service.name`` first, else by an instrumentation scope a vendor owns."""
-        service = ""
-        for kv in resource.attributes:
-            if kv.key == "service.name":
-                service = kv.value.string_value
-                break
         vendor = vendor_for(service, self._overrides) if service else None
         if vendor is None:
             vendor = vendor_for_scope(scopes)
@@ -211,22 +207,45 @@ class NormalizeProcessor(Processor):
             UNKNOWN_SERVICE.labels(self.name, signal.value, self._service_label(service)).inc(items)
         return vendor
 
+    def _by_vendor(
+        self, items: Sequence[Item], signal: Signal
+    ) -> Iterator[tuple[Vendor, Resource, list[Item]]]:
+        """The items of each resource a vendor knows, with that vendor; the items this
+        processor derived itself (its own scope) are left out."""
+        by_resource: dict[int, list[Item]] = {}
+        current: list[Item] = []
+        resource: Resource | None = None
+        for item in items:  # the items of one resource are usually adjacent: one test each
+            if item.resource is not resource:
+                resource = item.resource
+                current = by_resource.setdefault(id(resource), [])
+            current.append(item)
+        for members in by_resource.values():
+            resource = members[0].resource
+            service = resource.attributes.get("service.name")
+            scopes = (m.scope.name for m in members)
+            vendor = self._vendor(
+                service if type(service) is str else "", signal, len(members), scopes
+            )
+            if vendor is not None:
+                yield vendor, resource, [m for m in members if m.scope.name != DERIVED_SCOPE]
+
     def _service_label(self, service: str) -> str:
         if not service:
             return NO_SERVICE
         with self._labels_lock:
             if service in self._unknown_labels:
                 return service
-            if len(self._unknown_labels) < self.cfg.max_unknown_service_labels:
+            if len(self._unknown_labels) < self.config.max_unknown_service_labels:
                 self._unknown_labels.add(service)
                 return service
         return OTHER_SERVICES
 
     def _record_keys(
-        self, vendor: Vendor, resource: Attrs, attrs: Attrs, result: Result | None
+        self, vendor: Vendor, resource_identity: dict[str, str], attrs: Attrs, result: Result | None
     ) -> dict[str, Scalar]:
         """Identity, then the event's own keys, then directory, then semconv keys."""
-        keys = vendor.identity(resource, attrs)
+        keys = vendor.identity(resource_identity, attrs)
         if result is not None:
             keys.update(result.attributes)
         if self.directory is not None:
@@ -242,48 +261,57 @@ class NormalizeProcessor(Processor):
             )
         return keys
 
+    def _normalise(
+        self,
+        vendor: Vendor,
+        resource: Resource,
+        identity: dict[str, str],
+        item: LogRecord | Span,
+        result: Result | None,
+        when: int,
+        derived: genai_semconv.DerivedClientMetrics | None,
+        events: Counter[tuple[str, str]],
+    ) -> None:
+        """Add the keys of one record or span, count its event, derive its GenAI metrics."""
+        keys = self._record_keys(vendor, identity, item.attributes, result)
+        item.attributes = add_keys(item.attributes, keys)
+        event = keys.get(am.EVENT)
+        if isinstance(event, str):
+            events[(vendor.agent_name, event)] += 1
+        if derived is not None and vendor.derives_genai_metrics:
+            _derive_from_event(derived, resource, vendor, keys, result, when or time.time_ns())
+
+    def _derived_metrics(self) -> genai_semconv.DerivedClientMetrics | None:
+        if self.config.derive_genai_metrics and self.emit_metrics is not None:
+            return genai_semconv.DerivedClientMetrics()
+        return None
+
     # --- logs ---------------------------------------------------------------------------------
-    def consume_logs(self, data: LogsData) -> LogsData | None:
-        derive = self.cfg.derive_genai_metrics and self.emit_metrics is not None
-        derived = genai_semconv.DerivedClientMetrics() if derive else None
+    def consume_logs(self, data: Logs) -> Logs | None:
+        derived = self._derived_metrics()
         dropped: Counter[str] = Counter()
         events: Counter[tuple[str, str]] = Counter()
-        for rl in data.resource_logs:
-            items = sum(len(sl.log_records) for sl in rl.scope_logs)
-            scopes = (sl.scope.name for sl in rl.scope_logs)
-            vendor = self._vendor(rl.resource, Signal.LOGS, items, scopes)
-            if vendor is None:
-                continue
-            resource = attrs_dict(rl.resource.attributes)
-            wants_metrics = derived is not None and vendor.derives_genai_metrics
-            for sl in rl.scope_logs:
-                if sl.scope.name == DERIVED_SCOPE:
-                    continue
-                drop: list[int] = []
-                for index, record in enumerate(sl.log_records):
-                    attrs = attrs_dict(record.attributes)
-                    result = vendor.log_event(resource, attrs, record)
-                    if result is not None and result.drop_reason is not None:
-                        if self.cfg.drop_stream_chunks:
-                            drop.append(index)
-                            dropped[result.drop_reason] += 1
-                            continue
-                        result = None
-                    keys = self._record_keys(vendor, resource, attrs, result)
-                    write_attributes(record.attributes, attrs, keys)
-                    event = keys.get(am.EVENT)
-                    if isinstance(event, str):
-                        events[(vendor.agent.value, event)] += 1
-                    if wants_metrics and derived is not None:
-                        _derive_from_event(derived, rl.resource, vendor, keys, result, record)
-                for index in reversed(drop):
-                    del sl.log_records[index]
+        drop: set[int] = set()
+        for vendor, resource, records in self._by_vendor(data.records, Signal.LOGS):
+            identity = vendor.resource_identity(resource.attributes)
+            for record in records:
+                result = vendor.log_event(resource.attributes, record.attributes, record)
+                if result is not None and result.drop_reason is not None:
+                    if self.config.drop_stream_chunks:
+                        drop.add(id(record))
+                        dropped[result.drop_reason] += 1
+                        continue
+                    result = None
+                when = record.time_unix_nano or record.observed_time_unix_nano
+                self._normalise(vendor, resource, identity, record, result, when, derived, events)
+        if drop:
+            data.records = [r for r in data.records if id(r) not in drop]
         for reason, n in dropped.items():
             telemetry.PROCESSOR_DROPPED.labels(self.name, Signal.LOGS.value, reason).inc(n)
         self._count_events(events)
         if derived:
             self._emit_metrics(derived.build())
-        if dropped and count_items(data) == 0:
+        if drop and not data.records:
             return None
         return data
 
@@ -311,41 +339,24 @@ class NormalizeProcessor(Processor):
         DERIVED.labels(self.name, "genai_metric_points").inc(n)
 
     # --- traces -------------------------------------------------------------------------------
-    def consume_traces(self, data: TracesData) -> TracesData | None:
-        derive = self.cfg.derive_genai_metrics and self.emit_metrics is not None
-        derived = genai_semconv.DerivedClientMetrics() if derive else None
+    def consume_traces(self, data: Traces) -> Traces | None:
+        derived = self._derived_metrics()
         events: Counter[tuple[str, str]] = Counter()
-        for rs in data.resource_spans:
-            items = sum(len(ss.spans) for ss in rs.scope_spans)
-            scopes = (ss.scope.name for ss in rs.scope_spans)
-            vendor = self._vendor(rs.resource, Signal.TRACES, items, scopes)
-            if vendor is None:
-                continue
-            resource = attrs_dict(rs.resource.attributes)
-            spans = [
-                (span, attrs_dict(span.attributes))
-                for ss in rs.scope_spans
-                if ss.scope.name != DERIVED_SCOPE
-                for span in ss.spans
-            ]
+        for vendor, resource, spans in self._by_vendor(data.spans, Signal.TRACES):
+            identity = vendor.resource_identity(resource.attributes)
             batch = SpanBatch()
-            for span, attrs in spans:
-                conversation = to_str(attrs.get("gen_ai.conversation.id"))
+            user_keys = vendor.identity_keys.get(am.USER_ID, ())
+            for span in spans:
+                conversation = to_str(span.attributes.get("gen_ai.conversation.id"))
                 if conversation:
                     batch.conversation_by_trace.setdefault(span.trace_id, conversation)
-                user = to_str(first(attrs, vendor.identity_keys.get(am.USER_ID, ())))
+                user = first_text(span.attributes, user_keys)
                 if user:
                     batch.user_by_trace.setdefault(span.trace_id, user)
-            wants_metrics = derived is not None and vendor.derives_genai_metrics
-            for span, attrs in spans:
-                result = vendor.span_event(resource, attrs, span, batch)
-                keys = self._record_keys(vendor, resource, attrs, result)
-                write_attributes(span.attributes, attrs, keys)
-                event = keys.get(am.EVENT)
-                if isinstance(event, str):
-                    events[(vendor.agent.value, event)] += 1
-                if wants_metrics and derived is not None:
-                    _derive_from_event(derived, rs.resource, vendor, keys, result, span)
+            for span in spans:
+                result = vendor.span_event(resource.attributes, span.attributes, span, batch)
+                when = span.end_time_unix_nano
+                self._normalise(vendor, resource, identity, span, result, when, derived, events)
         self._count_events(events)
         if derived:
             self._emit_metrics(derived.build())
@@ -353,15 +364,19 @@ class NormalizeProcessor(Processor):
 
     # --- metrics ------------------------------------------------------------------------------
     def consume_metrics(self, data: MetricsData) -> MetricsData | None:
-        derive = self.cfg.derive_usage_from_metrics and self.emit_logs is not None
+        derive = self.config.derive_usage_from_metrics and self.emit_logs is not None
         groups: dict[tuple[object, ...], _UsageGroup] = {}
         skipped: Counter[tuple[str, str]] = Counter()
         for rm in data.resource_metrics:
+            resource = decode_attributes(rm.resource.attributes)
+            service = resource.get("service.name")
             scopes = (sm.scope.name for sm in rm.scope_metrics)
-            vendor = self._vendor(rm.resource, Signal.METRICS, metric_points(rm), scopes)
+            vendor = self._vendor(
+                service if type(service) is str else "", Signal.METRICS, metric_points(rm), scopes
+            )
             if vendor is None:
                 continue
-            resource = attrs_dict(rm.resource.attributes)
+            identity = vendor.resource_identity(resource)
             for sm in rm.scope_metrics:
                 if sm.scope.name == DERIVED_SCOPE:
                     continue
@@ -376,15 +391,15 @@ class NormalizeProcessor(Processor):
                         == metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
                     )
                     if rule is not None and not delta:
-                        skipped[(vendor.agent.value, "not_delta")] += len(body.data_points)
+                        skipped[(vendor.agent_name, "not_delta")] += len(body.data_points)
                         rule = None
                     for point in body.data_points:
-                        attrs = attrs_dict(point.attributes)
-                        keys = vendor.identity(resource, attrs)
+                        attrs = decode_attributes(point.attributes)
+                        keys = vendor.identity(identity, attrs)
                         keys = {k: v for k, v in keys.items() if k in IDENTITY_ONLY}
                         if self.directory is not None:
                             self.directory.enrich(keys)
-                        write_attributes(point.attributes, attrs, keys)
+                        write_point_attributes(point.attributes, attrs, keys)
                         if rule is None or kind not in ("sum", "gauge"):
                             continue
                         name = (rule.by_type or {}).get(str(attrs.get("type"))) or rule.name
@@ -394,7 +409,7 @@ class NormalizeProcessor(Processor):
                         model = to_str(attrs.get("model")) if rule.kind == "usage" else None
                         group_key = (
                             rule.kind,
-                            vendor.agent.value,
+                            vendor.agent_name,
                             tuple(sorted(keys.items())),
                             model,
                             point.time_unix_nano,
@@ -412,8 +427,7 @@ class NormalizeProcessor(Processor):
         return data
 
     def _emit_usage(self, groups: Iterable[_UsageGroup]) -> None:
-        logs = LogsData()
-        by_resource: dict[bytes, ScopeLogs] = {}
+        by_resource: dict[bytes, list[LogRecord]] = {}
         for group in groups:
             keys = dict(group.identity)
             session = to_str(keys.get(am.SESSION_ID))
@@ -424,31 +438,41 @@ class NormalizeProcessor(Processor):
                 keys[am.PROVIDER] = group.vendor.provider_for(group.model)
                 keys[am.EVENT] = API_USAGE
                 keys[am.EVENT_ID] = event_id(
-                    group.vendor.agent.value, session, API_USAGE, group.model, group.time_unix_nano
+                    group.vendor.agent_name, session, API_USAGE, group.model, group.time_unix_nano
                 )
             else:
                 keys.update(code_change_keys(group.totals))
                 keys[am.EVENT] = EventType.CODE_CHANGE.value
                 keys[am.EVENT_ID] = event_id(
-                    group.vendor.agent.value,
+                    group.vendor.agent_name,
                     session,
                     EventType.CODE_CHANGE.value,
                     group.time_unix_nano,
                 )
             keys[DERIVED_FROM] = "metrics"
             resource_key = group.resource.SerializeToString(deterministic=True)
-            scope = by_resource.get(resource_key)
-            if scope is None:
-                rl = logs.resource_logs.add()
-                rl.resource.CopyFrom(group.resource)
-                scope = rl.scope_logs.add()
-                scope.scope.name = DERIVED_SCOPE
-                by_resource[resource_key] = scope
-            record = scope.log_records.add()
-            record.time_unix_nano = group.time_unix_nano
-            record.observed_time_unix_nano = group.time_unix_nano or time.time_ns()
-            record.body.string_value = f"agentwatch.{keys[am.EVENT]}"
-            write_attributes(record.attributes, {}, keys)
+            records = by_resource.get(resource_key)
+            if records is None:
+                records = by_resource[resource_key] = []
+                resource = Resource(
+                    decode_attributes(group.resource.attributes),
+                    group.resource.dropped_attributes_count,
+                )
+                scope = Scope(DERIVED_SCOPE)
+            else:
+                resource, scope = records[0].resource, records[0].scope
+            attributes = add_keys({}, keys)
+            records.append(
+                LogRecord(
+                    resource,
+                    scope,
+                    time_unix_nano=group.time_unix_nano,
+                    observed_time_unix_nano=group.time_unix_nano or time.time_ns(),
+                    body=f"agentwatch.{keys[am.EVENT]}",
+                    attributes=attributes,
+                )
+            )
+        logs = Logs([record for records in by_resource.values() for record in records])
         n = count_items(logs)
         emit = self.emit_logs
         if emit is None or n == 0:
@@ -491,62 +515,78 @@ def _derive_from_event(
     vendor: Vendor,
     keys: dict[str, Scalar],
     result: Result | None,
-    record: object,
+    when: int,
 ) -> None:
-    when = int(getattr(record, "time_unix_nano", 0) or getattr(record, "end_time_unix_nano", 0))
-    when = when or int(getattr(record, "observed_time_unix_nano", 0)) or time.time_ns()
     event = keys.get(am.EVENT)
-    operation = vendor.genai_operation
-    if event == EventType.API_CALL.value:
-        derived.add_call(resource, keys, vendor.provider, operation, when)
     sample = result.duration_sample if result is not None else None
+    if sample is None and event != API_CALL and event != API_ERROR:
+        return
+    group = derived.group(resource, keys, vendor.provider, vendor.genai_operation)
+    if event == API_CALL:
+        group.add_call(keys, when)
     if sample is not None:
-        event_keys = dict(keys)
         if sample.model:
+            event_keys = dict(keys)
             event_keys[am.MODEL] = sample.model
-        derived.add_duration(
-            resource,
-            event_keys,
-            vendor.provider,
-            operation,
-            sample.seconds,
-            sample.error_type,
-            when,
-        )
-    elif event in (EventType.API_CALL.value, EventType.API_ERROR.value):
+            group = derived.group(resource, event_keys, vendor.provider, vendor.genai_operation)
+        group.add_duration(sample.seconds, sample.error_type, when)
+    else:
         millis = keys.get(am.DURATION_MS)
         if isinstance(millis, int | float) and not isinstance(millis, bool):
-            error = str(keys.get(am.STATUS)) if event == EventType.API_ERROR.value else None
-            derived.add_duration(
-                resource, keys, vendor.provider, operation, float(millis) / 1000.0, error, when
-            )
+            error = str(keys.get(am.STATUS)) if event == API_ERROR else None
+            group.add_duration(float(millis) / 1000.0, error, when)
 
 
-def write_attributes(
+API_CALL = EventType.API_CALL.value
+API_ERROR = EventType.API_ERROR.value
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def add_keys(attributes: Attrs, keys: dict[str, Scalar]) -> Attrs:
+    """``attributes`` with ``keys`` added: our own ``agentwatch.*`` keys are replaced, any other
+    key present wins. Returns a new dict (built in one go, cheaper than growing the old one).
+
+    Replacing our keys makes normalising twice (a re-delivered or re-exported batch) give the
+    same record; never overwriting other keys keeps the agent's values authoritative. A sum
+    beyond int64 is added as its decimal text, as OTLP carries it to every later component.
+    """
+    for value in keys.values():
+        if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+            keys = {k: _int64_or_text(v) for k, v in keys.items()}
+            break
+    if attributes.keys().isdisjoint(keys):  # nearly always: one pass in C
+        return {**attributes, **keys}
+    merged = dict(attributes)
+    for key, value in keys.items():
+        if key not in merged or key.startswith(am.P):
+            merged[key] = value
+    return merged
+
+
+def _int64_or_text(value: Scalar) -> Scalar:
+    if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        return str(value)
+    return value
+
+
+def write_point_attributes(
     key_values: RepeatedCompositeFieldContainer[KeyValue],
     existing: Attrs,
     keys: dict[str, Scalar],
 ) -> None:
-    """Add ``keys``; our own ``agentwatch.*`` keys are replaced, any other key present wins.
-
-    Replacing our keys makes normalising twice (a re-delivered or re-exported batch) give the
-    same record; never overwriting other keys keeps the agent's values authoritative.
-    """
+    """``add_keys`` for a metric point, which stays protobuf: existing keys change in place."""
     to_write = {k: v for k, v in keys.items() if k.startswith(am.P) or k not in existing}
     if any(k in existing for k in to_write):  # rare: already normalised once; update in place
         for kv in key_values:
             if kv.key in to_write:
                 kv.value.Clear()
-                genai_semconv.set_any_value(kv, to_write.pop(kv.key))
-    for key, value in to_write.items():
-        kv = key_values.add()
-        kv.key = key
-        genai_semconv.set_any_value(kv, value)
+                encode_value(to_write.pop(kv.key), kv.value)
+    encode_attributes(to_write, key_values)
 
 
 FACTORY: Factory[NormalizeProcessor] = Factory(
     type_name="normalize",
     kind="processor",
     config_class=NormalizeConfig,
-    create=lambda name, cfg: NormalizeProcessor(name, cfg),
+    create=lambda name, config: NormalizeProcessor(name, config),
 )

@@ -5,7 +5,6 @@ scrapes the gauges."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import time
@@ -79,10 +78,10 @@ def recorded_session() -> LogsData:
 def session_cost(data: LogsData) -> float:
     """What the collector's own normalize and cost processors make of one session."""
     normalised = NormalizeProcessor("normalize/c", NormalizeConfig()).consume_logs(
-        copy.deepcopy(data)
+        Logs.from_proto(data)  # normalize takes records
     )
     assert normalised is not None
-    records = CostProcessor("cost/c", CostConfig()).consume_logs(Logs.from_proto(normalised))
+    records = CostProcessor("cost/c", CostConfig()).consume_logs(normalised)
     assert records is not None
     priced = records.to_proto()
     costs = [

@@ -42,14 +42,14 @@ class Pipeline:
 
     def __init__(self, cost: CostConfig | None = None) -> None:
         self.normalize = NormalizeProcessor("normalize/usage-test", NormalizeConfig())
-        self.derived: list[LogsData] = []
+        self.derived: list[Logs] = []
         self.normalize.emit_logs = self.derived.append
         self.cost = CostProcessor("cost/usage-test", cost or CostConfig())
 
     def logs(self, data: LogsData) -> LogsData:
-        normalised = self.normalize.consume_logs(data)
+        normalised = self.normalize.consume_logs(Logs.from_proto(data))  # takes records
         assert normalised is not None
-        priced = self.cost.consume_logs(Logs.from_proto(normalised))
+        priced = self.cost.consume_logs(normalised)
         assert priced is not None
         return priced.to_proto()
 
@@ -59,7 +59,7 @@ class Pipeline:
         self.normalize.consume_metrics(data)
         out = LogsData()
         for derived in self.derived:
-            priced = self.cost.consume_logs(Logs.from_proto(derived))
+            priced = self.cost.consume_logs(derived)
             assert priced is not None
             out.resource_logs.extend(priced.to_proto().resource_logs)
         return out

@@ -22,6 +22,7 @@ from tests.test_normalize_support import (
     log_request,
     processor,
     records,
+    run,
     token_row,
 )
 
@@ -41,7 +42,7 @@ EXPECTED_1H = [1006, 0, 0, 0]
 def normalise_run(path: Path) -> tuple[list[tuple[Signal, Telemetry | None]], Hooks]:
     proc = processor()
     hooks = Hooks(proc)
-    out = [(signal, proc.process(signal, data)) for signal, data in load_capture(path)]
+    out = [(signal, run(proc, signal, data)) for signal, data in load_capture(path)]
     return out, hooks
 
 
@@ -200,15 +201,15 @@ def test_same_request_twice_gives_the_same_event_ids() -> None:
     (signal, data), *_ = [
         (s, d)
         for s, d in load_capture(CAPTURED / "claude" / "retry-tools-grpc.json")
-        if s is Signal.LOGS and events(processor().process(s, copy.deepcopy(d)))
+        if s is Signal.LOGS and events(run(processor(), s, copy.deepcopy(d)))
     ]
-    first = events(processor().process(signal, copy.deepcopy(data)))
-    again = events(processor().process(signal, copy.deepcopy(data)))
+    first = events(run(processor(), signal, copy.deepcopy(data)))
+    again = events(run(processor(), signal, copy.deepcopy(data)))
     assert first and [e[am.EVENT_ID] for e in first] == [e[am.EVENT_ID] for e in again]
     # normalising an already normalised batch (re-export, second collector) changes nothing
-    once = processor().process(signal, copy.deepcopy(data))
+    once = run(processor(), signal, copy.deepcopy(data))
     assert once is not None
-    twice = processor().process(signal, copy.deepcopy(once))
+    twice = run(processor(), signal, copy.deepcopy(once))
     assert twice is not None and twice.SerializeToString() == once.SerializeToString()
 
 
@@ -236,7 +237,7 @@ def test_token_counts_as_strings_ints_or_doubles(tokens: dict[str, object]) -> N
         ],
         body_prefix="claude_code.",
     )
-    (call,) = events(processor().process(Signal.LOGS, request), "api_call")
+    (call,) = events(run(processor(), Signal.LOGS, request), "api_call")
     assert token_row(call) == (1200, 15000, 3000, 57, 0)
 
 
@@ -248,7 +249,7 @@ def test_bedrock_and_vertex_models_get_their_provider() -> None:
             for m in ("us.anthropic.claude-sonnet-4-5-v1:0", "claude-sonnet-4-5@20250929", "x")
         ],
     )
-    calls = events(processor().process(Signal.LOGS, request), "api_call")
+    calls = events(run(processor(), Signal.LOGS, request), "api_call")
     assert [c[am.PROVIDER] for c in calls] == ["aws.bedrock", "gcp.vertex_ai", "anthropic"]
 
 
@@ -257,7 +258,7 @@ def test_sample_log_conversation() -> None:
     data = load_sample(
         SAMPLES / "claude" / "t4avenger__claude-code-2.1.283-log-conversation.otlp.json"
     )
-    out = processor().process(Signal.LOGS, data)
+    out = run(processor(), Signal.LOGS, data)
     (prompt,) = events(out, "user_prompt")
     assert prompt[am.PROMPT_LENGTH] == 42
     assert prompt[am.SESSION_ID] == "tiq-corr-210"
@@ -274,7 +275,7 @@ def test_sample_token_usage_metrics_hand_count() -> None:
     )
     proc = processor()
     hooks = Hooks(proc)
-    proc.process(Signal.METRICS, data)
+    run(proc, Signal.METRICS, data)
     (usage,) = [r for logs in hooks.logs for r in events(logs, "api_usage")]
     assert token_row(usage) == (10, 0, 18856, 42, 0)
     assert usage[am.MODEL] == "claude-haiku-4-5-20251001"
@@ -285,7 +286,7 @@ def test_sample_trace_conversation() -> None:
     data = load_sample(
         SAMPLES / "claude" / "t4avenger__claude-code-2.1.283-trace-conversation.otlp.json"
     )
-    out = processor().process(Signal.TRACES, data)
+    out = run(processor(), Signal.TRACES, data)
     assert isinstance(out, TracesData)
     spans = {
         s.name: {kv.key: kv.value for kv in s.attributes}
@@ -368,6 +369,6 @@ def test_event_ids_differ_across_processes_and_repeat_on_redelivery() -> None:
     ids = []
     for record in (first, resumed, first):
         data = log_request("claude-code", [dict(record)], body_prefix="claude_code.")
-        (event,) = events(proc.consume_logs(data), "user_prompt")
+        (event,) = events(run(proc, Signal.LOGS, data), "user_prompt")
         ids.append(event[am.EVENT_ID])
     assert ids[0] != ids[1] and ids[0] == ids[2]

@@ -23,6 +23,7 @@ from tests.test_normalize_support import (
     log_request,
     processor,
     records,
+    run,
     token_row,
 )
 
@@ -48,7 +49,7 @@ def normalise(path: Path, **config: object) -> tuple[list[dict], Hooks, str]:
     hooks = Hooks(proc)
     found: list[dict] = []
     for signal, data in load_capture(path):
-        out = proc.process(signal, data)
+        out = run(proc, signal, data)
         if signal is Signal.LOGS:
             found += events(out)
     return found, hooks, proc.name
@@ -123,7 +124,7 @@ def test_chunks_kept_when_dropping_is_off() -> None:
     kept = 0
     calls = 0
     for signal, data in load_capture(path):
-        out = proc.process(signal, data)
+        out = run(proc, signal, data)
         if signal is Signal.LOGS:
             assert isinstance(out, LogsData)
             kept += sum(1 for r in records(out) if r.get("event.name") == "codex.sse_event")
@@ -204,12 +205,12 @@ def test_redelivered_batch_has_the_same_event_ids() -> None:
     first = [
         e[am.EVENT_ID]
         for d in logs
-        for e in events(processor().process(Signal.LOGS, copy.deepcopy(d)))
+        for e in events(run(processor(), Signal.LOGS, copy.deepcopy(d)))
     ]
     again = [
         e[am.EVENT_ID]
         for d in logs
-        for e in events(processor().process(Signal.LOGS, copy.deepcopy(d)))
+        for e in events(run(processor(), Signal.LOGS, copy.deepcopy(d)))
     ]
     assert first and first == again and len(set(first)) == len(first)
 
@@ -217,7 +218,7 @@ def test_redelivered_batch_has_the_same_event_ids() -> None:
 def test_public_sample_0_145_strings_and_empty_identity() -> None:
     """Hand count of the sample: input 100 (no cached count), output 10, as strings."""
     data = load_sample(SAMPLES / "codex" / "t4avenger__codex-0.145.0-logs.otlp.json")
-    (call,) = events(processor().process(Signal.LOGS, data), "api_call")
+    (call,) = events(run(processor(), Signal.LOGS, data), "api_call")
     assert token_row(call) == (100, 0, 0, 10, 0)
     assert call[am.MODEL] == "synthetic-model"
     assert call[am.AGENT_VERSION] == "0.145.0"
@@ -254,7 +255,7 @@ def test_only_the_token_bearing_event_survives_a_chunk_only_batch() -> None:
             {**base, "event.kind": "response.failed", "error.message": "overloaded"},
         ],
     )
-    out = processor().process(Signal.LOGS, request)
+    out = run(processor(), Signal.LOGS, request)
     assert out is not None
     kept = list(records(out))
     assert [r["event.kind"] for r in kept] == ["response.completed", "response.failed"]
@@ -269,7 +270,7 @@ def test_all_chunks_dropped_leaves_nothing_to_export() -> None:
         "codex_exec",
         [{"event.name": "codex.sse_event", "event.kind": "response.created", "duration_ms": "1"}],
     )
-    assert processor().process(Signal.LOGS, request) is None
+    assert run(processor(), Signal.LOGS, request) is None
 
 
 def test_turn_token_usage_histogram_is_marked_not_derived() -> None:
@@ -285,7 +286,7 @@ def test_turn_token_usage_histogram_is_marked_not_derived() -> None:
         point.attributes.append(kv("token_type", token_type))
     proc = processor()
     hooks = Hooks(proc)
-    out = proc.process(Signal.METRICS, data)
+    out = run(proc, Signal.METRICS, data)
     assert out is not None
     assert [p[am.AGENT] for p in records(out)] == ["codex"] * 3
     assert hooks.logs == []
@@ -322,7 +323,7 @@ def test_mcp_tool_server_from_namespace_or_name() -> None:
             },
         ],
     )
-    found = events(processor().consume_logs(data), "tool_call")
+    found = events(run(processor(), Signal.LOGS, data), "tool_call")
     assert [(t[am.TOOL_NAME], t.get(am.MCP_SERVER), t[am.TOOL_SOURCE]) for t in found] == [
         ("echo", "awecho", "mcp"),
         ("search", "docs", "mcp"),

@@ -21,6 +21,7 @@ from tests.test_normalize_support import (
     events,
     load_capture,
     processor,
+    run,
     token_row,
 )
 
@@ -52,7 +53,7 @@ def normalise_run(path: Path, service_name: str | None = None) -> list[dict]:
                 for kv in resource.attributes:
                     if kv.key == "service.name":
                         kv.value.string_value = service_name
-        found += events(proc.process(signal, data))
+        found += events(run(proc, signal, data))
     return found
 
 
@@ -143,7 +144,7 @@ def load(name: str, signal: Signal) -> Telemetry:
 
 
 def test_copilot_chat_calls_from_chat_spans_only() -> None:
-    out = processor().process(Signal.TRACES, load("copilot-chat.traces.json", Signal.TRACES))
+    out = run(processor(), Signal.TRACES, load("copilot-chat.traces.json", Signal.TRACES))
     calls = events(out, "api_call")
     # two chat spans of the agent and one of its Explore subagent; the invoke_agent totals
     # (4100 in / 700 out) repeat them and are not a call
@@ -167,7 +168,7 @@ def test_copilot_chat_calls_from_chat_spans_only() -> None:
 
 
 def test_copilot_chat_tools_prompts_and_session() -> None:
-    out = processor().process(Signal.TRACES, load("copilot-chat.traces.json", Signal.TRACES))
+    out = run(processor(), Signal.TRACES, load("copilot-chat.traces.json", Signal.TRACES))
     tools = events(out, "tool_call")
     assert [(t[am.TOOL_NAME], t[am.SUCCESS]) for t in tools] == [
         ("readFile", True),
@@ -192,7 +193,7 @@ def test_copilot_chat_tools_prompts_and_session() -> None:
 
 
 def test_copilot_chat_log_events_repeat_spans_so_only_session_start_counts() -> None:
-    out = processor().process(Signal.LOGS, load("copilot-chat.logs.json", Signal.LOGS))
+    out = run(processor(), Signal.LOGS, load("copilot-chat.logs.json", Signal.LOGS))
     found = events(out)
     assert [e[am.EVENT] for e in found] == ["session_start"]
     assert found[0][am.MODEL] == "gpt-4o"
@@ -201,7 +202,7 @@ def test_copilot_chat_log_events_repeat_spans_so_only_session_start_counts() -> 
 def test_copilot_chat_code_change_counters() -> None:
     proc = processor()
     hooks = Hooks(proc)
-    proc.process(Signal.METRICS, load("copilot-chat.metrics.json", Signal.METRICS))
+    run(proc, Signal.METRICS, load("copilot-chat.metrics.json", Signal.METRICS))
     (change,) = [r for logs in hooks.logs for r in events(logs, "code_change")]
     assert (change[am.LINES_ADDED], change[am.LINES_REMOVED], change[am.PULL_REQUESTS]) == (
         50,
@@ -212,7 +213,7 @@ def test_copilot_chat_code_change_counters() -> None:
 
 
 def test_copilot_cli_tokens_subtract_both_cache_spellings() -> None:
-    out = processor().process(Signal.TRACES, load("copilot-cli.traces.json", Signal.TRACES))
+    out = run(processor(), Signal.TRACES, load("copilot-cli.traces.json", Signal.TRACES))
     calls = events(out, "api_call")
     assert [token_row(c) for c in calls] == [
         (2000, 9000, 1000, 400, 0),  # 12000 - 9000 read - 1000 cache_creation
@@ -229,7 +230,7 @@ def test_copilot_cli_tokens_subtract_both_cache_spellings() -> None:
 
 
 def test_copilot_cli_error_tools_and_prompt() -> None:
-    out = processor().process(Signal.TRACES, load("copilot-cli.traces.json", Signal.TRACES))
+    out = run(processor(), Signal.TRACES, load("copilot-cli.traces.json", Signal.TRACES))
     (error,) = events(out, "api_error")
     assert (error[am.STATUS], error[am.ERROR_MESSAGE]) == (
         "RateLimitError",
@@ -248,5 +249,5 @@ def test_copilot_cli_error_tools_and_prompt() -> None:
 def test_copilot_emits_its_own_client_metrics_so_none_are_derived() -> None:
     proc = processor()
     hooks = Hooks(proc)
-    proc.process(Signal.TRACES, load("copilot-cli.traces.json", Signal.TRACES))
+    run(proc, Signal.TRACES, load("copilot-cli.traces.json", Signal.TRACES))
     assert hooks.metrics == []

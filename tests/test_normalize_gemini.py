@@ -20,6 +20,7 @@ from tests.test_normalize_support import (
     log_request,
     processor,
     records,
+    run,
     token_row,
 )
 
@@ -46,7 +47,7 @@ def normalise(path: Path) -> tuple[list[dict], Hooks, list[MetricsData]]:
     found: list[dict] = []
     metrics: list[MetricsData] = []
     for signal, data in load_capture(path):
-        out = proc.process(signal, data)
+        out = run(proc, signal, data)
         if signal is Signal.LOGS:
             found += events(out)
         elif signal is Signal.METRICS:
@@ -156,7 +157,7 @@ def test_cumulative_metrics_are_not_derived_until_made_delta(gemini_run: Path) -
                             metric.sum.aggregation_temporality = (
                                 metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
                             )
-            proc.process(signal, data)
+            run(proc, signal, data)
     usage = [r for logs in delta_hooks.logs for r in events(logs, "api_usage")]
     assert [
         sum(u[key] for u in usage)
@@ -205,7 +206,7 @@ def test_token_counts_as_strings_or_ints(as_strings: bool) -> None:
         ],
         resource={"session.id": "s-1"},
     )
-    (call,) = events(processor().process(Signal.LOGS, request), "api_call")
+    (call,) = events(run(processor(), Signal.LOGS, request), "api_call")
     assert token_row(call) == (3109, 5023, 0, 73, 41)
     assert call[am.SESSION_ID] == "s-1"  # from the resource when the record lacks it
 
@@ -232,7 +233,7 @@ def test_vertex_auth_means_vertex_provider() -> None:
             }
         ],
     )
-    (call,) = events(processor().process(Signal.LOGS, request), "api_call")
+    (call,) = events(run(processor(), Signal.LOGS, request), "api_call")
     assert call[am.PROVIDER] == "gcp.vertex_ai"
     assert call["gen_ai.provider.name"] == "gcp.vertex_ai"
 
@@ -271,7 +272,7 @@ def test_router_call_is_auxiliary_and_error_type_is_the_tool_error() -> None:
             },
         ],
     )
-    found = events(processor().consume_logs(data))
+    found = events(run(processor(), Signal.LOGS, data))
     calls = [e for e in found if e[am.EVENT] == "api_call"]
     assert [(c[am.MODEL], c[am.CALLER]) for c in calls] == [
         ("gemini-2.5-flash-lite", "auxiliary"),

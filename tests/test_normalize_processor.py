@@ -24,6 +24,7 @@ from collector.component import (
     count_items,
 )
 from collector.config import parse
+from collector.records import Logs
 from collector.service import Service
 from processors.directory import Directory, DirectoryError
 from processors.normalize import FACTORY, NormalizeConfig, NormalizeProcessor
@@ -39,6 +40,7 @@ from tests.test_normalize_support import (
     log_request,
     processor,
     records,
+    run,
 )
 
 API_REQUEST = {
@@ -68,9 +70,9 @@ def unknown_items(service: str, name: str = "normalize/test") -> float:
 
 def test_unknown_service_passes_untouched_and_is_counted() -> None:
     request = log_request("my-own-app", [{"event.name": "api_request", "input_tokens": "5"}] * 3)
-    before = request.SerializeToString()
+    before = Logs.from_proto(request).to_proto().SerializeToString()  # as the pipeline sees it
     counted = unknown_items("my-own-app", "normalize/unknown")
-    out = NormalizeProcessor("normalize/unknown", NormalizeConfig()).process(Signal.LOGS, request)
+    out = run(NormalizeProcessor("normalize/unknown", NormalizeConfig()), Signal.LOGS, request)
     assert out is not None and out.SerializeToString() == before
     assert unknown_items("my-own-app", "normalize/unknown") - counted == 3
 
@@ -78,28 +80,28 @@ def test_unknown_service_passes_untouched_and_is_counted() -> None:
 def test_unknown_service_labels_are_capped() -> None:
     proc = NormalizeProcessor("normalize/cap", NormalizeConfig(max_unknown_service_labels=2))
     for service in ("svc-a", "svc-b", "svc-c", "svc-d"):
-        proc.process(Signal.LOGS, log_request(service, [{"x": 1}]))
-    proc.process(Signal.LOGS, log_request("svc-a", [{"x": 1}]))
+        run(proc, Signal.LOGS, log_request(service, [{"x": 1}]))
+    run(proc, Signal.LOGS, log_request("svc-a", [{"x": 1}]))
     assert unknown_items("svc-a", "normalize/cap") == 2
     assert unknown_items("svc-b", "normalize/cap") == 1
     assert unknown_items("svc-c", "normalize/cap") == 0
     assert unknown_items("_other", "normalize/cap") == 2
     request = LogsData()
     request.resource_logs.add().scope_logs.add().log_records.add()
-    proc.process(Signal.LOGS, request)
+    run(proc, Signal.LOGS, request)
     assert unknown_items("_none", "normalize/cap") == 1
 
 
 def test_service_name_override() -> None:
     proc = processor(service_names={"acme-claude": "claude_code"})
-    (call,) = events(proc.process(Signal.LOGS, log_request("acme-claude", [API_REQUEST])))
+    (call,) = events(run(proc, Signal.LOGS, log_request("acme-claude", [API_REQUEST])))
     assert call[am.AGENT] == "claude_code" and call[am.INPUT_TOKENS] == 1203
 
 
 def test_vendor_keys_are_kept_and_never_overwritten() -> None:
     request = log_request("claude-code", [{**API_REQUEST, "gen_ai.request.model": "as-sent"}])
     vendor_keys = set(records(request).__next__())
-    out = processor().process(Signal.LOGS, request)
+    out = run(processor(), Signal.LOGS, request)
     (record,) = records(out)
     assert vendor_keys <= set(record)
     assert record["input_tokens"] == "1203"  # the raw tables keep the vendor's number
@@ -142,7 +144,7 @@ def test_directory_enriches_and_wins_over_resource_attributes(
     path = write(tmp_path, name, text)
     proc = processor(directory_file=str(path))
     proc.start(Host(str(tmp_path)))
-    (call,) = events(proc.process(Signal.LOGS, log_request("claude-code", [API_REQUEST])))
+    (call,) = events(run(proc, Signal.LOGS, log_request("claude-code", [API_REQUEST])))
     assert (call[am.TEAM], call[am.COST_CENTER], call[USER_DISPLAY_NAME]) == (
         "payments",
         "cc-100",
@@ -203,7 +205,7 @@ def test_factory_and_registry() -> None:
 def test_token_histogram_buckets_and_sums() -> None:
     proc = processor()
     hooks = Hooks(proc)
-    proc.process(Signal.LOGS, log_request("claude-code", [API_REQUEST]))
+    run(proc, Signal.LOGS, log_request("claude-code", [API_REQUEST]))
     (data,) = hooks.metrics
     metrics = {m.name: m for m in data.resource_metrics[0].scope_metrics[0].metrics}
     usage = metrics["gen_ai.client.token.usage"].histogram.data_points
@@ -224,7 +226,7 @@ def test_token_histogram_buckets_and_sums() -> None:
 
 def test_no_hooks_no_derivation() -> None:
     proc = processor()
-    out = proc.process(Signal.LOGS, log_request("claude-code", [API_REQUEST]))
+    out = run(proc, Signal.LOGS, log_request("claude-code", [API_REQUEST]))
     assert events(out, "api_call")  # normalisation itself does not need the hooks
 
 
@@ -241,7 +243,7 @@ def test_a_failing_derived_pipeline_is_counted_and_the_logs_go_on() -> None:
         signal="metrics",
         reason="derived_not_accepted",
     )
-    out = proc.process(Signal.LOGS, log_request("claude-code", [API_REQUEST]))
+    out = run(proc, Signal.LOGS, log_request("claude-code", [API_REQUEST]))
     assert events(out, "api_call")
     after = telemetry.value(
         "agentwatch_processor_dropped_items_total",
@@ -261,9 +263,9 @@ def test_refused_derived_data_refuses_the_request_it_came_from() -> None:
     proc.emit_metrics = refuse
     proc.emit_logs = refuse
     with pytest.raises(Refused):
-        proc.process(Signal.LOGS, log_request("claude-code", [API_REQUEST]))
+        run(proc, Signal.LOGS, log_request("claude-code", [API_REQUEST]))
     with pytest.raises(Refused):
-        proc.process(Signal.METRICS, claude_token_metrics())
+        run(proc, Signal.METRICS, claude_token_metrics())
 
 
 def token_metrics(
@@ -388,15 +390,15 @@ def test_derived_records_are_not_normalised_again() -> None:
     hooks = Hooks(proc)
     for signal, data in load_capture(CAPTURED / "claude" / "retry-tools-grpc.json"):
         if signal is Signal.METRICS:
-            proc.process(signal, data)
+            run(proc, signal, data)
     assert hooks.logs
     for logs in hooks.logs:
         again = copy.deepcopy(logs)
-        proc.process(Signal.LOGS, again)
-        assert again.SerializeToString() == logs.SerializeToString()
+        run(proc, Signal.LOGS, again)
+        assert again.to_proto().SerializeToString() == logs.to_proto().SerializeToString()
     for metrics in hooks.metrics:
         again_m = copy.deepcopy(metrics)
-        proc.process(Signal.METRICS, again_m)
+        run(proc, Signal.METRICS, again_m)
         assert again_m.SerializeToString() == metrics.SerializeToString()
 
 
@@ -411,7 +413,7 @@ def test_usage_records_from_a_redelivered_metric_batch_keep_their_ids() -> None:
         proc = processor()
         hooks = Hooks(proc)
         for data in batches:
-            proc.process(Signal.METRICS, copy.deepcopy(data))
+            run(proc, Signal.METRICS, copy.deepcopy(data))
         ids.append(sorted(r[am.EVENT_ID] for logs in hooks.logs for r in events(logs)))
     assert ids[0] and ids[0] == ids[1]
 
@@ -425,7 +427,7 @@ def test_metric_points_get_identity_not_events() -> None:
     metric.sum.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
     point = metric.sum.data_points.add(as_double=1.0)
     point.attributes.extend([kv("session.id", "s-9"), kv("user.id", "u-9"), kv("prompt.id", "p")])
-    out = processor().process(Signal.METRICS, data)
+    out = run(processor(), Signal.METRICS, data)
     (attrs,) = records(out)
     assert (attrs[am.AGENT], attrs[am.SESSION_ID], attrs[am.USER_ID], attrs[am.TEAM]) == (
         "claude_code",
@@ -459,7 +461,7 @@ def test_codex_tokens_in_any_form(
         "output_token_count": encode(visible + reasoning),
         "reasoning_token_count": encode(reasoning),
     }
-    (call,) = events(processor().process(Signal.LOGS, log_request("codex_exec", [record])))
+    (call,) = events(run(processor(), Signal.LOGS, log_request("codex_exec", [record])))
     assert (call[am.INPUT_TOKENS], call[am.CACHE_READ_TOKENS], call[am.OUTPUT_TOKENS]) == (
         uncached,
         cached,
@@ -494,7 +496,7 @@ def test_an_event_id_the_record_already_carries_is_kept() -> None:
         "output_token_count": "5",
     }
     named = {**completed, am.EVENT_ID: "0123456789abcdef0123456789abcdef"}
-    out = processor().process(Signal.LOGS, log_request("codex_exec", [completed, named]))
+    out = run(processor(), Signal.LOGS, log_request("codex_exec", [completed, named]))
     first, second = events(out, "api_call")
     assert second[am.EVENT_ID] == "0123456789abcdef0123456789abcdef"
     assert first[am.EVENT_ID] not in ("", second[am.EVENT_ID])

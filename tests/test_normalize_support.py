@@ -18,9 +18,17 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from collector import agent_model as am
 from collector import otlp_json
-from collector.component import REQUEST_TYPES, LogsData, MetricsData, Signal, Telemetry
+from collector.component import (
+    REQUEST_TYPES,
+    LogsData,
+    MetricsData,
+    Signal,
+    Telemetry,
+    TracesData,
+)
+from collector.otlp_values import decode_attributes
+from collector.records import Logs, Traces
 from processors.normalize import NormalizeConfig, NormalizeProcessor
-from processors.vendors import attrs_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURED = ROOT / "tests" / "data" / "captured"
@@ -75,6 +83,17 @@ def processor(**config: Any) -> NormalizeProcessor:
     return NormalizeProcessor("normalize/test", NormalizeConfig(**config))
 
 
+def run(proc: NormalizeProcessor, signal: Signal, data: Telemetry | Logs | Traces) -> Any:
+    """``proc.process`` on the record model, as the pipeline runs it: logs and traces requests
+    are decoded into records first and the output is protobuf again (metrics stay protobuf)."""
+    if isinstance(data, LogsData):
+        data = Logs.from_proto(data)
+    elif isinstance(data, TracesData):
+        data = Traces.from_proto(data)
+    out = proc.process(signal, data)
+    return out.to_proto() if isinstance(out, Logs | Traces) else out
+
+
 class Hooks:
     """Collects what the processor hands to other pipelines."""
 
@@ -116,15 +135,17 @@ def load_sample(path: Path) -> Telemetry:
     return otlp_json.decode(signal, json.dumps(payload))
 
 
-def records(data: Telemetry | None) -> Iterator[dict[str, Any]]:
+def records(data: Telemetry | Logs | Traces | None) -> Iterator[dict[str, Any]]:
     """Attributes of every log record, metric point or span, as dicts."""
     if data is None:
         return
+    if isinstance(data, Logs | Traces):
+        data = data.to_proto()
     if isinstance(data, LogsData):
         for rl in data.resource_logs:
             for sl in rl.scope_logs:
                 for r in sl.log_records:
-                    yield attrs_dict(r.attributes)
+                    yield decode_attributes(r.attributes)
     elif isinstance(data, MetricsData):
         for rm in data.resource_metrics:
             for sm in rm.scope_metrics:
@@ -132,12 +153,12 @@ def records(data: Telemetry | None) -> Iterator[dict[str, Any]]:
                     kind = m.WhichOneof("data")
                     if kind is not None:
                         for p in getattr(m, kind).data_points:
-                            yield attrs_dict(p.attributes)
+                            yield decode_attributes(p.attributes)
     else:
         for rs in data.resource_spans:
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    yield attrs_dict(s.attributes)
+                    yield decode_attributes(s.attributes)
 
 
 def events(data: Telemetry | None, kind: str | None = None) -> list[dict[str, Any]]:

@@ -434,6 +434,7 @@ def test_every_service_name_the_normalisers_know_maps_to_their_agent() -> None:
 def test_the_normalisers_agent_wins_over_a_service_name_that_says_another() -> None:
     """normalize's service_names may send a codex-looking service.name to Claude Code's
     normaliser; redaction must then remove Claude's content keys, not only Codex's."""
+    from collector.records import Logs
     from processors.normalize import NormalizeConfig, NormalizeProcessor
 
     normalize = NormalizeProcessor(
@@ -443,9 +444,9 @@ def test_the_normalisers_agent_wins_over_a_service_name_that_says_another() -> N
         {"event.name": "tool_result", "tool_input": ARGS, "response": RESPONSE},
         service="codex-claude-wrapper",
     )
-    out = apply(normalize, data)
+    out = Logs.from_proto(apply(normalize, data))
     assert out is not None
-    attrs = run(out)
+    attrs = run(out.to_proto())
     assert attrs[am.AGENT] == "claude_code"
     assert "tool_input" not in attrs and "response" not in attrs
     assert attrs["response_length"] == len(RESPONSE)

@@ -19,13 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
-from collector.otlp_values import any_value, bytes_text, json_text
+from collector.otlp_values import bytes_text, json_text
+from collector.records import LogRecord, Span
 
 Attrs = dict[str, Any]
 """OTLP attributes as plain Python values (str, bool, int, float, list, dict or None)."""
@@ -45,29 +42,11 @@ TOOL_DECISION = "decision"
 TOOL_RESULT = "result"
 
 
-# --- reading OTLP values ----------------------------------------------------------------------
-def attrs_dict(key_values: Iterable[KeyValue]) -> Attrs:
-    out: Attrs = {}
-    for kv in key_values:  # the hot loop of every normaliser: strings first, no extra call
-        value = kv.value
-        text = value.string_value
-        if text:  # only a set string is non-empty: no WhichOneof for most values
-            out[kv.key] = text
-            continue
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            out[kv.key] = text
-        elif kind is None:
-            out[kv.key] = None
-        elif kind == "array_value" or kind == "kvlist_value":
-            out[kv.key] = any_value(value)
-        else:
-            out[kv.key] = getattr(value, kind)
-    return out
-
-
+# --- reading attribute values ---------------------------------------------------------------
 def to_str(value: Any) -> str | None:
     """A non-empty string, or ``None``: agents send identity keys with no value at all."""
+    if type(value) is str:  # nearly always: one test
+        return value or None
     if value is None:
         return None
     if isinstance(value, str):
@@ -89,25 +68,26 @@ def to_int(value: Any) -> int | None:
 
     ``None`` for what is no count: not a number, NaN, infinite, or beyond int64 (``"1e30"``).
     """
-    if value is None or isinstance(value, bool):
+    if type(value) is int:  # nearly always one of these two tests
+        number = value
+    elif type(value) is str:
+        try:
+            number = int(value)  # int() skips surrounding white space itself
+        except ValueError:
+            parsed = to_float(value)
+            if parsed is None:
+                return None
+            number = int(parsed)
+    elif value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    elif isinstance(value, int):
         number = value
     elif isinstance(value, float):
         if not math.isfinite(value):
             return None
         number = int(value)
     elif isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            number = int(text)
-        except ValueError:
-            parsed = to_float(text)
-            if parsed is None:
-                return None
-            number = int(parsed)
+        return to_int(str(value))
     else:
         return None
     return number if -INT64_MAX <= number <= INT64_MAX else None
@@ -115,15 +95,19 @@ def to_int(value: Any) -> int | None:
 
 def to_float(value: Any) -> float | None:
     """A finite number, or ``None``: NaN and infinities are no duration or price."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+    if type(value) is float:  # nearly always one of these two tests
+        number = value
+    elif type(value) is str:
         try:
-            number = float(value.strip())
+            number = float(value)  # float() skips surrounding white space itself
         except (ValueError, OverflowError):
             return None
+    elif value is None or isinstance(value, bool):
+        return None
+    elif isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        return to_float(str(value))
     else:
         return None
     return number if math.isfinite(number) else None
@@ -149,11 +133,17 @@ def json_object(value: Any) -> dict[str, Any] | None:
         return value
     if not isinstance(value, str) or not value.startswith("{"):
         return None
-    try:
-        parsed = json.loads(value)
+    try:  # json.loads without its wrappers: the scanner, then only JSON white space after
+        parsed, end = _JSON.raw_decode(value)
     except ValueError:
         return None
+    if end != len(value) and value[end:].strip(JSON_WHITESPACE):
+        return None
     return parsed if isinstance(parsed, dict) else None
+
+
+_JSON = json.JSONDecoder()
+JSON_WHITESPACE = " \t\n\r"
 
 
 def first(attrs: Mapping[str, Any], keys: Iterable[str]) -> Any:
@@ -165,27 +155,54 @@ def first(attrs: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
+def first_text(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
+    """The first present, non-empty value among ``keys`` as text (``to_str(first(...))`` in
+    one pass: identity lookups run on every record)."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value if type(value) is str else to_str(value)
+    return None
+
+
 Converter = Callable[[Any], Any]
 AttributeMap = Mapping[str, tuple[str, Converter]]
 """vendor key -> (agentwatch key, converter): the table-driven part of every normaliser."""
 
 
-def apply_map(attrs: Mapping[str, Any], table: AttributeMap, out: dict[str, Scalar]) -> None:
-    for vendor_key, (key, convert) in table.items():
-        value = attrs.get(vendor_key)
+Columns = tuple[tuple[str, str, Converter], ...]
+"""An ``AttributeMap`` as (vendor key, agentwatch key, converter) rows, ready to read."""
+
+
+def columns_of(table: AttributeMap) -> Columns:
+    return tuple((vendor_key, key, convert) for vendor_key, (key, convert) in table.items())
+
+
+def read_columns(attrs: Mapping[str, Any], columns: Columns, out: dict[str, Scalar]) -> None:
+    """``apply_map`` on ready rows: the per-record loop of every log event."""
+    get = attrs.get
+    for vendor_key, key, convert in columns:
+        value = get(vendor_key)
         if value is None:
+            continue
+        if convert is to_str and type(value) is str:  # most values: no call
+            if value:
+                out[key] = value
             continue
         converted = convert(value)
         if converted is not None:
             out[key] = converted
 
 
+def apply_map(attrs: Mapping[str, Any], table: AttributeMap, out: dict[str, Scalar]) -> None:
+    read_columns(attrs, columns_of(table), out)
+
+
 def event_id(agent: str, session: str | None, *discriminators: object) -> str:
     """Stable idempotency key: the same event delivered twice gets the same id."""
-    text = "\x1f".join(
-        [agent, session or "", *("" if d is None else str(d) for d in discriminators)]
-    )
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    parts = [agent, session or ""]
+    parts.extend("" if d is None else d if type(d) is str else str(d) for d in discriminators)
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def content_key(attrs: Mapping[str, Any]) -> str:
@@ -205,28 +222,45 @@ def record_time_key(record: LogRecord, attrs: Mapping[str, Any]) -> str:
     return content_key(attrs)
 
 
+def mcp_servers_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    """The MCP servers a session starts with, from a comma-separated ``mcp_servers``."""
+    servers = attrs.get("mcp_servers")
+    if isinstance(servers, str):  # "" is a fact too: no MCP servers configured
+        out[am.MCP_SERVERS] = ",".join(s.strip() for s in servers.split(",") if s.strip())
+    return ()
+
+
 # --- tool arguments ---------------------------------------------------------------------------
 COMMAND_KEYS = ("full_command", "command", "cmd", "bash_command", "commandLine")
 FILE_PATH_KEYS = ("file_path", "absolute_path", "filePath", "path", "notebook_path", "target_file")
+COMMAND_KEY_SET = frozenset(COMMAND_KEYS)
+FILE_PATH_KEY_SET = frozenset(FILE_PATH_KEYS)
 
 
-def tool_argument_facts(arguments: Any, out: dict[str, Scalar]) -> None:
-    """Command, file path and size from a tool's JSON arguments, whatever the agent named them."""
+def tool_argument_facts(
+    arguments: Any, out: dict[str, Scalar], parsed: Mapping[str, Any] | None = None
+) -> None:
+    """Command, file path and size from a tool's JSON arguments, whatever the agent named them.
+
+    ``parsed``: the arguments' object when the caller has parsed them already.
+    """
     if arguments is None:
         return
     text = arguments if isinstance(arguments, str) else to_str(arguments) or ""
     if text and text not in PLACEHOLDERS:
         out.setdefault(am.TOOL_ARGUMENTS, text)
-        out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text.encode()))
-    parsed = json_object(arguments)
+        out.setdefault(am.TOOL_ARGUMENTS_SIZE, len(text) if text.isascii() else len(text.encode()))
     if parsed is None:
-        return
-    command = first(parsed, COMMAND_KEYS)
+        parsed = json_object(arguments)
+        if parsed is None:
+            return
+    # Arguments have a key or two: a set test in C skips most of the name lists.
+    command = None if COMMAND_KEY_SET.isdisjoint(parsed) else first(parsed, COMMAND_KEYS)
     if isinstance(command, list):
         command = " ".join(str(part) for part in command)
     if isinstance(command, str) and command:
         out.setdefault(am.COMMAND, command)
-    path = first(parsed, FILE_PATH_KEYS)
+    path = None if FILE_PATH_KEY_SET.isdisjoint(parsed) else first(parsed, FILE_PATH_KEYS)
     if isinstance(path, str) and path:
         out.setdefault(am.FILE_PATH, path)
 
@@ -312,6 +346,54 @@ class MetricUsageRule:
     name: str | None = None
 
 
+Facts = Callable[[Attrs, dict[str, Scalar]], tuple[object, ...] | None]
+"""A vendor's quirks for one event, after its attribute map: adds keys to ``out`` and returns
+the event's extra id discriminators, or ``None`` when the record is no event after all."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """How one named log event becomes an agent event: the table row of ``log_event``.
+
+    The event id is made of ``tag``, what ``facts`` returns, and last the value of ``id_key``
+    in the result (a request or tool call id) or, without one, ``fallback`` of the record's
+    time key (the time key itself by default).
+    """
+
+    event: EventType
+    attributes: AttributeMap = field(default_factory=dict)
+    facts: Facts | None = None
+    phase: str | None = None
+    """``agentwatch.tool.phase`` of a tool event (decision or result)."""
+    tag: tuple[str, ...] = ()
+    id_key: str | None = None
+    fallback: Callable[[Attrs, str], str] | None = None
+    columns: Columns = field(init=False)
+    event_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", columns_of(self.attributes))
+        object.__setattr__(self, "event_name", self.event.value)
+
+    @classmethod
+    def tool(
+        cls,
+        phase: str,
+        attributes: AttributeMap,
+        facts: Facts,
+        fallback: Callable[[Attrs, str], str] | None = None,
+    ) -> LogEvent:
+        """A tool call's decision or result, named by its phase and call id."""
+        return cls(
+            EventType.TOOL_CALL, attributes, facts, phase, (phase,), am.TOOL_CALL_ID, fallback
+        )
+
+
+Chooser = Callable[[Attrs], LogEvent | Result | None]
+"""For an event name that means different events by its attributes: the row that applies, or
+the ``Result`` (a drop, a duration sample) or ``None`` to return as it is."""
+
+
 class Vendor:
     """One agent's dialect. Subclasses fill the tables and override the hooks they need."""
 
@@ -345,25 +427,93 @@ class Vendor:
     """The agent's own keys that carry content (the GenAI conventions' are redaction's)."""
     redacted_placeholder: ClassVar[str | None] = None
     """What the agent sends in place of content it was told not to log: no content, no size."""
+    log_events: ClassVar[Mapping[str, LogEvent | Chooser]] = {}
+    """Log event name -> how it becomes an agent event; other names are context only."""
+    body_prefix: ClassVar[str] = ""
+    """A record without ``event.name`` is named by its body, less this prefix (which a body
+    must then start with)."""
+    session_keys: ClassVar[tuple[str, ...]] = ("session.id",)
+    """Where a log event's session is, on the record; then ``resource_session_key``."""
+    resource_session_key: ClassVar[str | None] = "session.id"
 
-    def identity(self, resource: Attrs, attrs: Attrs) -> dict[str, Scalar]:
-        out: dict[str, Scalar] = {am.AGENT: self.agent.value}
+    def __init__(self) -> None:
+        self.agent_name: str = self.agent.value
+        """``agent.value`` as plain text, read on every record."""
+        self._identity_rows = tuple(
+            (key, vendor_keys[0], vendor_keys[1:])
+            for key, vendor_keys in self.identity_keys.items()
+            if vendor_keys
+        )
+
+    def resource_identity(self, resource: Attrs) -> dict[str, str]:
+        """The identity a resource carries, looked up once for all its records."""
+        out: dict[str, str] = {}
         for key, vendor_keys in self.identity_keys.items():
-            value = to_str(first(attrs, vendor_keys))
-            if value is None:
-                value = to_str(first(resource, vendor_keys))
+            value = first_text(resource, vendor_keys)
             if value is not None:
                 out[key] = value
-        version = to_str(first(attrs, self.version_keys)) or to_str(
-            first(resource, self.version_keys)
-        )
+        version = first_text(resource, self.version_keys)
+        if version is not None:
+            out[am.AGENT_VERSION] = version
+        return out
+
+    def identity(self, resource_identity: Mapping[str, str], attrs: Attrs) -> dict[str, Scalar]:
+        """Who and which session: the record's own keys first, then its resource's."""
+        out: dict[str, Scalar] = {am.AGENT: self.agent_name}
+        get = attrs.get
+        for key, vendor_key, more_keys in self._identity_rows:  # first_text, inlined
+            value = get(vendor_key)
+            if value is None or value == "":
+                value = first(attrs, more_keys) if more_keys else None
+            if value is not None and type(value) is not str:
+                value = to_str(value)
+            if value is None:
+                value = resource_identity.get(key)
+            if value is not None:
+                out[key] = value
+        version = first_text(attrs, self.version_keys) or resource_identity.get(am.AGENT_VERSION)
         if version is not None:
             out[am.AGENT_VERSION] = version
         return out
 
     def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
         """The agent event this log record is, ``None`` when it is context only."""
-        return None
+        name = attrs.get("event.name")
+        if not isinstance(name, str) or not name:
+            body = record.body
+            name = to_str(name) or self._body_name(body if type(body) is str else "")
+        row = self.log_events.get(name) if name else None
+        if row is None:
+            return None
+        if not isinstance(row, LogEvent):
+            chosen = row(attrs)
+            if not isinstance(chosen, LogEvent):
+                return chosen
+            row = chosen
+        out: dict[str, Scalar] = {}
+        read_columns(attrs, row.columns, out)
+        extra = row.facts(attrs, out) if row.facts is not None else ()
+        if extra is None:
+            return None
+        if row.phase is not None:
+            out[TOOL_PHASE] = row.phase
+        known = out.get(row.id_key) if row.id_key is not None else None
+        if not known:
+            when = self.record_key(record, attrs)
+            known = when if row.fallback is None else row.fallback(attrs, when)
+        session = first_text(attrs, self.session_keys)
+        if session is None and self.resource_session_key is not None:
+            session = to_str(resource.get(self.resource_session_key))
+        return self.finish(out, row.event_name, session, *row.tag, *extra, known)
+
+    def _body_name(self, body: str) -> str | None:
+        if not self.body_prefix:
+            return body or None
+        return body.removeprefix(self.body_prefix) if body.startswith(self.body_prefix) else None
+
+    def record_key(self, record: LogRecord, attrs: Attrs) -> str:
+        """A log record's discriminator among its session's events (see ``record_time_key``)."""
+        return record_time_key(record, attrs)
 
     def span_event(
         self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch
@@ -385,8 +535,9 @@ class Vendor:
         session: str | None,
         *discriminators: object,
     ) -> Result:
-        out[am.EVENT] = str(event)
-        out[am.EVENT_ID] = event_id(self.agent.value, session, str(event), *discriminators)
+        name = str(event)
+        out[am.EVENT] = name
+        out[am.EVENT_ID] = event_id(self.agent_name, session, name, *discriminators)
         return Result(out)
 
 
@@ -433,7 +584,7 @@ def vendor_for(service_name: str, overrides: Mapping[str, str] | None = None) ->
     """The normaliser of a ``service.name``: exact names first, then prefixes, then overrides."""
     if overrides and service_name in overrides:
         wanted = overrides[service_name]
-        return next((v for v in _REGISTRY if v.agent.value == wanted), None)
+        return next((v for v in _REGISTRY if v.agent_name == wanted), None)
     for vendor in _REGISTRY:
         if service_name in vendor.service_names:
             return vendor

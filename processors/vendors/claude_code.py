@@ -12,21 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
+from collector.records import LogRecord, Span
 from processors import genai_semconv
 from processors.vendors import (
     ALL_CONTENT,
     TOOL_DECISION,
-    TOOL_PHASE,
     TOOL_RESULT,
     AttributeMap,
     Attrs,
     ContentClass,
     ContentKey,
+    LogEvent,
     MetricUsageRule,
     Result,
     Scalar,
@@ -125,6 +123,76 @@ DECISION_SOURCES = {
 """Claude's sources say how long a user's answer lasts; agentwatch keeps who decided."""
 
 
+def api_call_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
+    out[am.STATUS] = "ok"
+    caller_facts(attrs, out)
+    ensure_token_classes(out)
+    return ()
+
+
+def api_error_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
+    out.setdefault(am.STATUS, "error")
+    caller_facts(attrs, out)
+    return ()
+
+
+def tool_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    source = out.get(am.DECISION_SOURCE)
+    if isinstance(source, str):
+        out[am.DECISION_SOURCE] = DECISION_SOURCES.get(source, source)
+    parameters = json_object(attrs.get("tool_parameters"))
+    if parameters:
+        # Every MCP tool is logged as ``mcp_tool``; its real names are only in here.
+        mcp = to_str(parameters.get("mcp_server_name"))
+        if mcp:
+            out.setdefault(am.MCP_SERVER, mcp)
+        tool = to_str(parameters.get("mcp_tool_name"))
+        if tool:
+            out[am.TOOL_NAME] = tool
+    tool_source = to_str(attrs.get("tool_source"))  # on decisions only
+    if tool_source is None:
+        mcp_call = out.get(am.MCP_SERVER) or attrs.get("tool_name") == MCP_TOOL
+        tool_source = "mcp" if mcp_call else "builtin"
+    out[am.TOOL_SOURCE] = tool_source
+    # tool_input holds the model's arguments; tool_parameters the harness's view of them.
+    tool_argument_facts(attrs.get("tool_input"), out)
+    if not out.get(am.MCP_SERVER):  # an MCP call's parameters are its names, not arguments
+        tool_argument_facts(attrs.get("tool_parameters"), out, parameters)
+    return ()
+
+
+def prompt_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    text = to_str(attrs.get("prompt")) or to_str(attrs.get("prompt_text"))
+    if text and text != ClaudeCode.redacted_placeholder:
+        out[am.PROMPT_TEXT] = text
+        out.setdefault(am.PROMPT_LENGTH, len(text))
+    return ()
+
+
+def mcp_connection_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...] | None:
+    """A connected MCP server is a fact about the session; disconnects and failures stay raw."""
+    server = to_str(attrs.get("server_name"))
+    if server is None or to_str(attrs.get("status")) != "connected":
+        return None
+    out[am.MCP_SERVERS] = server
+    return (server,)
+
+
+LOG_EVENTS: Mapping[str, LogEvent] = {
+    "api_request": LogEvent(EventType.API_CALL, API_REQUEST, api_call_facts, id_key=am.REQUEST_ID),
+    "api_error": LogEvent(EventType.API_ERROR, API_ERROR, api_error_facts),
+    "tool_decision": LogEvent.tool(TOOL_DECISION, TOOL_DECISION_MAP, tool_facts),
+    "tool_result": LogEvent.tool(TOOL_RESULT, TOOL_RESULT_MAP, tool_facts),
+    "user_prompt": LogEvent(EventType.USER_PROMPT, USER_PROMPT, prompt_facts),
+    "mcp_server_connection": LogEvent(
+        EventType.SESSION_START, facts=mcp_connection_facts, tag=("mcp",)
+    ),
+}
+"""Claude's ``event.name`` (its body less ``claude_code.``) -> agent event."""
+
+
 class ClaudeCode(Vendor):
     agent = Agent.CLAUDE_CODE
     service_names = frozenset({"claude-code", "claude-code-desktop"})
@@ -160,6 +228,8 @@ class ClaudeCode(Vendor):
     provider = "anthropic"
     genai_operation = "chat"
     derives_genai_metrics = True
+    log_events = LOG_EVENTS
+    body_prefix = "claude_code."
     identity_keys = IDENTITY
     version_keys = ("service.version", "app.version")
     redacted_placeholder = "<REDACTED>"
@@ -204,81 +274,22 @@ class ClaudeCode(Vendor):
         "claude_code.pull_request.count": MetricUsageRule("code_change", name="pull_requests"),
     }
 
-    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
-        name = to_str(attrs.get("event.name"))
-        if name is None:
-            body = record.body.string_value
-            name = body.removeprefix("claude_code.") if body.startswith("claude_code.") else None
-        if name is None:
-            return None
-        session = to_str(attrs.get("session.id")) or to_str(resource.get("session.id"))
-        when = record_key(record, attrs)
-        out: dict[str, Scalar] = {}
-        if name == "api_request":
-            apply_map(attrs, API_REQUEST, out)
-            out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
-            out[am.STATUS] = "ok"
-            caller_facts(attrs, out)
-            ensure_token_classes(out)
-            return self.finish(out, EventType.API_CALL, session, out.get(am.REQUEST_ID) or when)
-        if name == "api_error":
-            apply_map(attrs, API_ERROR, out)
-            out[am.PROVIDER] = provider_of(to_str(attrs.get("model")))
-            out.setdefault(am.STATUS, "error")
-            caller_facts(attrs, out)
-            return self.finish(out, EventType.API_ERROR, session, when)
-        if name == "tool_decision":
-            apply_map(attrs, TOOL_DECISION_MAP, out)
-            self._tool_facts(attrs, out)
-            out[TOOL_PHASE] = TOOL_DECISION
-            return self.finish(
-                out, EventType.TOOL_CALL, session, TOOL_DECISION, out.get(am.TOOL_CALL_ID) or when
-            )
-        if name == "tool_result":
-            apply_map(attrs, TOOL_RESULT_MAP, out)
-            self._tool_facts(attrs, out)
-            out[TOOL_PHASE] = TOOL_RESULT
-            return self.finish(
-                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or when
-            )
-        if name == "user_prompt":
-            apply_map(attrs, USER_PROMPT, out)
-            text = to_str(attrs.get("prompt")) or to_str(attrs.get("prompt_text"))
-            if text and text != self.redacted_placeholder:
-                out[am.PROMPT_TEXT] = text
-                out.setdefault(am.PROMPT_LENGTH, len(text))
-            return self.finish(out, EventType.USER_PROMPT, session, when)
-        if name == "mcp_server_connection":
-            server = to_str(attrs.get("server_name"))
-            if server is None or to_str(attrs.get("status")) != "connected":
-                return None  # disconnects and failures stay raw
-            out[am.MCP_SERVERS] = server
-            return self.finish(out, EventType.SESSION_START, session, "mcp", server, when)
-        return None
+    def record_key(self, record: LogRecord, attrs: Attrs) -> str:
+        """Per-record discriminator that survives redelivery and differs across processes.
 
-    @staticmethod
-    def _tool_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
-        source = out.get(am.DECISION_SOURCE)
-        if isinstance(source, str):
-            out[am.DECISION_SOURCE] = DECISION_SOURCES.get(source, source)
-        parameters = json_object(attrs.get("tool_parameters"))
-        if parameters:
-            # Every MCP tool is logged as ``mcp_tool``; its real names are only in here.
-            mcp = to_str(parameters.get("mcp_server_name"))
-            if mcp:
-                out.setdefault(am.MCP_SERVER, mcp)
-            tool = to_str(parameters.get("mcp_tool_name"))
-            if tool:
-                out[am.TOOL_NAME] = tool
-        tool_source = to_str(attrs.get("tool_source"))  # on decisions only
-        if tool_source is None:
-            mcp_call = out.get(am.MCP_SERVER) or attrs.get("tool_name") == MCP_TOOL
-            tool_source = "mcp" if mcp_call else "builtin"
-        out[am.TOOL_SOURCE] = tool_source
-        # tool_input holds the model's arguments; tool_parameters the harness's view of them.
-        tool_argument_facts(attrs.get("tool_input"), out)
-        if not out.get(am.MCP_SERVER):  # an MCP call's parameters are its names, not arguments
-            tool_argument_facts(attrs.get("tool_parameters"), out)
+        ``event.sequence`` restarts at 1 when ``--resume`` continues a session in a new process,
+        so it is never used alone: the record's own timestamp (and ``event.timestamp``) and the
+        turn's ``prompt.id`` tell two processes apart, the sequence two records of one
+        millisecond.
+        """
+        return "|".join(
+            (
+                record_time_key(record, attrs),
+                to_str(attrs.get("event.timestamp")) or "",
+                to_str(attrs.get("prompt.id")) or "",
+                to_str(attrs.get("event.sequence")) or "",
+            )
+        )
 
     def span_event(
         self, resource: Attrs, attrs: Attrs, span: Span, batch: SpanBatch
@@ -301,7 +312,7 @@ class ClaudeCode(Vendor):
             request = event.get(am.REQUEST_ID)
             if request:
                 out[am.EVENT_ID] = event_id(
-                    self.agent.value, session, EventType.API_CALL.value, request
+                    self.agent_name, session, EventType.API_CALL.value, request
                 )
             for key in (am.MODEL, am.PROVIDER, am.REQUEST_ID, am.ATTEMPT):
                 if key in event:
@@ -360,23 +371,6 @@ def caller_facts(attrs: Attrs, out: dict[str, Scalar]) -> None:
         out[am.CALLER] = "main"
     else:
         out[am.CALLER] = "auxiliary"
-
-
-def record_key(record: LogRecord, attrs: Attrs) -> str:
-    """Per-record discriminator that survives redelivery and differs across processes.
-
-    ``event.sequence`` restarts at 1 when ``--resume`` continues a session in a new process, so
-    it is never used alone: the record's own timestamp (and ``event.timestamp``) and the turn's
-    ``prompt.id`` tell two processes apart, the sequence two records of one millisecond.
-    """
-    return "|".join(
-        (
-            record_time_key(record, attrs),
-            to_str(attrs.get("event.timestamp")) or "",
-            to_str(attrs.get("prompt.id")) or "",
-            to_str(attrs.get("event.sequence")) or "",
-        )
-    )
 
 
 def provider_of(model: str | None) -> str:

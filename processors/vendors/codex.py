@@ -13,27 +13,26 @@ noise ``drop_stream_chunks`` removes, never the one with counts. No cost is repo
 from __future__ import annotations
 
 import re
-
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from collections.abc import Mapping
 
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
 from processors.vendors import (
     TOOL_DECISION,
-    TOOL_PHASE,
     TOOL_RESULT,
     AttributeMap,
     Attrs,
+    Chooser,
     ContentClass,
     ContentKey,
     DurationSample,
+    LogEvent,
     Result,
     Scalar,
     Vendor,
-    apply_map,
     ensure_token_classes,
+    mcp_servers_facts,
     non_negative,
-    record_time_key,
     register,
     to_bool,
     to_float,
@@ -92,6 +91,8 @@ TOOL_RESULT_MAP: AttributeMap = {
     "mcp_server": (am.MCP_SERVER, to_str),
 }
 
+USER_PROMPT: AttributeMap = {"prompt_length": (am.PROMPT_LENGTH, to_int)}
+
 ROOT_AGENT = "/root"
 
 EXIT_CODE = re.compile(r"^Process exited with code (-?\d+)$", re.MULTILINE)
@@ -138,15 +139,150 @@ def decision_of(raw: str) -> str:
     return lowered
 
 
+PROVIDER = "openai"
+
+
+def tool_decision_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    raw = out.get(am.DECISION)
+    if isinstance(raw, str):
+        out[am.DECISION] = decision_of(raw)
+    source = out.get(am.DECISION_SOURCE)
+    if isinstance(source, str):
+        out[am.DECISION_SOURCE] = source.lower()  # "Config", "User"
+    mcp_tool_facts(attrs, out)
+    return ()
+
+
+def tool_result_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    mcp_tool_facts(attrs, out)
+    tool_argument_facts(attrs.get("arguments"), out)
+    output = attrs.get("output")
+    if isinstance(output, str):
+        out[am.TOOL_OUTPUT] = output
+        out[am.TOOL_OUTPUT_SIZE] = len(output.encode())
+        exit_code = exit_code_of(output)
+        if exit_code:  # Codex says success=true for a command that exited non-zero
+            out[am.SUCCESS] = False
+            out[am.ERROR_MESSAGE] = f"exit code {exit_code}"
+    return ()
+
+
+def prompt_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    text = to_str(attrs.get("prompt"))
+    if text and text != Codex.redacted_placeholder:
+        out[am.PROMPT_TEXT] = text
+    return ()
+
+
+def completed_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    """The one token-bearing ``response.completed``; input made uncached here."""
+    reported_input = to_int(attrs.get("input_token_count")) or 0
+    cached = to_int(attrs.get("cached_token_count")) or 0
+    cache_write = to_int(attrs.get("cache_write_token_count")) or 0
+    out[am.INPUT_TOKENS] = non_negative(reported_input - cached - cache_write)
+    out[am.CACHE_READ_TOKENS] = cached
+    out[am.CACHE_WRITE_TOKENS] = cache_write
+    out[am.OUTPUT_TOKENS] = to_int(attrs.get("output_token_count")) or 0
+    reasoning = to_int(attrs.get("reasoning_token_count"))
+    if reasoning is not None:
+        out[am.REASONING_TOKENS] = reasoning
+    model = to_str(attrs.get("model")) or to_str(attrs.get("slug"))
+    if model:
+        out[am.MODEL] = model
+    duration = to_float(attrs.get("duration_ms"))
+    if duration is not None:
+        out[am.DURATION_MS] = duration
+    out[am.PROVIDER] = PROVIDER
+    out[am.STATUS] = "ok"
+    agent_name = to_str(attrs.get("agent_name"))
+    if agent_name:  # "/root" is the main agent; a spawned agent has its own path
+        out[am.CALLER] = "main" if agent_name == ROOT_AGENT else "subagent"
+        if agent_name != ROOT_AGENT:
+            out[am.SUBAGENT_NAME] = agent_name
+    ensure_token_classes(out)
+    return ()
+
+
+def request_error_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    status = to_int(attrs.get("http.response.status_code"))
+    out[am.STATUS] = str(status) if status is not None else "error"
+    out[am.PROVIDER] = PROVIDER
+    return ()
+
+
+def stream_error_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    out[am.STATUS] = to_str(attrs.get("event.kind")) or "stream_error"
+    out[am.PROVIDER] = PROVIDER
+    return ()
+
+
+COMPLETED = LogEvent(EventType.API_CALL, facts=completed_facts, tag=("response.completed",))
+REQUEST_ERROR = LogEvent(
+    EventType.API_ERROR, API_REQUEST_ERROR, request_error_facts, tag=("request",)
+)
+STREAM_ERROR = LogEvent(EventType.API_ERROR, API_REQUEST_ERROR, stream_error_facts, tag=("stream",))
+
+
+def sse_event(attrs: Attrs) -> LogEvent | Result:
+    """Only the token-bearing ``response.completed`` is a call; an error is a stream error."""
+    if any(attrs.get(key) is not None for key in TOKEN_KEYS):
+        return COMPLETED
+    if to_str(attrs.get("error.message")) is not None:
+        return STREAM_ERROR
+    kind = to_str(attrs.get("event.kind"))
+    return Result(
+        drop_reason="duplicate_completed" if kind == "response.completed" else "stream_chunk"
+    )
+
+
+def websocket_event(attrs: Attrs) -> LogEvent | Result:
+    if to_str(attrs.get("error.message")) is None and to_bool(attrs.get("success")) is not False:
+        return Result(drop_reason="stream_chunk")
+    return STREAM_ERROR
+
+
+def request(attrs: Attrs) -> LogEvent | Result | None:
+    """A failed HTTP attempt is an api_error; a good one only times the call."""
+    status = to_int(attrs.get("http.response.status_code"))
+    error = to_str(attrs.get("error.message"))
+    success = to_bool(attrs.get("success"))
+    if error is not None or success is False or (status is not None and status >= 400):
+        return REQUEST_ERROR
+    duration = to_float(attrs.get("duration_ms"))
+    if duration is None:
+        return None
+    model = to_str(attrs.get("model")) or to_str(attrs.get("slug"))
+    return Result(duration_sample=DurationSample(duration / 1000.0, model))
+
+
+LOG_EVENTS: Mapping[str, LogEvent | Chooser] = {
+    "codex.sse_event": sse_event,
+    "codex.api_request": request,
+    "codex.websocket_request": request,
+    "codex.websocket_connect": request,
+    "codex.websocket_event": websocket_event,
+    "codex.tool_decision": LogEvent.tool(TOOL_DECISION, TOOL_DECISION_MAP, tool_decision_facts),
+    "codex.tool_result": LogEvent.tool(TOOL_RESULT, TOOL_RESULT_MAP, tool_result_facts),
+    "codex.user_prompt": LogEvent(EventType.USER_PROMPT, USER_PROMPT, prompt_facts),
+    "codex.conversation_starts": LogEvent(
+        EventType.SESSION_START, CONVERSATION_STARTS, mcp_servers_facts
+    ),
+}
+"""Codex's ``event.name`` (or body) -> agent event."""
+
+
 class Codex(Vendor):
     agent = Agent.CODEX
     service_names = frozenset(
         {"codex_exec", "codex_cli_rs", "codex_tui", "codex-tui", "codex-app-server", "codex"}
     )
     service_prefixes = ("codex_", "codex-")
-    provider = "openai"
+    provider = PROVIDER
     genai_operation = "chat"
     derives_genai_metrics = True
+    log_events = LOG_EVENTS
+    session_keys = ("conversation.id",)
+    resource_session_key = None
     identity_keys = IDENTITY
     version_keys = ("app.version", "service.version")
     redacted_placeholder = "[REDACTED]"
@@ -155,138 +291,6 @@ class Codex(Vendor):
         ContentKey.of("arguments", ContentClass.TOOL_ARGUMENTS),
         ContentKey.of("output", ContentClass.TOOL_OUTPUT),
     )
-
-    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
-        name = to_str(attrs.get("event.name")) or record.body.string_value or None
-        if name is None:
-            return None
-        session = to_str(attrs.get("conversation.id"))
-        when = record_time_key(record, attrs)
-        out: dict[str, Scalar] = {}
-        if name == "codex.sse_event":
-            return self._sse_event(attrs, out, session, when)
-        if name in ("codex.api_request", "codex.websocket_request", "codex.websocket_connect"):
-            return self._request(attrs, out, session, when)
-        if name == "codex.websocket_event":
-            if (
-                to_str(attrs.get("error.message")) is None
-                and to_bool(attrs.get("success")) is not False
-            ):
-                return Result(drop_reason="stream_chunk")
-            return self._stream_error(attrs, out, session, when)
-        if name == "codex.tool_decision":
-            apply_map(attrs, TOOL_DECISION_MAP, out)
-            raw = out.get(am.DECISION)
-            if isinstance(raw, str):
-                out[am.DECISION] = decision_of(raw)
-            source = out.get(am.DECISION_SOURCE)
-            if isinstance(source, str):
-                out[am.DECISION_SOURCE] = source.lower()  # "Config", "User"
-            mcp_tool_facts(attrs, out)
-            out[TOOL_PHASE] = TOOL_DECISION
-            return self.finish(
-                out, EventType.TOOL_CALL, session, TOOL_DECISION, out.get(am.TOOL_CALL_ID) or when
-            )
-        if name == "codex.tool_result":
-            apply_map(attrs, TOOL_RESULT_MAP, out)
-            mcp_tool_facts(attrs, out)
-            tool_argument_facts(attrs.get("arguments"), out)
-            output = attrs.get("output")
-            if isinstance(output, str):
-                out[am.TOOL_OUTPUT] = output
-                out[am.TOOL_OUTPUT_SIZE] = len(output.encode())
-                exit_code = exit_code_of(output)
-                if exit_code:  # Codex says success=true for a command that exited non-zero
-                    out[am.SUCCESS] = False
-                    out[am.ERROR_MESSAGE] = f"exit code {exit_code}"
-            out[TOOL_PHASE] = TOOL_RESULT
-            return self.finish(
-                out, EventType.TOOL_CALL, session, TOOL_RESULT, out.get(am.TOOL_CALL_ID) or when
-            )
-        if name == "codex.user_prompt":
-            length = to_int(attrs.get("prompt_length"))
-            if length is not None:
-                out[am.PROMPT_LENGTH] = length
-            text = to_str(attrs.get("prompt"))
-            if text and text != self.redacted_placeholder:
-                out[am.PROMPT_TEXT] = text
-            return self.finish(out, EventType.USER_PROMPT, session, when)
-        if name == "codex.conversation_starts":
-            apply_map(attrs, CONVERSATION_STARTS, out)
-            servers = attrs.get("mcp_servers")
-            if isinstance(servers, str):  # "" is a fact too: no MCP servers configured
-                out[am.MCP_SERVERS] = ",".join(s.strip() for s in servers.split(",") if s.strip())
-            return self.finish(out, EventType.SESSION_START, session, when)
-        return None
-
-    def _sse_event(
-        self, attrs: Attrs, out: dict[str, Scalar], session: str | None, when: str
-    ) -> Result:
-        if any(attrs.get(key) is not None for key in TOKEN_KEYS):
-            return self._completed(attrs, out, session, when)
-        if to_str(attrs.get("error.message")) is not None:
-            return self._stream_error(attrs, out, session, when)
-        kind = to_str(attrs.get("event.kind"))
-        return Result(
-            drop_reason="duplicate_completed" if kind == "response.completed" else "stream_chunk"
-        )
-
-    def _completed(
-        self, attrs: Attrs, out: dict[str, Scalar], session: str | None, when: str
-    ) -> Result:
-        """The one token-bearing ``response.completed``; input made uncached here."""
-        reported_input = to_int(attrs.get("input_token_count")) or 0
-        cached = to_int(attrs.get("cached_token_count")) or 0
-        cache_write = to_int(attrs.get("cache_write_token_count")) or 0
-        out[am.INPUT_TOKENS] = non_negative(reported_input - cached - cache_write)
-        out[am.CACHE_READ_TOKENS] = cached
-        out[am.CACHE_WRITE_TOKENS] = cache_write
-        out[am.OUTPUT_TOKENS] = to_int(attrs.get("output_token_count")) or 0
-        reasoning = to_int(attrs.get("reasoning_token_count"))
-        if reasoning is not None:
-            out[am.REASONING_TOKENS] = reasoning
-        model = to_str(attrs.get("model")) or to_str(attrs.get("slug"))
-        if model:
-            out[am.MODEL] = model
-        duration = to_float(attrs.get("duration_ms"))
-        if duration is not None:
-            out[am.DURATION_MS] = duration
-        out[am.PROVIDER] = self.provider
-        out[am.STATUS] = "ok"
-        agent_name = to_str(attrs.get("agent_name"))
-        if agent_name:  # "/root" is the main agent; a spawned agent has its own path
-            out[am.CALLER] = "main" if agent_name == ROOT_AGENT else "subagent"
-            if agent_name != ROOT_AGENT:
-                out[am.SUBAGENT_NAME] = agent_name
-        ensure_token_classes(out)
-        return self.finish(out, EventType.API_CALL, session, "response.completed", when)
-
-    def _request(
-        self, attrs: Attrs, out: dict[str, Scalar], session: str | None, when: str
-    ) -> Result | None:
-        """A failed HTTP attempt is an api_error; a good one only times the call."""
-        status = to_int(attrs.get("http.response.status_code"))
-        error = to_str(attrs.get("error.message"))
-        success = to_bool(attrs.get("success"))
-        duration = to_float(attrs.get("duration_ms"))
-        model = to_str(attrs.get("model")) or to_str(attrs.get("slug"))
-        failed = error is not None or success is False or (status is not None and status >= 400)
-        if not failed:
-            if duration is None:
-                return None
-            return Result(duration_sample=DurationSample(duration / 1000.0, model))
-        apply_map(attrs, API_REQUEST_ERROR, out)
-        out[am.STATUS] = str(status) if status is not None else "error"
-        out[am.PROVIDER] = self.provider
-        return self.finish(out, EventType.API_ERROR, session, "request", when)
-
-    def _stream_error(
-        self, attrs: Attrs, out: dict[str, Scalar], session: str | None, when: str
-    ) -> Result:
-        apply_map(attrs, API_REQUEST_ERROR, out)
-        out[am.STATUS] = to_str(attrs.get("event.kind")) or "stream_error"
-        out[am.PROVIDER] = self.provider
-        return self.finish(out, EventType.API_ERROR, session, "stream", when)
 
 
 VENDOR = register(Codex())

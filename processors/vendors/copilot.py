@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
+from collector.records import Span
 from processors.vendors import (
     TOOL_PHASE,
     TOOL_RESULT,
@@ -37,6 +37,7 @@ from processors.vendors import (
     ContentClass,
     ContentKey,
     DurationSample,
+    LogEvent,
     MetricUsageRule,
     Result,
     Scalar,
@@ -45,8 +46,8 @@ from processors.vendors import (
     apply_map,
     ensure_token_classes,
     first,
+    first_text,
     non_negative,
-    record_time_key,
     register,
     to_float,
     to_int,
@@ -115,7 +116,7 @@ def operation_of(span: Span, attrs: Attrs) -> str:
 
 
 def failed(span: Span, attrs: Attrs) -> bool:
-    return attrs.get("error.type") is not None or span.status.code == Status.STATUS_CODE_ERROR
+    return attrs.get("error.type") is not None or span.status_code == Status.STATUS_CODE_ERROR
 
 
 def duration_ms(span: Span) -> float | None:
@@ -124,10 +125,21 @@ def duration_ms(span: Span) -> float | None:
     return None
 
 
+LOG_EVENTS: Mapping[str, LogEvent] = {
+    "copilot_chat.session.start": LogEvent(
+        EventType.SESSION_START, {"gen_ai.request.model": (am.MODEL, to_str)}
+    ),
+}
+"""Copilot's log events repeat its spans (tool calls, turns, inference details), so only the
+session start becomes an event; the spans are the record of calls."""
+
+
 class Copilot(Vendor):
     provider = "github_copilot"
     genai_operation = "chat"
     derives_genai_metrics = False  # both emit gen_ai.client.* histograms themselves
+    log_events = LOG_EVENTS
+    session_keys = ("session.id", "gen_ai.conversation.id")
     identity_keys = IDENTITY
     version_keys = ("service.version",)
 
@@ -145,7 +157,7 @@ class Copilot(Vendor):
         if session:
             out[am.SESSION_ID] = session
         user = batch.user_by_trace.get(span.trace_id)
-        if user and to_str(first(attrs, IDENTITY[am.USER_ID])) is None:
+        if user and first_text(attrs, IDENTITY[am.USER_ID]) is None:
             out[am.USER_ID] = user
         if span.trace_id:
             out[am.PROMPT_ID] = span.trace_id.hex()
@@ -163,7 +175,7 @@ class Copilot(Vendor):
                 out[am.DECISION_SOURCE] = "config"
             if elapsed is not None:
                 out[am.DURATION_MS] = elapsed
-            error = to_str(attrs.get("error.type")) or span.status.message or None
+            error = to_str(attrs.get("error.type")) or span.status_message or None
             if error and not out[am.SUCCESS]:
                 out[am.ERROR_MESSAGE] = error
             tool_argument_facts(attrs.get("gen_ai.tool.call.arguments"), out)
@@ -189,7 +201,7 @@ class Copilot(Vendor):
         span_key: str,
         elapsed: float | None,
     ) -> Result:
-        model = to_str(first(attrs, ("gen_ai.response.model", "gen_ai.request.model")))
+        model = first_text(attrs, ("gen_ai.response.model", "gen_ai.request.model"))
         out[am.PROVIDER] = self.provider
         if model:
             out[am.PROVIDER], out[am.MODEL] = price_book_model(model)
@@ -209,7 +221,7 @@ class Copilot(Vendor):
         apply_map(attrs, CHAT, out)
         if failed(span, attrs):
             out[am.STATUS] = to_str(attrs.get("error.type")) or "error"
-            message = span.status.message
+            message = span.status_message
             if message:
                 out[am.ERROR_MESSAGE] = message
             result = self.finish(out, EventType.API_ERROR, session, "chat", span_key)
@@ -227,23 +239,6 @@ class Copilot(Vendor):
         if elapsed is not None:
             result.duration_sample = DurationSample(elapsed / 1000.0, model)
         return result
-
-    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
-        """Copilot's log events repeat its spans (tool calls, turns, inference details), so
-        only the session start becomes an event; the spans are the record of calls."""
-        name = to_str(attrs.get("event.name")) or record.body.string_value or None
-        if name == "copilot_chat.session.start":
-            out: dict[str, Scalar] = {}
-            model = to_str(attrs.get("gen_ai.request.model"))
-            if model:
-                out[am.MODEL] = model
-            session = to_str(first(attrs, ("session.id", "gen_ai.conversation.id"))) or to_str(
-                resource.get("session.id")
-            )
-            return self.finish(
-                out, EventType.SESSION_START, session, record_time_key(record, attrs)
-            )
-        return None
 
 
 class CopilotChat(Copilot):

@@ -15,28 +15,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-
 from collector import agent_model as am
 from collector.agent_model import Agent, EventType
 from processors.vendors import (
     ALL_CONTENT,
-    TOOL_PHASE,
     TOOL_RESULT,
     AttributeMap,
     Attrs,
     ContentClass,
     ContentKey,
+    LogEvent,
     MetricUsageRule,
-    Result,
     Scalar,
     UsageTotals,
     Vendor,
-    apply_map,
     ensure_token_classes,
-    first,
+    first_text,
+    mcp_servers_facts,
     non_negative,
-    record_time_key,
     register,
     to_bool,
     to_float,
@@ -87,6 +83,8 @@ TOOL_CALL: AttributeMap = {
     "content_length": (am.TOOL_OUTPUT_SIZE, to_int),
 }
 
+USER_PROMPT: AttributeMap = {"prompt_length": (am.PROMPT_LENGTH, to_int)}
+
 DECISIONS: dict[str, tuple[str, str | None]] = {
     "accept": ("accept", None),
     "auto_accept": ("accept", "config"),
@@ -129,6 +127,75 @@ def gemini_tokens(
     }
 
 
+def prompt_of(attrs: Attrs) -> tuple[object, ...]:
+    """Gemini's events of one turn share a prompt id; it is part of their event ids."""
+    return (first_text(attrs, ("prompt_id", "prompt.id")),)
+
+
+def api_response_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    out.update(
+        gemini_tokens(
+            to_int(attrs.get("input_token_count")) or 0,
+            to_int(attrs.get("cached_content_token_count")) or 0,
+            to_int(attrs.get("output_token_count")) or 0,
+            to_int(attrs.get("thoughts_token_count")) or 0,
+            to_int(attrs.get("tool_token_count")) or 0,
+            to_int(attrs.get("total_token_count")),
+        )
+    )
+    status = to_str(attrs.get("status_code"))
+    out[am.STATUS] = "ok" if status in (None, "200") else status
+    out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
+    caller_facts(attrs, out)
+    ensure_token_classes(out)
+    return prompt_of(attrs)
+
+
+def api_error_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    out[am.STATUS] = to_str(attrs.get("status_code")) or to_str(attrs.get("error_type")) or "error"
+    out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
+    caller_facts(attrs, out)
+    return prompt_of(attrs)
+
+
+def tool_call_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    raw = to_str(attrs.get("decision"))
+    if raw is not None:
+        decision, source = DECISIONS.get(raw.lower(), (raw.lower(), None))
+        out[am.DECISION] = decision
+        if source is not None:
+            out[am.DECISION_SOURCE] = source
+    if am.ERROR_MESSAGE not in out:
+        error_type = to_str(attrs.get("error_type"))
+        if error_type:
+            out[am.ERROR_MESSAGE] = error_type
+    out[am.TOOL_SOURCE] = "mcp" if out.get(am.MCP_SERVER) else "builtin"
+    tool_argument_facts(attrs.get("function_args"), out)
+    return prompt_of(attrs)
+
+
+def tool_call_key(attrs: Attrs, when: str) -> str:
+    """Gemini 0.61 logs no call id: name and arguments keep two calls in one ms apart."""
+    return f"{when}|{attrs.get('function_name')}|{attrs.get('function_args')}"
+
+
+def prompt_facts(attrs: Attrs, out: dict[str, Scalar]) -> tuple[object, ...]:
+    text = to_str(attrs.get("prompt"))
+    if text:
+        out[am.PROMPT_TEXT] = text
+    return prompt_of(attrs)
+
+
+LOG_EVENTS: Mapping[str, LogEvent] = {
+    "gemini_cli.api_response": LogEvent(EventType.API_CALL, API_RESPONSE, api_response_facts),
+    "gemini_cli.api_error": LogEvent(EventType.API_ERROR, API_ERROR, api_error_facts),
+    "gemini_cli.tool_call": LogEvent.tool(TOOL_RESULT, TOOL_CALL, tool_call_facts, tool_call_key),
+    "gemini_cli.user_prompt": LogEvent(EventType.USER_PROMPT, USER_PROMPT, prompt_facts),
+    "gemini_cli.config": LogEvent(EventType.SESSION_START, CONFIG, mcp_servers_facts),
+}
+"""Gemini's ``event.name`` (or body) -> agent event."""
+
+
 class GeminiCli(Vendor):
     agent = Agent.GEMINI_CLI
     service_names = frozenset({"gemini-cli", "gemini_cli"})
@@ -142,6 +209,7 @@ class GeminiCli(Vendor):
     )
     genai_operation = "generate_content"
     derives_genai_metrics = False  # it emits gen_ai.client.token.usage / operation.duration
+    log_events = LOG_EVENTS
     identity_keys = IDENTITY
     version_keys = ("cli.version", "gemini_cli.version", "app.version")
     metric_rules: ClassVar[Mapping[str, MetricUsageRule]] = {
@@ -159,76 +227,6 @@ class GeminiCli(Vendor):
             "code_change", by_type={"added": "lines_added", "removed": "lines_removed"}
         ),
     }
-
-    def log_event(self, resource: Attrs, attrs: Attrs, record: LogRecord) -> Result | None:
-        name = to_str(attrs.get("event.name")) or record.body.string_value or None
-        if name is None:
-            return None
-        session = to_str(attrs.get("session.id")) or to_str(resource.get("session.id"))
-        prompt = to_str(first(attrs, ("prompt_id", "prompt.id")))
-        when = record_time_key(record, attrs)
-        out: dict[str, Scalar] = {}
-        if name == "gemini_cli.api_response":
-            apply_map(attrs, API_RESPONSE, out)
-            out.update(
-                gemini_tokens(
-                    to_int(attrs.get("input_token_count")) or 0,
-                    to_int(attrs.get("cached_content_token_count")) or 0,
-                    to_int(attrs.get("output_token_count")) or 0,
-                    to_int(attrs.get("thoughts_token_count")) or 0,
-                    to_int(attrs.get("tool_token_count")) or 0,
-                    to_int(attrs.get("total_token_count")),
-                )
-            )
-            status = to_str(attrs.get("status_code"))
-            out[am.STATUS] = "ok" if status in (None, "200") else status
-            out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
-            caller_facts(attrs, out)
-            ensure_token_classes(out)
-            return self.finish(out, EventType.API_CALL, session, prompt, when)
-        if name == "gemini_cli.api_error":
-            apply_map(attrs, API_ERROR, out)
-            out[am.STATUS] = (
-                to_str(attrs.get("status_code")) or to_str(attrs.get("error_type")) or "error"
-            )
-            out[am.PROVIDER] = provider_of(to_str(attrs.get("auth_type")))
-            caller_facts(attrs, out)
-            return self.finish(out, EventType.API_ERROR, session, prompt, when)
-        if name == "gemini_cli.tool_call":
-            apply_map(attrs, TOOL_CALL, out)
-            raw = to_str(attrs.get("decision"))
-            if raw is not None:
-                decision, source = DECISIONS.get(raw.lower(), (raw.lower(), None))
-                out[am.DECISION] = decision
-                if source is not None:
-                    out[am.DECISION_SOURCE] = source
-            if am.ERROR_MESSAGE not in out:
-                error_type = to_str(attrs.get("error_type"))
-                if error_type:
-                    out[am.ERROR_MESSAGE] = error_type
-            out[am.TOOL_SOURCE] = "mcp" if out.get(am.MCP_SERVER) else "builtin"
-            tool_argument_facts(attrs.get("function_args"), out)
-            out[TOOL_PHASE] = TOOL_RESULT
-            # Gemini 0.61 logs no call id: name and arguments keep two calls in one ms apart.
-            call = out.get(am.TOOL_CALL_ID) or (
-                f"{when}|{attrs.get('function_name')}|{attrs.get('function_args')}"
-            )
-            return self.finish(out, EventType.TOOL_CALL, session, TOOL_RESULT, prompt, call)
-        if name == "gemini_cli.user_prompt":
-            length = to_int(attrs.get("prompt_length"))
-            if length is not None:
-                out[am.PROMPT_LENGTH] = length
-            text = to_str(attrs.get("prompt"))
-            if text:
-                out[am.PROMPT_TEXT] = text
-            return self.finish(out, EventType.USER_PROMPT, session, prompt, when)
-        if name == "gemini_cli.config":
-            apply_map(attrs, CONFIG, out)
-            servers = attrs.get("mcp_servers")
-            if isinstance(servers, str):  # "" is a fact too: no MCP servers configured
-                out[am.MCP_SERVERS] = ",".join(s.strip() for s in servers.split(",") if s.strip())
-            return self.finish(out, EventType.SESSION_START, session, when)
-        return None
 
     def usage_record(self, totals: UsageTotals) -> dict[str, Scalar]:
         values = totals.values
