@@ -38,11 +38,9 @@ from collector.component import Exporter, Host, LogsData, Processor, Signal  # n
 
 def _records_input(component: Any, data: LogsData) -> Any:
     """What ``component`` consumes: the record model when it takes records, else protobuf."""
-    if getattr(component, "takes_records", False):
-        from collector.records import Logs
+    from collector.records import Logs
 
-        return Logs.from_proto(data)
-    return data
+    return Logs.from_proto(data)
 
 
 def _to_proto(data: Any) -> LogsData:

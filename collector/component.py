@@ -211,22 +211,18 @@ class Processor(Component):
     """
 
     kind = "processor"
-    takes_records: ClassVar[bool] = False
-    """True: ``consume_logs``/``consume_traces`` take and return ``Logs``/``Traces``; False: the
-    pipeline hands them protobuf (transitional, until every processor is converted)."""
 
-    # ``Any`` while processors move to the record model: ``Logs``/``Traces`` when
-    # ``takes_records``, else protobuf.
-    def consume_logs(self, data: Any) -> Any:
+    def consume_logs(self, data: Logs) -> Logs | None:
         return data
 
     def consume_metrics(self, data: MetricsData) -> MetricsData | None:
         return data
 
-    def consume_traces(self, data: Any) -> Any:
+    def consume_traces(self, data: Traces) -> Traces | None:
         return data
 
     def process(self, signal: Signal, data: Any) -> Any:
+        """``Logs``/``Traces`` for logs and traces, the protobuf request for metrics."""
         if signal is Signal.LOGS:
             return self.consume_logs(data)  # type: ignore[arg-type]
         if signal is Signal.METRICS:
@@ -245,16 +241,14 @@ class Exporter(Component):
     """
 
     kind = "exporter"
-    takes_records: ClassVar[bool] = False
-    """True: ``consume_logs``/``consume_traces`` take ``Logs``/``Traces``; False: protobuf."""
 
-    def consume_logs(self, data: Any, batch_id: str) -> None:
+    def consume_logs(self, data: Logs, batch_id: str) -> None:
         pass
 
     def consume_metrics(self, data: MetricsData, batch_id: str) -> None:
         pass
 
-    def consume_traces(self, data: Any, batch_id: str) -> None:
+    def consume_traces(self, data: Traces, batch_id: str) -> None:
         pass
 
     def export(self, signal: Signal, data: Any, batch_id: str) -> None:

@@ -101,7 +101,7 @@ class ExporterRunner:
         retry = self.config.retry_on_failure
         signal = batch.signal.value
         merged = _merge(self.queue.load(batch))
-        data = merged if self.exporter.takes_records else as_proto(merged)
+        data = merged
         started = time.monotonic()
         interval = retry.initial_interval
         attempt = 0
@@ -258,11 +258,6 @@ class Replay:
             yield from singles(whole)
 
 
-def as_proto(data: Telemetry | Records) -> Telemetry:
-    """Protobuf for a component that still reads it (transitional) or for where data leaves."""
-    return data.to_proto() if isinstance(data, Logs | Traces) else data
-
-
 class Pipeline:
     """Processors in order, then every exporter of the pipeline."""
 
@@ -327,11 +322,7 @@ class Pipeline:
     def _run(self, data: Telemetry | Records) -> Telemetry | Records | None:
         for p in self.processors:
             try:
-                if p.takes_records or not isinstance(data, Logs | Traces):
-                    out = p.process(self.signal, data)  # type: ignore[arg-type]
-                else:
-                    out = p.process(self.signal, data.to_proto())
-                    out = None if out is None else decode(out)
+                out = p.process(self.signal, data)
             except Refused:
                 raise
             except Exception as exc:

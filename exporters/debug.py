@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import TextIO
 
 from pydantic import Field
 
@@ -43,8 +43,6 @@ class DebugExporter(Exporter):
     config: DebugConfig
 
     """Takes records and writes them as OTLP JSON, encoded once per batch."""
-
-    takes_records: ClassVar[bool] = True
 
     def __init__(self, name: str, config: DebugConfig) -> None:
         super().__init__(name, config)

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import grpc
 import urllib3
@@ -186,8 +186,6 @@ def _count_partial_success(exporter: str, signal: Signal, response: Message, rej
 
 class _OtlpExporter(Exporter):
     """Takes records: what leaves as OTLP is encoded here, once per batch."""
-
-    takes_records: ClassVar[bool] = True
 
     def _send(self, signal: Signal, data: Telemetry) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -187,8 +187,6 @@ def usage_of(attrs: dict[str, Any]) -> pricing.Usage | pricing.Unpriced:
 
 
 class CostProcessor(Processor):
-    takes_records = True
-
     def __init__(self, name: str, config: CostConfig) -> None:
         super().__init__(name, config)
         self.config: CostConfig = config

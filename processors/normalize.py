@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -174,8 +174,6 @@ class _UsageGroup:
 
 class NormalizeProcessor(Processor):
     """See the module docstring. ``emit_metrics``/``emit_logs`` are set by the service."""
-
-    takes_records: ClassVar[bool] = True
 
     def __init__(self, name: str, config: NormalizeConfig) -> None:
         super().__init__(name, config)

@@ -248,8 +248,6 @@ class _Record:
 
 
 class RedactionProcessor(Processor):
-    takes_records = True
-
     def __init__(self, name: str, config: RedactionConfig) -> None:
         super().__init__(name, config)
         self.config: RedactionConfig = config

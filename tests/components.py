@@ -22,6 +22,7 @@ from collector.component import (
     Telemetry,
 )
 from collector.isolation import items
+from collector.records import Logs, Records, Traces
 
 
 class InjectConfig(ComponentConfig):
@@ -54,7 +55,10 @@ class RecordingExporter(Exporter):
         self.attempts = 0
         RecordingExporter.instances[name] = self
 
-    def export(self, signal: Signal, data: Telemetry, batch_id: str) -> None:
+    def export(self, signal: Signal, data: Telemetry | Records, batch_id: str) -> None:
+        """Keeps protobuf, which the tests read: records are encoded as an OTLP exporter would."""
+        if isinstance(data, Logs | Traces):
+            data = data.to_proto()
         self.gate.wait()
         self.attempts += 1
         if self.attempts <= self.cfg.fail_times:
@@ -94,7 +98,13 @@ class FaultProcessor(Processor):
         super().__init__(name, config)
         self.cfg = config
 
-    def process(self, signal: Signal, data: Telemetry) -> Telemetry | None:
+    def process(self, signal: Signal, data: Telemetry | Records) -> Telemetry | Records | None:
+        if isinstance(data, Logs | Traces):
+            if any(self.cfg.attribute in item.attributes for item in data.items()):
+                for item in data.items():
+                    item.attributes["half.processed"] = True
+                raise ValueError("injected processor fault")
+            return data
         if any(kv.key == self.cfg.attribute for item in items(data) for kv in item.attributes):
             for item in items(data):
                 item.attributes.add(key="half.processed").value.bool_value = True

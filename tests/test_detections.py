@@ -299,11 +299,7 @@ def batch(*records: dict[str, Any]) -> Logs:
 
 def through(p: Processor, data: Logs) -> Logs:
     """``data`` through a processor in whichever form it takes (as the pipeline converts)."""
-    out = (
-        p.consume_logs(data)
-        if p.takes_records
-        else Logs.from_proto(p.consume_logs(data.to_proto()))
-    )
+    out = p.consume_logs(data)
     assert out is not None
     return out
 

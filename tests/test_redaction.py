@@ -106,7 +106,7 @@ def apply(processor: Processor, request: Any) -> Any:
     """A request through a processor as the pipeline hands it over (records or protobuf);
     returns the protobuf request it passes on."""
     signal = signal_of(request)
-    if not processor.takes_records or signal is Signal.METRICS:
+    if signal is Signal.METRICS:
         return processor.process(signal, request)
     records = Logs.from_proto(request) if signal is Signal.LOGS else Traces.from_proto(request)
     out = processor.process(signal, records)

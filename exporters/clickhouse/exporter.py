@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -200,7 +200,6 @@ def open_store(config: ClickHouseExporterConfig, data_dir: str) -> Iterator[Clie
 
 
 class ClickHouseExporter(Exporter):
-    takes_records: ClassVar[bool] = True
     config: ClickHouseExporterConfig
 
     def __init__(self, name: str, config: ClickHouseExporterConfig) -> None:

@@ -13,7 +13,6 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
 
 from prometheus_client import CollectorRegistry
 
@@ -49,7 +48,6 @@ def load_user_key(config: PrometheusConfig, data_dir: str) -> bytes | None:
 
 class PrometheusExporter(Exporter):
     config: PrometheusConfig
-    takes_records: ClassVar[bool] = True
 
     def __init__(
         self, name: str, config: PrometheusConfig, clock: Callable[[], float] = time.monotonic

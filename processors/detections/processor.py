@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from collector import agent_model as am
 from collector import telemetry
@@ -118,8 +118,6 @@ def _copy(resource: Resource) -> Resource:
 
 
 class DetectionsProcessor(Processor):
-    takes_records: ClassVar[bool] = True
-
     def __init__(self, name: str, config: DetectionsConfig) -> None:
         super().__init__(name, config)
         self.evidence_max_chars = config.evidence_max_chars

@@ -30,6 +30,7 @@ from collector.receivers.sessionfiles.internal import twins
 from collector.receivers.sessionfiles.internal.events import FileResult, Session
 from collector.receivers.sessionfiles.internal.ledger import Ledger, digest
 from collector.receivers.sessionfiles.internal.otlp import encode
+from collector.records import Logs
 from collector.service import Service
 
 READERS: dict[str, ModuleType] = {"claude-code": claude_code, "codex": codex, "gemini": gemini_cli}
@@ -100,35 +101,33 @@ class SummaryTap(Processor):
         super().__init__("sessionfiles/summary", ComponentConfig())
         self.summary = summary
 
-    def consume_logs(self, data: LogsData) -> LogsData | None:
-        for rl in data.resource_logs:
-            for sl in rl.scope_logs:
-                for record in sl.log_records:
-                    attrs = {kv.key: kv.value for kv in record.attributes}
-                    agent = attrs.get(am.AGENT)
-                    name = agent.string_value if agent is not None else "unknown"
-                    totals = self.summary.totals.setdefault(name, Totals())
-                    totals.records += 1
-                    session = attrs.get(am.SESSION_ID)
-                    if session is not None and session.string_value:
-                        totals.sessions.add((name, session.string_value))
-                    event = attrs.get(am.EVENT)
-                    if event is None or event.string_value != am.EventType.API_CALL.value:
-                        continue
-                    totals.api_calls += 1
-                    for key, attr in (
-                        (am.INPUT_TOKENS, "input_tokens"),
-                        (am.CACHE_READ_TOKENS, "cache_read_tokens"),
-                        (am.CACHE_WRITE_TOKENS, "cache_write_tokens"),
-                        (am.OUTPUT_TOKENS, "output_tokens"),
-                    ):
-                        if key in attrs:
-                            setattr(totals, attr, getattr(totals, attr) + attrs[key].int_value)
-                    cost = attrs.get(am.COST_USD)
-                    if cost is None:
-                        totals.unpriced_api_calls += 1
-                    else:
-                        totals.cost_usd += cost.double_value
+    def consume_logs(self, data: Logs) -> Logs | None:
+        for record in data.records:
+            attrs = record.attributes
+            agent = attrs.get(am.AGENT)
+            name = agent if isinstance(agent, str) and agent else "unknown"
+            totals = self.summary.totals.setdefault(name, Totals())
+            totals.records += 1
+            session = attrs.get(am.SESSION_ID)
+            if isinstance(session, str) and session:
+                totals.sessions.add((name, session))
+            if attrs.get(am.EVENT) != am.EventType.API_CALL.value:
+                continue
+            totals.api_calls += 1
+            for key, attr in (
+                (am.INPUT_TOKENS, "input_tokens"),
+                (am.CACHE_READ_TOKENS, "cache_read_tokens"),
+                (am.CACHE_WRITE_TOKENS, "cache_write_tokens"),
+                (am.OUTPUT_TOKENS, "output_tokens"),
+            ):
+                value = attrs.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    setattr(totals, attr, getattr(totals, attr) + value)
+            cost = attrs.get(am.COST_USD)
+            if isinstance(cost, int | float) and not isinstance(cost, bool):
+                totals.cost_usd += cost
+            else:
+                totals.unpriced_api_calls += 1
         return data
 
 
