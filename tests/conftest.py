@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.clickhouse_fixture", "tests.prometheus_server"]
+pytest_plugins = ["tests.support.clickhouse_fixture", "tests.support.prometheus_server"]

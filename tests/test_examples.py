@@ -1,7 +1,8 @@
 """configs/examples/: agentwatch as a second exporter behind otelcol-contrib, Grafana Alloy, the
 Datadog Agent (first hop, DDOT) and ADOT, and a loadbalancing front for several replicas.
 
-Each file parses (YAML, or Alloy syntax with tests/alloy_syntax.py), names only components its
+Each file parses (YAML, or Alloy syntax with tests/support/alloy_syntax.py), names only components
+its
 distribution documents (configs/examples/components/*.yaml, each with its source), wires only
 components it defines, points at agentwatch's default ports (configs/default.yaml), and its
 agentwatch exporter passes agentwatch's own OTLP client settings (exporters/otlp.py). The
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from collector.component import ConfigContext
 from collector.config import load
 from exporters.otlp import OtlpGrpcConfig, OtlpHttpConfig, grpc_target
-from tests import alloy_syntax
+from tests.support import alloy_syntax
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "configs" / "examples"
@@ -40,7 +41,8 @@ ALLOY = "alloy/config.alloy"
 FIRST_HOP = "datadog/agentwatch-first-hop.yaml"
 DATADOG_AGENT = "datadog/datadog.yaml"
 MDM_SCRIPT = "mdm-agentwatch-setup.sh"
-"""Not a collector config: `agentwatch setup` for every user home (tests/test_setup_agents.py)."""
+"""Not a collector config: `agentwatch setup` for every user home
+(tests/collector/test_setup_agents.py)."""
 KINDS = {
     "receivers": "receiver",
     "processors": "processor",

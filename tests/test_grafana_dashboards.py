@@ -25,9 +25,9 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from configs.grafana import build
 from exporters.clickhouse.schema import PUBLIC_VIEWS
-from tests.clickhouse_fixture import ClickHouseDatabase, new_client
 from tests.e2e import dashboard_checks
-from tests.prometheus_server import PrometheusServer
+from tests.support.clickhouse_fixture import ClickHouseDatabase, new_client
+from tests.support.prometheus_server import PrometheusServer
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "scripts" / "install-grafana-schema.sh"

@@ -51,7 +51,7 @@ from opentelemetry.sdk.resources import Resource
 
 from collector.component import parse_duration
 from collector.config import load
-from tests.collector_process import free_port
+from tests.support.collector_process import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "agentwatch"

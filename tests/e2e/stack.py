@@ -34,8 +34,8 @@ from google.protobuf.message import Message
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.clickhouse.exporter import running_embedded_url
-from tests.collector_process import CollectorProcess, free_port
 from tests.e2e.otlp_capture import REQUEST_TYPES, OtlpCapture, parse_otlp_json, read_chunked
+from tests.support.collector_process import CollectorProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "default.yaml"

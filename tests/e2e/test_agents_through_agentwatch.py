@@ -49,7 +49,7 @@ from tests.e2e.agent_clis import (
 from tests.e2e.mock_models import RecordedCall
 from tests.e2e.otlp_capture import otlp_json
 from tests.e2e.stack import AgentwatchStack, TappedRequest, Timings, module_stack, wait_for
-from tests.prometheus_server import PrometheusServer, promtool_check_metrics
+from tests.support.prometheus_server import PrometheusServer, promtool_check_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -56,7 +56,7 @@ from tests.e2e.mock_models import (
 )
 from tests.e2e.stack import AgentwatchStack, Timings, module_stack, wait_for
 from tests.e2e.test_agents_through_agentwatch import clickhouse_leaks
-from tests.prometheus_server import PrometheusServer
+from tests.support.prometheus_server import PrometheusServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
