@@ -98,22 +98,24 @@ def store(db: ClickHouseDatabase, tmp_path: Path, cost: CostConfig | None = None
         )
     )
     codex = pipeline.cost.consume_logs(
-        logs_request(
-            [
-                agent_record(
-                    am.EventType.API_CALL,
-                    "codex-1",
-                    noon(D1),
-                    agent="codex",
-                    session_id="s-codex",
-                    user_id="u-2",
-                    provider="openai",
-                    model=UNKNOWN,
-                    input_tokens=1000,
-                    output_tokens=100,
-                )
-            ],
-            service="codex_cli_rs",
+        Logs.from_proto(
+            logs_request(
+                [
+                    agent_record(
+                        am.EventType.API_CALL,
+                        "codex-1",
+                        noon(D1),
+                        agent="codex",
+                        session_id="s-codex",
+                        user_id="u-2",
+                        provider="openai",
+                        model=UNKNOWN,
+                        input_tokens=1000,
+                        output_tokens=100,
+                    )
+                ],
+                service="codex_cli_rs",
+            )
         )
     )
     assert codex is not None
@@ -127,8 +129,8 @@ def store(db: ClickHouseDatabase, tmp_path: Path, cost: CostConfig | None = None
     )
     exporter = make_exporter(db, str(tmp_path))
     try:
-        for i, logs in enumerate((claude, codex, usage)):
-            exporter.consume_logs(Logs.from_proto(logs), f"ingest-{i}")
+        for i, logs in enumerate((Logs.from_proto(claude), codex, Logs.from_proto(usage))):
+            exporter.consume_logs(logs, f"ingest-{i}")
     finally:
         exporter.shutdown()
 
