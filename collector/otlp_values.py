@@ -34,9 +34,6 @@ def decode_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-any_value = decode_value  # transitional name, replaced by decode_value everywhere
-
-
 def decode_attributes(key_values: Iterable[KeyValue]) -> dict[str, Any]:
     """OTLP attributes as a dict of Python values: the one per-attribute pass of a record."""
     out: dict[str, Any] = {}
@@ -117,7 +114,7 @@ def _json_default(value: Any) -> Any:
 
 
 def json_text(value: Any) -> str:
-    """Compact JSON of an attribute's Python value (``any_value``); bytes anywhere inside are
+    """Compact JSON of an attribute's Python value (``decode_value``); bytes anywhere inside are
     base64, NaN and infinities are written as JavaScript writes them, so any tree encodes."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_json_default)
 

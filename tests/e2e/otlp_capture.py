@@ -27,6 +27,8 @@ from opentelemetry.proto.collector.metrics.v1 import (
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from collector.otlp_values import decode_attributes, decode_value
+
 REQUEST_TYPES: dict[str, type[Message]] = {
     "logs": logs_service_pb2.ExportLogsServiceRequest,
     "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
@@ -258,20 +260,8 @@ def read_chunked(handler: BaseHTTPRequestHandler) -> bytes:
         handler.rfile.readline()
 
 
-def any_value(value: Any) -> Any:
-    """An OTLP AnyValue as a plain Python value."""
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
-    return getattr(value, kind)
-
-
 def attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    return decode_attributes(kvs)
 
 
 @dataclass(frozen=True)
@@ -301,7 +291,7 @@ def log_events(requests: list[Message]) -> list[LogEvent]:
                             resource,
                             scope_logs.scope.name,
                             attributes(record.attributes),
-                            any_value(record.body),
+                            decode_value(record.body),
                         )
                     )
     return events

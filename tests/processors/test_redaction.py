@@ -20,6 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from collector import agent_model as am
 from collector import telemetry
 from collector.component import ConfigContext, LogsData, Processor, Signal, signal_of
+from collector.otlp_values import encode_value
 from collector.records import Logs, Traces
 from processors.redaction import (
     FACTORY,
@@ -38,25 +39,12 @@ ALL_ALLOWED = {"prompts": True, "responses": True, "tool_output": True, "tool_ar
 
 
 def any_value(value: Any) -> AnyValue:
+    """A test value as OTLP (through the collector's own codec); AnyValues pass as they are."""
     if isinstance(value, AnyValue):
         return value
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, dict):
-        out = AnyValue()
-        out.kvlist_value.values.extend(kv(k, v) for k, v in value.items())
-        return out
-    if isinstance(value, list):
-        out = AnyValue()
-        out.array_value.values.extend(any_value(v) for v in value)
-        return out
-    return AnyValue(string_value=str(value))
+    out = AnyValue()
+    encode_value(value, out)
+    return out
 
 
 def kv(key: str, value: Any) -> KeyValue:
