@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -261,11 +261,18 @@ def _fill_scope(scope: Scope, out: InstrumentationScope) -> None:
 
 
 class _Batch:
-    """What logs and traces batches share: length, concatenation and the wal encoding."""
+    """What logs and traces share: decoding, encoding, the wal encoding, concatenation. A signal
+    says where its items sit in the OTLP request and how one item is read and written."""
 
     __slots__ = ()
     _items: ClassVar[str]
+    _request: ClassVar[type[ExportLogsServiceRequest] | type[ExportTraceServiceRequest]]
+    _path: ClassVar[tuple[str, str, str]]
+    """The request's resource groups, a group's scope groups, a scope group's items."""
     _FORMAT: ClassVar[int] = 1
+
+    def __init__(self, items: list[Any] | None = None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def items(self) -> list[Any]:
         return getattr(self, self._items)  # type: ignore[no-any-return]
@@ -273,19 +280,102 @@ class _Batch:
     def __len__(self) -> int:
         return len(self.items())
 
-    def _contexts(self) -> tuple[list[Resource], list[Scope], dict[int, int], dict[int, int]]:
-        resources: list[Resource] = []
-        scopes: list[Scope] = []
+    @classmethod
+    def _decode(cls, message: Any, resource: Resource, scope: Scope) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _encode(item: Any, out: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _row(item: Any, resource: int, scope: int) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _from_row(resource: Resource, scope: Scope, row: tuple[Any, ...]) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def from_proto(cls, request: Any) -> Self:
+        resources_key, scopes_key, items_key = cls._path
+        items: list[Any] = []
+        decode = cls._decode
+        for group in getattr(request, resources_key):
+            resource = _resource(group.resource, group.schema_url)
+            for scope_group in getattr(group, scopes_key):
+                scope = _scope(scope_group.scope, scope_group.schema_url)
+                items.extend(decode(m, resource, scope) for m in getattr(scope_group, items_key))
+        return cls(items)
+
+    def to_proto(self) -> Any:
+        resources_key, scopes_key, items_key = self._path
+        request = self._request()
+        resource: Resource | None = None
+        scope: Scope | None = None
+        group: Any = None
+        scope_group: Any = None
+        for item in self.items():
+            if item.resource is not resource or group is None:
+                resource, scope = item.resource, None
+                group = getattr(request, resources_key).add(schema_url=resource.schema_url)
+                _fill_resource(resource, group.resource)
+            if item.scope is not scope or scope_group is None:
+                scope = item.scope
+                scope_group = getattr(group, scopes_key).add(schema_url=scope.schema_url)
+                _fill_scope(scope, scope_group.scope)
+            self._encode(item, getattr(scope_group, items_key))
+        return request
+
+    def dump(self) -> bytes:
+        """The wal encoding: plain tuples pickled, resources and scopes written once."""
+        resources: dict[int, Resource] = {}
+        scopes: dict[int, Scope] = {}
         resource_index: dict[int, int] = {}
         scope_index: dict[int, int] = {}
+        rows = []
+        row = self._row
         for item in self.items():
-            if id(item.resource) not in resource_index:
-                resource_index[id(item.resource)] = len(resources)
-                resources.append(item.resource)
-            if id(item.scope) not in scope_index:
-                scope_index[id(item.scope)] = len(scopes)
-                scopes.append(item.scope)
-        return resources, scopes, resource_index, scope_index
+            r = resource_index.get(id(item.resource))
+            if r is None:
+                r = resource_index[id(item.resource)] = len(resources)
+                resources[r] = item.resource
+            s = scope_index.get(id(item.scope))
+            if s is None:
+                s = scope_index[id(item.scope)] = len(scopes)
+                scopes[s] = item.scope
+            rows.append(row(item, r, s))
+        return pickle.dumps(
+            (
+                self._FORMAT,
+                [
+                    (x.attributes, x.dropped_attributes_count, x.schema_url)
+                    for x in resources.values()
+                ],
+                [
+                    (x.name, x.version, x.attributes, x.dropped_attributes_count, x.schema_url)
+                    for x in scopes.values()
+                ],
+                rows,
+            ),
+            protocol=5,
+        )
+
+    @classmethod
+    def load(cls, payload: bytes) -> Self:
+        _format, resources, scopes, rows = pickle.loads(payload)
+        res = [Resource(*x) for x in resources]
+        sco = [Scope(*x) for x in scopes]
+        from_row = cls._from_row
+        return cls([from_row(res[row[0]], sco[row[1]], row) for row in rows])
+
+    @classmethod
+    def concat(cls, parts: Iterable[Self]) -> Self:
+        return cls([item for part in parts for item in part.items()])
+
+    def singles(self) -> Iterator[Self]:
+        for item in self.items():
+            yield type(self)([item])
 
 
 class Logs(_Batch):
@@ -295,115 +385,69 @@ class Logs(_Batch):
 
     __slots__ = ("records", "source")
     _items = "records"
+    _request = ExportLogsServiceRequest
+    _path = ("resource_logs", "scope_logs", "log_records")
 
     def __init__(self, records: list[LogRecord] | None = None) -> None:
         self.records = [] if records is None else records
         self.source: bytes | None = None
 
     @classmethod
-    def from_proto(cls, request: ExportLogsServiceRequest) -> Logs:
-        records: list[LogRecord] = []
-        append = records.append
-        for rl in request.resource_logs:
-            resource = _resource(rl.resource, rl.schema_url)
-            for sl in rl.scope_logs:
-                scope = _scope(sl.scope, sl.schema_url)
-                for lr in sl.log_records:
-                    append(
-                        LogRecord(
-                            resource,
-                            scope,
-                            lr.time_unix_nano,
-                            lr.observed_time_unix_nano,
-                            lr.severity_number,
-                            lr.severity_text,
-                            decode_value(lr.body) if lr.HasField("body") else None,
-                            decode_attributes(lr.attributes),
-                            lr.dropped_attributes_count,
-                            lr.flags,
-                            lr.trace_id,
-                            lr.span_id,
-                            lr.event_name,
-                        )
-                    )
-        return cls(records)
-
-    def to_proto(self) -> ExportLogsServiceRequest:
-        request = ExportLogsServiceRequest()
-        resource: Resource | None = None
-        scope: Scope | None = None
-        rl: logs_pb2.ResourceLogs | None = None
-        sl: logs_pb2.ScopeLogs | None = None
-        for r in self.records:
-            if r.resource is not resource or rl is None:
-                resource, scope = r.resource, None
-                rl = request.resource_logs.add(schema_url=resource.schema_url)
-                _fill_resource(resource, rl.resource)
-            if r.scope is not scope or sl is None:
-                scope = r.scope
-                sl = rl.scope_logs.add(schema_url=scope.schema_url)
-                _fill_scope(scope, sl.scope)
-            out = sl.log_records.add(
-                time_unix_nano=r.time_unix_nano,
-                observed_time_unix_nano=r.observed_time_unix_nano,
-                severity_number=r.severity_number,  # type: ignore[arg-type]
-                severity_text=r.severity_text,
-                dropped_attributes_count=r.dropped_attributes_count,
-                flags=r.flags,
-                trace_id=r.trace_id,
-                span_id=r.span_id,
-                event_name=r.event_name,
-            )
-            if r.body is not None:
-                encode_value(r.body, out.body)
-            encode_attributes(r.attributes, out.attributes)
-        return request
-
-    def dump(self) -> bytes:
-        """The wal encoding: plain tuples pickled, resources and scopes written once."""
-        resources, scopes, ri, si = self._contexts()
-        rows = [
-            (
-                ri[id(r.resource)],
-                si[id(r.scope)],
-                r.time_unix_nano,
-                r.observed_time_unix_nano,
-                r.severity_number,
-                r.severity_text,
-                r.body,
-                r.attributes,
-                r.dropped_attributes_count,
-                r.flags,
-                r.trace_id,
-                r.span_id,
-                r.event_name,
-            )
-            for r in self.records
-        ]
-        return pickle.dumps(
-            (
-                self._FORMAT,
-                [(x.attributes, x.dropped_attributes_count, x.schema_url) for x in resources],
-                [_scope_tuple(x) for x in scopes],
-                rows,
-            ),
-            protocol=5,
+    def _decode(cls, lr: logs_pb2.LogRecord, resource: Resource, scope: Scope) -> LogRecord:
+        return LogRecord(
+            resource,
+            scope,
+            lr.time_unix_nano,
+            lr.observed_time_unix_nano,
+            lr.severity_number,
+            lr.severity_text,
+            decode_value(lr.body) if lr.HasField("body") else None,
+            decode_attributes(lr.attributes),
+            lr.dropped_attributes_count,
+            lr.flags,
+            lr.trace_id,
+            lr.span_id,
+            lr.event_name,
         )
 
-    @classmethod
-    def load(cls, payload: bytes) -> Logs:
-        _format, resources, scopes, rows = pickle.loads(payload)
-        res = [Resource(*x) for x in resources]
-        sco = [Scope(*x) for x in scopes]
-        return cls([LogRecord(res[row[0]], sco[row[1]], *row[2:]) for row in rows])
+    @staticmethod
+    def _encode(r: LogRecord, out: Any) -> None:
+        record = out.add(
+            time_unix_nano=r.time_unix_nano,
+            observed_time_unix_nano=r.observed_time_unix_nano,
+            severity_number=r.severity_number,
+            severity_text=r.severity_text,
+            dropped_attributes_count=r.dropped_attributes_count,
+            flags=r.flags,
+            trace_id=r.trace_id,
+            span_id=r.span_id,
+            event_name=r.event_name,
+        )
+        if r.body is not None:
+            encode_value(r.body, record.body)
+        encode_attributes(r.attributes, record.attributes)
 
-    @classmethod
-    def concat(cls, parts: Iterable[Logs]) -> Logs:
-        return cls([r for p in parts for r in p.records])
+    @staticmethod
+    def _row(r: LogRecord, resource: int, scope: int) -> tuple[Any, ...]:
+        return (
+            resource,
+            scope,
+            r.time_unix_nano,
+            r.observed_time_unix_nano,
+            r.severity_number,
+            r.severity_text,
+            r.body,
+            r.attributes,
+            r.dropped_attributes_count,
+            r.flags,
+            r.trace_id,
+            r.span_id,
+            r.event_name,
+        )
 
-    def singles(self) -> Iterator[Logs]:
-        for r in self.records:
-            yield Logs([r])
+    @staticmethod
+    def _from_row(resource: Resource, scope: Scope, row: tuple[Any, ...]) -> LogRecord:
+        return LogRecord(resource, scope, *row[2:])
 
 
 class Traces(_Batch):
@@ -412,193 +456,135 @@ class Traces(_Batch):
 
     __slots__ = ("source", "spans")
     _items = "spans"
+    _request = ExportTraceServiceRequest
+    _path = ("resource_spans", "scope_spans", "spans")
 
     def __init__(self, spans: list[Span] | None = None) -> None:
         self.spans = [] if spans is None else spans
         self.source: bytes | None = None
 
     @classmethod
-    def from_proto(cls, request: ExportTraceServiceRequest) -> Traces:
-        spans: list[Span] = []
-        append = spans.append
-        for rs in request.resource_spans:
-            resource = _resource(rs.resource, rs.schema_url)
-            for ss in rs.scope_spans:
-                scope = _scope(ss.scope, ss.schema_url)
-                for s in ss.spans:
-                    append(
-                        Span(
-                            resource,
-                            scope,
-                            s.trace_id,
-                            s.span_id,
-                            s.trace_state,
-                            s.parent_span_id,
-                            s.flags,
-                            s.name,
-                            s.kind,
-                            s.start_time_unix_nano,
-                            s.end_time_unix_nano,
-                            decode_attributes(s.attributes),
-                            s.dropped_attributes_count,
-                            [
-                                SpanEvent(
-                                    e.time_unix_nano,
-                                    e.name,
-                                    decode_attributes(e.attributes),
-                                    e.dropped_attributes_count,
-                                )
-                                for e in s.events
-                            ],
-                            s.dropped_events_count,
-                            [
-                                SpanLink(
-                                    k.trace_id,
-                                    k.span_id,
-                                    k.trace_state,
-                                    decode_attributes(k.attributes),
-                                    k.dropped_attributes_count,
-                                    k.flags,
-                                )
-                                for k in s.links
-                            ],
-                            s.dropped_links_count,
-                            s.status.code,
-                            s.status.message,
-                        )
-                    )
-        return cls(spans)
-
-    def to_proto(self) -> ExportTraceServiceRequest:
-        request = ExportTraceServiceRequest()
-        resource: Resource | None = None
-        scope: Scope | None = None
-        rs: trace_pb2.ResourceSpans | None = None
-        ss: trace_pb2.ScopeSpans | None = None
-        for s in self.spans:
-            if s.resource is not resource or rs is None:
-                resource, scope = s.resource, None
-                rs = request.resource_spans.add(schema_url=resource.schema_url)
-                _fill_resource(resource, rs.resource)
-            if s.scope is not scope or ss is None:
-                scope = s.scope
-                ss = rs.scope_spans.add(schema_url=scope.schema_url)
-                _fill_scope(scope, ss.scope)
-            out = ss.spans.add(
-                trace_id=s.trace_id,
-                span_id=s.span_id,
-                trace_state=s.trace_state,
-                parent_span_id=s.parent_span_id,
-                flags=s.flags,
-                name=s.name,
-                kind=s.kind,  # type: ignore[arg-type]
-                start_time_unix_nano=s.start_time_unix_nano,
-                end_time_unix_nano=s.end_time_unix_nano,
-                dropped_attributes_count=s.dropped_attributes_count,
-                dropped_events_count=s.dropped_events_count,
-                dropped_links_count=s.dropped_links_count,
-            )
-            encode_attributes(s.attributes, out.attributes)
-            for e in s.events:
-                oe = out.events.add(
-                    time_unix_nano=e.time_unix_nano,
-                    name=e.name,
-                    dropped_attributes_count=e.dropped_attributes_count,
+    def _decode(cls, s: trace_pb2.Span, resource: Resource, scope: Scope) -> Span:
+        return Span(
+            resource,
+            scope,
+            s.trace_id,
+            s.span_id,
+            s.trace_state,
+            s.parent_span_id,
+            s.flags,
+            s.name,
+            s.kind,
+            s.start_time_unix_nano,
+            s.end_time_unix_nano,
+            decode_attributes(s.attributes),
+            s.dropped_attributes_count,
+            [
+                SpanEvent(
+                    e.time_unix_nano,
+                    e.name,
+                    decode_attributes(e.attributes),
+                    e.dropped_attributes_count,
                 )
-                encode_attributes(e.attributes, oe.attributes)
-            for k in s.links:
-                ol = out.links.add(
-                    trace_id=k.trace_id,
-                    span_id=k.span_id,
-                    trace_state=k.trace_state,
-                    dropped_attributes_count=k.dropped_attributes_count,
-                    flags=k.flags,
+                for e in s.events
+            ],
+            s.dropped_events_count,
+            [
+                SpanLink(
+                    k.trace_id,
+                    k.span_id,
+                    k.trace_state,
+                    decode_attributes(k.attributes),
+                    k.dropped_attributes_count,
+                    k.flags,
                 )
-                encode_attributes(k.attributes, ol.attributes)
-            out.status.SetInParent()  # absent and empty status both mean UNSET
-            out.status.code = s.status_code  # type: ignore[assignment]
-            out.status.message = s.status_message
-        return request
-
-    def dump(self) -> bytes:
-        resources, scopes, ri, si = self._contexts()
-        rows = [
-            (
-                ri[id(s.resource)],
-                si[id(s.scope)],
-                s.trace_id,
-                s.span_id,
-                s.trace_state,
-                s.parent_span_id,
-                s.flags,
-                s.name,
-                s.kind,
-                s.start_time_unix_nano,
-                s.end_time_unix_nano,
-                s.attributes,
-                s.dropped_attributes_count,
-                [
-                    (e.time_unix_nano, e.name, e.attributes, e.dropped_attributes_count)
-                    for e in s.events
-                ],
-                s.dropped_events_count,
-                [
-                    (
-                        k.trace_id,
-                        k.span_id,
-                        k.trace_state,
-                        k.attributes,
-                        k.dropped_attributes_count,
-                        k.flags,
-                    )
-                    for k in s.links
-                ],
-                s.dropped_links_count,
-                s.status_code,
-                s.status_message,
-            )
-            for s in self.spans
-        ]
-        return pickle.dumps(
-            (
-                self._FORMAT,
-                [(x.attributes, x.dropped_attributes_count, x.schema_url) for x in resources],
-                [_scope_tuple(x) for x in scopes],
-                rows,
-            ),
-            protocol=5,
+                for k in s.links
+            ],
+            s.dropped_links_count,
+            s.status.code,
+            s.status.message,
         )
 
-    @classmethod
-    def load(cls, payload: bytes) -> Traces:
-        _format, resources, scopes, rows = pickle.loads(payload)
-        res = [Resource(*x) for x in resources]
-        sco = [Scope(*x) for x in scopes]
-        spans = []
-        for row in rows:
-            span = Span(res[row[0]], sco[row[1]], *row[2:])
-            span.events = [SpanEvent(*e) for e in row[13]]
-            span.links = [SpanLink(*k) for k in row[15]]
-            spans.append(span)
-        return cls(spans)
+    @staticmethod
+    def _encode(s: Span, out: Any) -> None:
+        span = out.add(
+            trace_id=s.trace_id,
+            span_id=s.span_id,
+            trace_state=s.trace_state,
+            parent_span_id=s.parent_span_id,
+            flags=s.flags,
+            name=s.name,
+            kind=s.kind,
+            start_time_unix_nano=s.start_time_unix_nano,
+            end_time_unix_nano=s.end_time_unix_nano,
+            dropped_attributes_count=s.dropped_attributes_count,
+            dropped_events_count=s.dropped_events_count,
+            dropped_links_count=s.dropped_links_count,
+        )
+        encode_attributes(s.attributes, span.attributes)
+        for e in s.events:
+            event = span.events.add(
+                time_unix_nano=e.time_unix_nano,
+                name=e.name,
+                dropped_attributes_count=e.dropped_attributes_count,
+            )
+            encode_attributes(e.attributes, event.attributes)
+        for k in s.links:
+            link = span.links.add(
+                trace_id=k.trace_id,
+                span_id=k.span_id,
+                trace_state=k.trace_state,
+                dropped_attributes_count=k.dropped_attributes_count,
+                flags=k.flags,
+            )
+            encode_attributes(k.attributes, link.attributes)
+        span.status.SetInParent()  # absent and empty status both mean UNSET
+        span.status.code = s.status_code  # type: ignore[assignment]
+        span.status.message = s.status_message
 
-    @classmethod
-    def concat(cls, parts: Iterable[Traces]) -> Traces:
-        return cls([s for p in parts for s in p.spans])
+    @staticmethod
+    def _row(s: Span, resource: int, scope: int) -> tuple[Any, ...]:
+        return (
+            resource,
+            scope,
+            s.trace_id,
+            s.span_id,
+            s.trace_state,
+            s.parent_span_id,
+            s.flags,
+            s.name,
+            s.kind,
+            s.start_time_unix_nano,
+            s.end_time_unix_nano,
+            s.attributes,
+            s.dropped_attributes_count,
+            [
+                (e.time_unix_nano, e.name, e.attributes, e.dropped_attributes_count)
+                for e in s.events
+            ],
+            s.dropped_events_count,
+            [
+                (
+                    k.trace_id,
+                    k.span_id,
+                    k.trace_state,
+                    k.attributes,
+                    k.dropped_attributes_count,
+                    k.flags,
+                )
+                for k in s.links
+            ],
+            s.dropped_links_count,
+            s.status_code,
+            s.status_message,
+        )
 
-    def singles(self) -> Iterator[Traces]:
-        for s in self.spans:
-            yield Traces([s])
-
-
-def _scope_tuple(scope: Scope) -> tuple[str, str, Attributes, int, str]:
-    return (
-        scope.name,
-        scope.version,
-        scope.attributes,
-        scope.dropped_attributes_count,
-        scope.schema_url,
-    )
+    @staticmethod
+    def _from_row(resource: Resource, scope: Scope, row: tuple[Any, ...]) -> Span:
+        span = Span(resource, scope, *row[2:])
+        span.events = [SpanEvent(*e) for e in row[13]]
+        span.links = [SpanLink(*k) for k in row[15]]
+        return span
 
 
 Records = Logs | Traces

@@ -467,57 +467,6 @@ cdef int _log_record(cptr p, cptr end, int depth, object resource, object scope,
     return 0
 
 
-cdef int _scope_logs(cptr p, cptr end, int depth, object resource, list out) except -1:
-    cdef uint32_t tag
-    cdef cptr stop
-    cdef object scope = Scope()
-    if depth < 0:
-        raise DecodeError("message nested too deeply")
-    while p < end:
-        p = _tag(p, end, &tag)
-        if tag == 0x12:
-            p = _length(p, end, &stop)
-            _log_record(p, stop, depth - 1, resource, scope, out)
-            p = stop
-        elif tag == 0x0A:
-            p = _length(p, end, &stop)
-            _scope(p, stop, depth - 1, scope)
-            p = stop
-        elif tag == 0x1A:
-            p = _length(p, end, &stop)
-            scope.schema_url = _text(p, stop)
-            p = stop
-        else:
-            p = _unknown(p, end, tag, depth)
-    return 0
-
-
-cdef int _resource_logs(cptr p, cptr end, int depth, list out) except -1:
-    cdef uint32_t tag
-    cdef cptr stop
-    cdef object resource = Resource()
-    if depth < 0:
-        raise DecodeError("message nested too deeply")
-    while p < end:
-        p = _tag(p, end, &tag)
-        if tag == 0x12:
-            p = _length(p, end, &stop)
-            _scope_logs(p, stop, depth - 1, resource, out)
-            p = stop
-        elif tag == 0x0A:
-            p = _length(p, end, &stop)
-            _resource(p, stop, depth - 1, resource)
-            p = stop
-        elif tag == 0x1A:
-            p = _length(p, end, &stop)
-            resource.schema_url = _text(p, stop)
-            p = stop
-        else:
-            p = _unknown(p, end, tag, depth)
-    return 0
-
-
-# --- traces --------------------------------------------------------------------------------------
 cdef int _event(cptr p, cptr end, int depth, list out) except -1:
     cdef uint32_t tag
     cdef uint64_t number
@@ -725,7 +674,9 @@ cdef int _span(cptr p, cptr end, int depth, object resource, object scope, list 
     return 0
 
 
-cdef int _scope_spans(cptr p, cptr end, int depth, object resource, list out) except -1:
+# --- what logs and traces share ---------------------------------------------------------------
+cdef int _scope_items(cptr p, cptr end, int depth, object resource, list out, bint traces) except -1:
+    """A ScopeLogs or ScopeSpans: its scope, schema url and items (field 2 in both)."""
     cdef uint32_t tag
     cdef cptr stop
     cdef object scope = Scope()
@@ -735,7 +686,10 @@ cdef int _scope_spans(cptr p, cptr end, int depth, object resource, list out) ex
         p = _tag(p, end, &tag)
         if tag == 0x12:
             p = _length(p, end, &stop)
-            _span(p, stop, depth - 1, resource, scope, out)
+            if traces:
+                _span(p, stop, depth - 1, resource, scope, out)
+            else:
+                _log_record(p, stop, depth - 1, resource, scope, out)
             p = stop
         elif tag == 0x0A:
             p = _length(p, end, &stop)
@@ -750,7 +704,8 @@ cdef int _scope_spans(cptr p, cptr end, int depth, object resource, list out) ex
     return 0
 
 
-cdef int _resource_spans(cptr p, cptr end, int depth, list out) except -1:
+cdef int _resource_items(cptr p, cptr end, int depth, list out, bint traces) except -1:
+    """A ResourceLogs or ResourceSpans: its resource, schema url and scope groups."""
     cdef uint32_t tag
     cdef cptr stop
     cdef object resource = Resource()
@@ -760,7 +715,7 @@ cdef int _resource_spans(cptr p, cptr end, int depth, list out) except -1:
         p = _tag(p, end, &tag)
         if tag == 0x12:
             p = _length(p, end, &stop)
-            _scope_spans(p, stop, depth - 1, resource, out)
+            _scope_items(p, stop, depth - 1, resource, out, traces)
             p = stop
         elif tag == 0x0A:
             p = _length(p, end, &stop)
@@ -785,10 +740,7 @@ cdef int _request(const uint8_t[::1] view, bint traces, list out) except -1:
         p = _tag(p, end, &tag)
         if tag == 0x0A:
             p = _length(p, end, &stop)
-            if traces:
-                _resource_spans(p, stop, DEPTH_LIMIT - 1, out)
-            else:
-                _resource_logs(p, stop, DEPTH_LIMIT - 1, out)
+            _resource_items(p, stop, DEPTH_LIMIT - 1, out, traces)
             p = stop
         else:
             p = _unknown(p, end, tag, DEPTH_LIMIT)
