@@ -570,6 +570,15 @@ class E2EResult:
     collector_cpu: float
     clickhouse_cpu: float
     pushed_back: int
+    peak_rss_mib: float = 0.0
+    """The collector process's peak resident memory (``VmHWM``) at the end of the run."""
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def run_e2e(
@@ -609,6 +618,7 @@ def run_e2e(
             cpu_seconds(collector.proc.pid) - cpu0,
             cpu_seconds(server.pid) - ch0,
             pushed_back,
+            peak_rss_mib(collector.proc.pid),
         )
         if stored(server, database) != target:
             raise RuntimeError(f"stored {stored(server, database)} rows, expected {target}")
@@ -863,7 +873,9 @@ def main() -> None:
         f"(of {statistics.median(r.seconds for r in e2e):.1f} s wall); ClickHouse server CPU: "
         f"{statistics.median(r.clickhouse_cpu for r in e2e):.1f} s "
         f"({ch_per_cpu:,.0f} records per ClickHouse CPU-second: raw and agent tables, their "
-        f"materialized views, event-id look-ups, merges). Push-back answers (429/503) "
+        f"materialized views, event-id look-ups, merges). Collector peak RSS (VmHWM at the "
+        f"end of each run): {', '.join(f'{r.peak_rss_mib:.0f}' for r in e2e)} MiB. "
+        f"Push-back answers (429/503) "
         f"during the runs: {', '.join(str(r.pushed_back) for r in e2e)}.",
         "",
         "Runs (records/s end to end): " + ", ".join(f"{n / r.seconds:,.0f}" for r in e2e) + ".",
