@@ -41,7 +41,7 @@ from collector.wire import IMPLEMENTATIONS, Decoders, twin
 from tests.support.normalize_support import _capture_bytes
 
 CAPTURES = sorted((Path(__file__).parents[1] / "data" / "captured").glob("*/*.json"))
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module", params=sorted(IMPLEMENTATIONS))
