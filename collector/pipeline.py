@@ -219,15 +219,19 @@ def decode(request: Telemetry | Records) -> Telemetry | Records:
 
 class Replay:
     """What a pipeline received, kept so it can be processed again record by record after a
-    processor failed on it: the wire bytes the records came from (nothing to copy), else a
-    snapshot in the wal encoding; metrics as a protobuf copy."""
+    processor failed on it: the wire bytes the records came from or the protobuf request they
+    were decoded from (nothing to copy: neither is changed), else a snapshot in the wal
+    encoding; metrics as a protobuf copy."""
 
-    def __init__(self, data: Telemetry | Records) -> None:
+    def __init__(self, data: Telemetry | Records, request: Telemetry | None = None) -> None:
         self._records: type[Logs] | type[Traces] | None = None
         self._source: bytes | None = None
         self._snapshot: bytes | None = None
         self._metrics: Telemetry | None = None
-        if isinstance(data, Logs | Traces):
+        self._request = request
+        if request is not None:
+            self._records = type(data)  # type: ignore[assignment]
+        elif isinstance(data, Logs | Traces):
             self._records = type(data)
             if data.source is not None:
                 self._source = data.source
@@ -239,6 +243,8 @@ class Replay:
 
     def whole(self) -> Telemetry | Records:
         """A fresh copy of what was received."""
+        if self._request is not None:
+            return decode(self._request)
         if self._records is Logs:
             return wire.decode_logs(self._source) if self._source else Logs.load(self._snapshot)  # type: ignore[arg-type]
         if self._records is Traces:
@@ -284,10 +290,11 @@ class Pipeline:
         not passing on, is what keeps a record whose redaction failed from being stored.
         ``Refused`` (derived telemetry refused by full queues) refuses the request as before.
         """
+        request = data if isinstance(data, LogsData | TracesData) else None
         data = decode(data)
         if not self.processors:
             return data, 0
-        replay = Replay(data)
+        replay = Replay(data, request)
         try:
             return self._run(data), 0
         except _ProcessorFailed as failed:
@@ -356,7 +363,6 @@ class SignalRouter(Consumer):
     def consume(self, signal: Signal, data: Telemetry | Records) -> ConsumeResult:
         """``data``: records a receiver decoded from the wire or a processor derived, or a
         protobuf request (OTLP/JSON, session files, metrics)."""
-        data = decode(data)
         items_in = count_items(data)
         # The one refusal point is before processors run: stateful processors (cumulative-to-
         # delta, detection de-duplication) and derived telemetry must not act on a request the
@@ -371,7 +377,8 @@ class SignalRouter(Consumer):
         # Processors change what they get: every pipeline but the last gets its own copy, made
         # before any of them ran.
         last = len(self.pipelines) - 1
-        copies = Replay(data) if last > 0 else None
+        # A protobuf request is never changed: every pipeline decodes its own records from it.
+        copies = Replay(data) if last > 0 and not isinstance(data, LogsData | TracesData) else None
         for i, pipeline in enumerate(self.pipelines):
             try:
                 out, dropped = pipeline.process(
